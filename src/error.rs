@@ -1,0 +1,139 @@
+//! The crate's one error type.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::record::{DecodeError, EncodeError};
+
+/// `Result` with seglog's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong, each variant saying what and where.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An operating-system I/O call failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done ("write", "open", "fsync", ...).
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// Another `Store` (in this or another process) holds the data directory's lock.
+    #[error("data directory {path} is locked by another open Store")]
+    Locked {
+        /// The data directory.
+        path: PathBuf,
+    },
+    /// A topic name breaks Kafka's rules.
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopicName {
+        /// The name as given.
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// No topic of this name exists.
+    #[error("unknown topic {0:?}")]
+    UnknownTopic(String),
+    /// `create_topic` for a name that exists.
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    /// A partition number at or past the topic's partition count.
+    #[error("topic {topic:?} has no partition {partition} (it has {count})")]
+    UnknownPartition {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: u32,
+        /// How many partitions the topic has.
+        count: u32,
+    },
+    /// An offset outside `[log_start_offset, log_end_offset]`.
+    #[error(
+        "offset {offset} is out of range for {partition}: log start {log_start}, log end {log_end}"
+    )]
+    OffsetOutOfRange {
+        /// `<topic>-<partition>`.
+        partition: String,
+        /// The offset asked for.
+        offset: u64,
+        /// The first offset held.
+        log_start: u64,
+        /// The next offset to be written.
+        log_end: u64,
+    },
+    /// An append whose encoded batch is larger than the topic allows.
+    #[error("batch of {size} bytes exceeds {limit_name} of {limit} bytes")]
+    BatchTooLarge {
+        /// The encoded batch size.
+        size: usize,
+        /// The config field that limits it (`max_batch_bytes` or `segment_bytes`).
+        limit_name: &'static str,
+        /// Its value.
+        limit: u64,
+    },
+    /// An append of zero records.
+    #[error("an append needs at least one record")]
+    EmptyAppend,
+    /// A config value outside its allowed range.
+    #[error("invalid config {field} = {value}: {expected}")]
+    InvalidConfig {
+        /// The field name.
+        field: &'static str,
+        /// The value given.
+        value: String,
+        /// The allowed range or form.
+        expected: String,
+    },
+    /// Records that cannot be encoded as a Kafka batch.
+    #[error("cannot encode batch: {0}")]
+    Encode(#[from] EncodeError),
+    /// A file holds bytes that are not what the format says.
+    #[error("corrupt {path} at byte {position}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Byte position in the file.
+        position: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The partition, topic or store was closed or deleted.
+    #[error("{0} is closed")]
+    Closed(String),
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, position: u64, e: DecodeError) -> Error {
+        Error::Corrupt {
+            path: path.into(),
+            position: position + e.position() as u64,
+            reason: e.to_string(),
+        }
+    }
+
+    pub(crate) fn config(
+        field: &'static str,
+        value: impl ToString,
+        expected: impl Into<String>,
+    ) -> Error {
+        Error::InvalidConfig {
+            field,
+            value: value.to_string(),
+            expected: expected.into(),
+        }
+    }
+}

@@ -1,0 +1,454 @@
+//! A partition: the log itself, an ordered list of segments of which the last is active.
+//!
+//! Concurrency: one writer at a time (appends, rolls, truncation and flushes are serialized
+//! by the writer lock); readers take no lock the writer holds while appending. The log end
+//! offset is published with release ordering after the segment has published the batch.
+//! Truncation takes an exclusive lock that readers share, so a read sees the log either
+//! before or after a truncation, never during.
+
+mod fetch;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+pub use fetch::Fetch;
+
+use crate::config::{Clock, TimestampType, TopicConfig};
+use crate::error::{Error, Result};
+use crate::record::{encode_batch, BatchSpec, Record, TIMESTAMP_TYPE_BIT};
+use crate::segment::{parse_log_name, Segment, SegmentOptions};
+
+/// What an append wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the first record.
+    pub base_offset: u64,
+    /// Offset of the last record.
+    pub last_offset: u64,
+    /// The batch's max timestamp (the append time for log-append-time topics).
+    pub max_timestamp: i64,
+    /// Encoded size of the batch in bytes.
+    pub batch_bytes: usize,
+}
+
+/// The first record at or after a timestamp (see [`Partition::offset_for_timestamp`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampOffset {
+    /// The record's offset.
+    pub offset: u64,
+    /// The record's timestamp.
+    pub timestamp: i64,
+}
+
+/// Counters describing a partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionStats {
+    /// First offset held.
+    pub log_start_offset: u64,
+    /// Next offset to be written.
+    pub log_end_offset: u64,
+    /// Number of segments (including the active one).
+    pub segments: usize,
+    /// Sum of the `.log` file sizes.
+    pub size_bytes: u64,
+}
+
+#[derive(Debug)]
+struct Writer {
+    /// Reused encode buffer.
+    buf: Vec<u8>,
+    /// Sealed segments written since the last flush.
+    unflushed: Vec<Arc<Segment>>,
+    /// A file was created or deleted in the directory since the last flush.
+    dir_dirty: bool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    name: String,
+    dir: PathBuf,
+    config: TopicConfig,
+    clock: Arc<dyn Clock>,
+    segments: RwLock<Vec<Arc<Segment>>>,
+    writer: Mutex<Writer>,
+    truncation: RwLock<()>,
+    log_start_offset: AtomicU64,
+    log_end_offset: AtomicU64,
+    closed: AtomicBool,
+}
+
+/// One partition's log. Cheap to clone (a handle); `Send + Sync`: one writer at a time,
+/// any number of concurrent readers that never block the writer.
+#[derive(Debug, Clone)]
+pub struct Partition {
+    inner: Arc<Inner>,
+}
+
+impl Partition {
+    /// Opens the partition directory `dir` (creating it and a first segment if missing).
+    /// `name` is `<topic>-<partition>`, used in errors.
+    pub(crate) fn open(
+        dir: PathBuf,
+        name: String,
+        config: TopicConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Partition> {
+        let created = !dir.exists();
+        if created {
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+            crate::fs::sync_dir(dir.parent().unwrap_or(Path::new(".")))?;
+        }
+        let opts = SegmentOptions {
+            index_interval_bytes: config.index_interval_bytes,
+            max_index_bytes: config.segment_index_bytes,
+        };
+        let mut bases = Vec::new();
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("list", &dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("list", &dir, e))?;
+            if let Some(base) = entry.file_name().to_str().and_then(parse_log_name) {
+                bases.push(base);
+            }
+        }
+        bases.sort_unstable();
+        let now = clock.now_ms();
+        let mut segments = Vec::with_capacity(bases.len().max(1));
+        for (i, &base) in bases.iter().enumerate() {
+            let active = i + 1 == bases.len();
+            let seg = Segment::open(&dir, base, opts, active, now)?;
+            if let Some(&next) = bases.get(i + 1) {
+                seg.set_next_offset(next);
+            }
+            segments.push(Arc::new(seg));
+        }
+        let mut dir_dirty = false;
+        if segments.is_empty() {
+            segments.push(Arc::new(Segment::create(&dir, 0, opts, now)?));
+            dir_dirty = true;
+        }
+        let log_start = segments[0].base_offset();
+        let log_end = segments.last().map_or(0, |s| s.next_offset());
+        let p = Partition {
+            inner: Arc::new(Inner {
+                name,
+                dir,
+                config,
+                clock,
+                segments: RwLock::new(segments),
+                writer: Mutex::new(Writer {
+                    buf: Vec::new(),
+                    unflushed: Vec::new(),
+                    dir_dirty,
+                }),
+                truncation: RwLock::new(()),
+                log_start_offset: AtomicU64::new(log_start),
+                log_end_offset: AtomicU64::new(log_end),
+                closed: AtomicBool::new(false),
+            }),
+        };
+        if dir_dirty {
+            p.flush()?;
+        }
+        Ok(p)
+    }
+
+    /// `<topic>-<partition>`.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The partition's directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The topic configuration this partition follows.
+    pub fn config(&self) -> &TopicConfig {
+        &self.inner.config
+    }
+
+    /// The first offset held.
+    pub fn log_start_offset(&self) -> u64 {
+        self.inner.log_start_offset.load(Ordering::Acquire)
+    }
+
+    /// The offset the next appended record will get.
+    pub fn log_end_offset(&self) -> u64 {
+        self.inner.log_end_offset.load(Ordering::Acquire)
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed(self.inner.name.clone()));
+        }
+        Ok(())
+    }
+
+    fn active(&self) -> Arc<Segment> {
+        // The list is never empty: open creates a segment, truncation keeps one.
+        let segs = self.inner.segments.read();
+        Arc::clone(&segs[segs.len() - 1])
+    }
+
+    /// Appends `records` as one batch with dense offsets from the log end offset, rolling a
+    /// new segment first when the active one is full or old. Records without a timestamp
+    /// get the store clock's time (all records do, for log-append-time topics).
+    ///
+    /// The batch is in the page cache when this returns; it is durable after
+    /// [`Partition::flush`].
+    ///
+    /// # Errors
+    /// [`Error::EmptyAppend`]; [`Error::BatchTooLarge`] when the encoded batch exceeds
+    /// `max_batch_bytes` or `segment_bytes`; [`Error::Encode`]; [`Error::Closed`]; I/O
+    /// errors.
+    pub fn append(&self, records: &[Record]) -> Result<AppendInfo> {
+        if records.is_empty() {
+            return Err(Error::EmptyAppend);
+        }
+        let inner = &*self.inner;
+        let mut w = inner.writer.lock();
+        self.check_open()?;
+        let base = self.log_end_offset();
+        let now = inner.clock.now_ms();
+        let mut spec = BatchSpec::new(base, now);
+        if inner.config.timestamp_type == TimestampType::LogAppendTime {
+            spec.attributes |= TIMESTAMP_TYPE_BIT;
+        }
+        let mut buf = std::mem::take(&mut w.buf);
+        buf.clear();
+        let encoded = encode_batch(&mut buf, &spec, records);
+        let result = encoded.map_err(Error::from).and_then(|header| {
+            let size = buf.len();
+            for (limit_name, limit) in [
+                ("max_batch_bytes", inner.config.max_batch_bytes as u64),
+                ("segment_bytes", inner.config.segment_bytes),
+            ] {
+                if size as u64 > limit {
+                    return Err(Error::BatchTooLarge {
+                        size,
+                        limit_name,
+                        limit,
+                    });
+                }
+            }
+            let mut active = self.active();
+            if active.should_roll(
+                size as u64,
+                &header,
+                inner.config.segment_bytes,
+                inner.config.segment_ms,
+                now,
+            ) {
+                active = self.roll(&mut w, base, now)?;
+            }
+            active.append(&buf, &header)?;
+            inner
+                .log_end_offset
+                .store(header.next_offset(), Ordering::Release);
+            Ok(AppendInfo {
+                base_offset: base,
+                last_offset: header.last_offset(),
+                max_timestamp: header.max_timestamp,
+                batch_bytes: size,
+            })
+        });
+        w.buf = buf;
+        result
+    }
+
+    /// Seals the active segment and starts a new one at `base`.
+    fn roll(&self, w: &mut Writer, base: u64, now: i64) -> Result<Arc<Segment>> {
+        let inner = &*self.inner;
+        let old = self.active();
+        old.seal()?;
+        let opts = SegmentOptions {
+            index_interval_bytes: inner.config.index_interval_bytes,
+            max_index_bytes: inner.config.segment_index_bytes,
+        };
+        let seg = Arc::new(Segment::create(&inner.dir, base, opts, now)?);
+        inner.segments.write().push(Arc::clone(&seg));
+        w.unflushed.push(old);
+        // IMPORTANT: the new file is durable only after its directory is fsynced (at flush).
+        w.dir_dirty = true;
+        Ok(seg)
+    }
+
+    fn out_of_range(&self, offset: u64) -> Error {
+        Error::OffsetOutOfRange {
+            partition: self.inner.name.clone(),
+            offset,
+            log_start: self.log_start_offset(),
+            log_end: self.log_end_offset(),
+        }
+    }
+
+    /// Index of the segment that would hold `offset` (the last with base `<= offset`).
+    fn segment_index(segs: &[Arc<Segment>], offset: u64) -> usize {
+        segs.partition_point(|s| s.base_offset() <= offset)
+            .saturating_sub(1)
+    }
+
+    /// Reads whole batches starting with the one that holds `offset`, continuing across
+    /// segments, up to `max_bytes` in all — but always at least one batch, however large.
+    /// An `offset` equal to the log end offset gives an empty [`Fetch`].
+    ///
+    /// # Errors
+    /// [`Error::OffsetOutOfRange`] below the log start or past the log end offset;
+    /// [`Error::Corrupt`] when a batch fails its CRC; I/O errors.
+    pub fn read(&self, offset: u64, max_bytes: usize) -> Result<Fetch> {
+        let _no_truncation = self.inner.truncation.read();
+        let end = self.log_end_offset();
+        if offset < self.log_start_offset() || offset > end {
+            return Err(self.out_of_range(offset));
+        }
+        let mut fetch = Fetch {
+            buf: Vec::new(),
+            offset,
+            next_offset: offset,
+        };
+        let mut next = offset;
+        while next < end {
+            let seg = {
+                let segs = self.inner.segments.read();
+                let i = Self::segment_index(&segs, next);
+                let seg = Arc::clone(&segs[i]);
+                // Past this segment's data (a gap), continue at the next segment's base.
+                (seg, segs.get(i + 1).map(|s| s.base_offset()))
+            };
+            let budget = max_bytes.saturating_sub(fetch.buf.len());
+            let before = fetch.buf.len();
+            match seg.0.read(next, budget, before == 0, &mut fetch.buf)? {
+                Some(n) if fetch.buf.len() > before => next = n,
+                Some(_) => break, // the next batch does not fit the budget
+                None => match seg.1 {
+                    Some(b) => next = b.max(next),
+                    None => break,
+                },
+            }
+            fetch.next_offset = next;
+            if fetch.buf.len() >= max_bytes {
+                break;
+            }
+        }
+        Ok(fetch)
+    }
+
+    /// The first record with a timestamp `>= timestamp` (Kafka's ListOffsets by time), or
+    /// `None` when every record is older.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] and I/O errors.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
+        let _no_truncation = self.inner.truncation.read();
+        let segs: Vec<Arc<Segment>> = self.inner.segments.read().clone();
+        let start = self.log_start_offset();
+        for seg in segs {
+            if seg.max_timestamp() < timestamp {
+                continue;
+            }
+            if let Some((offset, timestamp)) = seg.find_offset_by_timestamp(timestamp, start)? {
+                return Ok(Some(TimestampOffset { offset, timestamp }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes every record at or past `offset`; the log end offset becomes `offset`.
+    /// A batch holding both kept and removed records is rewritten with only the kept ones.
+    /// Readers wait while the truncation runs.
+    ///
+    /// # Errors
+    /// [`Error::OffsetOutOfRange`] outside `[log_start_offset, log_end_offset]`;
+    /// [`Error::Closed`]; I/O errors.
+    pub fn truncate_to(&self, offset: u64) -> Result<()> {
+        let inner = &*self.inner;
+        let mut w = inner.writer.lock();
+        self.check_open()?;
+        if offset < self.log_start_offset() || offset > self.log_end_offset() {
+            return Err(self.out_of_range(offset));
+        }
+        if offset == self.log_end_offset() {
+            return Ok(());
+        }
+        let _exclusive = inner.truncation.write();
+        let mut segs = inner.segments.write();
+        let keep = Self::segment_index(&segs, offset) + 1;
+        let removed: Vec<Arc<Segment>> = segs.drain(keep..).collect();
+        let was_sealed = !removed.is_empty();
+        let target = Arc::clone(&segs[keep - 1]);
+        drop(segs);
+        for seg in &removed {
+            seg.delete_files()?;
+        }
+        w.unflushed
+            .retain(|s| !removed.iter().any(|r| Arc::ptr_eq(r, s)));
+        w.dir_dirty |= was_sealed;
+        target.truncate_to(offset)?;
+        if was_sealed {
+            target.reactivate()?;
+            w.unflushed.retain(|s| !Arc::ptr_eq(s, &target));
+        }
+        inner.log_end_offset.store(offset, Ordering::Release);
+        Ok(())
+    }
+
+    /// Makes every append so far durable: fdatasync of each segment written since the last
+    /// flush (log and indexes), then fsync of the directory if a segment file was created or
+    /// deleted.
+    ///
+    /// # Errors
+    /// I/O errors from the syncs.
+    pub fn flush(&self) -> Result<()> {
+        let mut w = self.inner.writer.lock();
+        self.flush_locked(&mut w)
+    }
+
+    fn flush_locked(&self, w: &mut Writer) -> Result<()> {
+        for seg in &w.unflushed {
+            seg.flush()?;
+        }
+        w.unflushed.clear();
+        self.active().flush()?;
+        if w.dir_dirty {
+            // IMPORTANT: fsync the directory, or a new segment can vanish after a crash.
+            crate::fs::sync_dir(&self.inner.dir)?;
+            w.dir_dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Flushes, trims the active segment's index files and refuses further writes.
+    pub(crate) fn close(&self) -> Result<()> {
+        let mut w = self.inner.writer.lock();
+        if self.inner.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.active().seal()?;
+        self.flush_locked(&mut w)
+    }
+
+    /// Marks the partition closed without flushing (its files are being deleted).
+    pub(crate) fn mark_closed(&self) {
+        let _w = self.inner.writer.lock();
+        self.inner.closed.store(true, Ordering::Release);
+    }
+
+    /// A snapshot of the segments, oldest first.
+    pub fn segments(&self) -> Vec<Arc<Segment>> {
+        self.inner.segments.read().clone()
+    }
+
+    /// Offsets, segment count and size.
+    pub fn stats(&self) -> PartitionStats {
+        let segs = self.inner.segments.read();
+        PartitionStats {
+            log_start_offset: self.log_start_offset(),
+            log_end_offset: self.log_end_offset(),
+            segments: segs.len(),
+            size_bytes: segs.iter().map(|s| s.size()).sum(),
+        }
+    }
+}

@@ -1,0 +1,807 @@
+//! Kafka v2 record batches (KIP-98). Field offsets follow FORMAT.md.
+
+use byteorder::{BigEndian, ByteOrder};
+
+use super::varint::{
+    read_varint, read_varlong, varint_len, varlong_len, write_varint, write_varlong,
+};
+use super::{DecodeError, EncodeError, Headers, Record, RecordView};
+
+/// Offset of `baseOffset` (int64).
+pub const BASE_OFFSET_OFFSET: usize = 0;
+/// Offset of `batchLength` (int32): the bytes after this field.
+pub const LENGTH_OFFSET: usize = BASE_OFFSET_OFFSET + 8;
+/// Bytes before the part counted by `batchLength`: baseOffset and batchLength.
+pub const LOG_OVERHEAD: usize = LENGTH_OFFSET + 4;
+/// Offset of `partitionLeaderEpoch` (int32).
+pub const PARTITION_LEADER_EPOCH_OFFSET: usize = LOG_OVERHEAD;
+/// Offset of `magic` (int8, always 2).
+pub const MAGIC_OFFSET: usize = PARTITION_LEADER_EPOCH_OFFSET + 4;
+/// Offset of `crc` (uint32, CRC-32C of attributes..end).
+pub const CRC_OFFSET: usize = MAGIC_OFFSET + 1;
+/// Offset of `attributes` (int16); the CRC covers from here to the end of the batch.
+pub const ATTRIBUTES_OFFSET: usize = CRC_OFFSET + 4;
+/// Offset of `lastOffsetDelta` (int32).
+pub const LAST_OFFSET_DELTA_OFFSET: usize = ATTRIBUTES_OFFSET + 2;
+/// Offset of `baseTimestamp` (int64).
+pub const BASE_TIMESTAMP_OFFSET: usize = LAST_OFFSET_DELTA_OFFSET + 4;
+/// Offset of `maxTimestamp` (int64).
+pub const MAX_TIMESTAMP_OFFSET: usize = BASE_TIMESTAMP_OFFSET + 8;
+/// Offset of `producerId` (int64).
+pub const PRODUCER_ID_OFFSET: usize = MAX_TIMESTAMP_OFFSET + 8;
+/// Offset of `producerEpoch` (int16).
+pub const PRODUCER_EPOCH_OFFSET: usize = PRODUCER_ID_OFFSET + 8;
+/// Offset of `baseSequence` (int32).
+pub const BASE_SEQUENCE_OFFSET: usize = PRODUCER_EPOCH_OFFSET + 2;
+/// Offset of `recordsCount` (int32).
+pub const RECORDS_COUNT_OFFSET: usize = BASE_SEQUENCE_OFFSET + 4;
+/// Size of the batch header; records start here.
+pub const BATCH_HEADER_SIZE: usize = RECORDS_COUNT_OFFSET + 4;
+/// Smallest valid `batchLength`: a header with no records.
+pub const MIN_BATCH_LENGTH: usize = BATCH_HEADER_SIZE - LOG_OVERHEAD;
+/// The only supported magic value.
+pub const MAGIC_V2: i8 = 2;
+
+/// Attribute bits 0..=2: compression codec.
+pub const COMPRESSION_MASK: i16 = 0x07;
+/// Attribute bit 3: timestamps are log-append time.
+pub const TIMESTAMP_TYPE_BIT: i16 = 0x08;
+/// Attribute bit 4: transactional batch.
+pub const TRANSACTIONAL_BIT: i16 = 0x10;
+/// Attribute bit 5: control batch.
+pub const CONTROL_BIT: i16 = 0x20;
+/// Attribute bit 6: the base timestamp is the delete horizon (KIP-534).
+pub const DELETE_HORIZON_BIT: i16 = 0x40;
+
+/// Value of producer id, epoch and base sequence when no idempotent producer is used.
+pub const NO_PRODUCER_ID: i64 = -1;
+/// See [`NO_PRODUCER_ID`].
+pub const NO_PRODUCER_EPOCH: i16 = -1;
+/// See [`NO_PRODUCER_ID`].
+pub const NO_SEQUENCE: i32 = -1;
+/// Partition leader epoch written when unknown.
+pub const NO_PARTITION_LEADER_EPOCH: i32 = -1;
+
+/// The fixed 61-byte header of a v2 record batch, field for field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    /// Offset of the first record.
+    pub base_offset: i64,
+    /// Bytes after the length field (total size minus 12).
+    pub batch_length: i32,
+    /// Leader epoch of the broker that appended the batch (-1 here).
+    pub partition_leader_epoch: i32,
+    /// Always 2.
+    pub magic: i8,
+    /// CRC-32C of attributes..end, as stored.
+    pub crc: u32,
+    /// Compression, timestamp type, transactional, control and delete-horizon bits.
+    pub attributes: i16,
+    /// Offset of the last record minus the base offset (kept when compaction removes records).
+    pub last_offset_delta: i32,
+    /// Timestamp of the first record (or the delete horizon when that bit is set).
+    pub base_timestamp: i64,
+    /// Largest timestamp in the batch.
+    pub max_timestamp: i64,
+    /// Idempotent producer id, -1 when unused.
+    pub producer_id: i64,
+    /// Idempotent producer epoch, -1 when unused.
+    pub producer_epoch: i16,
+    /// Sequence of the first record, -1 when unused.
+    pub base_sequence: i32,
+    /// Number of records.
+    pub records_count: i32,
+}
+
+impl BatchHeader {
+    /// Parses and sanity-checks the header at the start of `buf` (length and magic only;
+    /// the CRC needs the whole batch, see [`Batch::parse`]).
+    ///
+    /// # Errors
+    /// [`DecodeError::Truncated`] when `buf` is shorter than 61 bytes, [`DecodeError::BadMagic`]
+    /// and [`DecodeError::BadField`] for impossible values.
+    pub fn parse(buf: &[u8]) -> Result<BatchHeader, DecodeError> {
+        // Length and magic are checked before the rest so that a short garbage tail reports
+        // the most useful error.
+        if buf.len() < LOG_OVERHEAD {
+            return Err(DecodeError::Truncated {
+                position: buf.len(),
+            });
+        }
+        let base_offset = BigEndian::read_i64(&buf[BASE_OFFSET_OFFSET..]);
+        let batch_length = BigEndian::read_i32(&buf[LENGTH_OFFSET..]);
+        if batch_length < MIN_BATCH_LENGTH as i32 {
+            return Err(DecodeError::BadField {
+                field: "batchLength",
+                position: LENGTH_OFFSET,
+                value: batch_length as i64,
+            });
+        }
+        if base_offset < 0 {
+            return Err(DecodeError::BadField {
+                field: "baseOffset",
+                position: BASE_OFFSET_OFFSET,
+                value: base_offset,
+            });
+        }
+        if buf.len() <= MAGIC_OFFSET {
+            return Err(DecodeError::Truncated {
+                position: buf.len(),
+            });
+        }
+        let magic = buf[MAGIC_OFFSET] as i8;
+        if magic != MAGIC_V2 {
+            return Err(DecodeError::BadMagic { position: 0, magic });
+        }
+        if buf.len() < BATCH_HEADER_SIZE {
+            return Err(DecodeError::Truncated {
+                position: buf.len(),
+            });
+        }
+        let h = BatchHeader {
+            base_offset,
+            batch_length,
+            partition_leader_epoch: BigEndian::read_i32(&buf[PARTITION_LEADER_EPOCH_OFFSET..]),
+            magic,
+            crc: BigEndian::read_u32(&buf[CRC_OFFSET..]),
+            attributes: BigEndian::read_i16(&buf[ATTRIBUTES_OFFSET..]),
+            last_offset_delta: BigEndian::read_i32(&buf[LAST_OFFSET_DELTA_OFFSET..]),
+            base_timestamp: BigEndian::read_i64(&buf[BASE_TIMESTAMP_OFFSET..]),
+            max_timestamp: BigEndian::read_i64(&buf[MAX_TIMESTAMP_OFFSET..]),
+            producer_id: BigEndian::read_i64(&buf[PRODUCER_ID_OFFSET..]),
+            producer_epoch: BigEndian::read_i16(&buf[PRODUCER_EPOCH_OFFSET..]),
+            base_sequence: BigEndian::read_i32(&buf[BASE_SEQUENCE_OFFSET..]),
+            records_count: BigEndian::read_i32(&buf[RECORDS_COUNT_OFFSET..]),
+        };
+        if h.last_offset_delta < 0 {
+            return Err(DecodeError::BadField {
+                field: "lastOffsetDelta",
+                position: LAST_OFFSET_DELTA_OFFSET,
+                value: h.last_offset_delta as i64,
+            });
+        }
+        if h.base_offset
+            .checked_add(h.last_offset_delta as i64)
+            .is_none()
+        {
+            return Err(DecodeError::BadField {
+                field: "lastOffsetDelta",
+                position: LAST_OFFSET_DELTA_OFFSET,
+                value: h.last_offset_delta as i64,
+            });
+        }
+        // Each record takes at least 7 bytes, and records_count cannot exceed offsets.
+        if h.records_count < 0
+            || h.records_count as i64 > h.last_offset_delta as i64 + 1
+            || (h.records_count as usize) * 7 > batch_length as usize - MIN_BATCH_LENGTH
+        {
+            return Err(DecodeError::BadField {
+                field: "recordsCount",
+                position: RECORDS_COUNT_OFFSET,
+                value: h.records_count as i64,
+            });
+        }
+        Ok(h)
+    }
+
+    /// Total size of the batch in bytes, header included.
+    pub fn size(&self) -> usize {
+        self.batch_length as usize + LOG_OVERHEAD
+    }
+
+    /// Offset of the last record (base offset plus last offset delta).
+    pub fn last_offset(&self) -> u64 {
+        (self.base_offset + self.last_offset_delta as i64) as u64
+    }
+
+    /// Offset one past the last record.
+    pub fn next_offset(&self) -> u64 {
+        self.last_offset() + 1
+    }
+
+    /// Kafka's compression codec id (0 = none).
+    pub fn compression(&self) -> u8 {
+        (self.attributes & COMPRESSION_MASK) as u8
+    }
+
+    /// True when record timestamps are log-append time (the batch's max timestamp).
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes & TIMESTAMP_TYPE_BIT != 0
+    }
+
+    /// True for control batches (transaction markers).
+    pub fn is_control(&self) -> bool {
+        self.attributes & CONTROL_BIT != 0
+    }
+
+    /// True for transactional batches.
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & TRANSACTIONAL_BIT != 0
+    }
+}
+
+/// One whole, CRC-checked record batch borrowed from a buffer.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    header: BatchHeader,
+    bytes: &'a [u8],
+}
+
+/// CRC-32C (Castagnoli) over `bytes`, as Kafka computes it.
+pub fn crc32c(bytes: &[u8]) -> u32 {
+    crc32c::crc32c(bytes)
+}
+
+impl<'a> Batch<'a> {
+    /// Parses the batch at the start of `buf`: header checks, then the CRC over the whole
+    /// batch. Records are decoded lazily by [`Batch::records`]; [`Batch::validate`] checks
+    /// them all at once.
+    ///
+    /// # Errors
+    /// As [`BatchHeader::parse`], plus [`DecodeError::Truncated`] when `buf` holds less
+    /// than the whole batch and [`DecodeError::CrcMismatch`].
+    pub fn parse(buf: &'a [u8]) -> Result<Batch<'a>, DecodeError> {
+        let header = BatchHeader::parse(buf)?;
+        let size = header.size();
+        if buf.len() < size {
+            return Err(DecodeError::Truncated {
+                position: buf.len(),
+            });
+        }
+        let bytes = &buf[..size];
+        let computed = crc32c(&bytes[ATTRIBUTES_OFFSET..]);
+        if computed != header.crc {
+            return Err(DecodeError::CrcMismatch {
+                position: 0,
+                stored: header.crc,
+                computed,
+            });
+        }
+        Ok(Batch { header, bytes })
+    }
+
+    /// The header.
+    pub fn header(&self) -> &BatchHeader {
+        &self.header
+    }
+
+    /// The whole batch, exactly as stored (ready to forward to Kafka byte for byte).
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// Offset of the first record slot.
+    pub fn base_offset(&self) -> u64 {
+        self.header.base_offset as u64
+    }
+
+    /// Offset of the last record slot.
+    pub fn last_offset(&self) -> u64 {
+        self.header.last_offset()
+    }
+
+    /// Decodes the records one by one.
+    pub fn records(&self) -> RecordIter<'a> {
+        RecordIter {
+            header: self.header,
+            buf: self.bytes,
+            pos: BATCH_HEADER_SIZE,
+            left: self.header.records_count as usize,
+            last_delta: -1,
+            failed: false,
+        }
+    }
+
+    /// Decodes every record, checking that exactly `recordsCount` records fill the batch.
+    ///
+    /// # Errors
+    /// The first record-level [`DecodeError`].
+    pub fn validate(&self) -> Result<(), DecodeError> {
+        let mut it = self.records();
+        for r in &mut it {
+            r?;
+        }
+        it.finish()
+    }
+}
+
+/// Iterator over the records of a [`Batch`].
+#[derive(Debug, Clone)]
+pub struct RecordIter<'a> {
+    header: BatchHeader,
+    buf: &'a [u8],
+    pos: usize,
+    left: usize,
+    last_delta: i64,
+    failed: bool,
+}
+
+impl<'a> RecordIter<'a> {
+    /// After the iterator is exhausted: checks that no bytes are left over.
+    fn finish(&self) -> Result<(), DecodeError> {
+        if self.pos != self.buf.len() {
+            return Err(DecodeError::BadField {
+                field: "recordsCount",
+                position: RECORDS_COUNT_OFFSET,
+                value: self.header.records_count as i64,
+            });
+        }
+        Ok(())
+    }
+
+    fn decode_one(&mut self) -> Result<RecordView<'a>, DecodeError> {
+        let buf = self.buf;
+        let start = self.pos;
+        let mut pos = start;
+        let len = read_varint(buf, &mut pos)?;
+        if len < 0 || pos + len as usize > buf.len() {
+            return Err(DecodeError::BadField {
+                field: "length",
+                position: start,
+                value: len as i64,
+            });
+        }
+        let end = pos + len as usize;
+        let body = &buf[..end];
+        // attributes: unused in v2, one byte
+        if pos >= end {
+            return Err(DecodeError::Truncated { position: pos });
+        }
+        pos += 1;
+        let ts_pos = pos;
+        let ts_delta = read_varlong(body, &mut pos)?;
+        let delta_pos = pos;
+        let offset_delta = read_varint(body, &mut pos)? as i64;
+        if offset_delta <= self.last_delta || offset_delta > self.header.last_offset_delta as i64 {
+            return Err(DecodeError::BadField {
+                field: "offsetDelta",
+                position: delta_pos,
+                value: offset_delta,
+            });
+        }
+        self.last_delta = offset_delta;
+        let key = read_bytes(body, &mut pos, "keyLength")?;
+        let value = read_bytes(body, &mut pos, "valueLength")?;
+        let count_pos = pos;
+        let count = read_varint(body, &mut pos)?;
+        if count < 0 || count as usize > (end - pos) / 2 {
+            return Err(DecodeError::BadField {
+                field: "headersCount",
+                position: count_pos,
+                value: count as i64,
+            });
+        }
+        let headers_start = pos;
+        for _ in 0..count {
+            let at = pos;
+            if read_bytes(body, &mut pos, "headerKeyLength")?.is_none() {
+                return Err(DecodeError::BadField {
+                    field: "headerKeyLength",
+                    position: at,
+                    value: -1,
+                });
+            }
+            read_bytes(body, &mut pos, "headerValueLength")?;
+        }
+        if pos != end {
+            return Err(DecodeError::BadField {
+                field: "length",
+                position: start,
+                value: len as i64,
+            });
+        }
+        let timestamp = if self.header.is_log_append_time() {
+            self.header.max_timestamp
+        } else {
+            self.header
+                .base_timestamp
+                .checked_add(ts_delta)
+                .ok_or(DecodeError::BadField {
+                    field: "timestampDelta",
+                    position: ts_pos,
+                    value: ts_delta,
+                })?
+        };
+        self.pos = end;
+        Ok(RecordView {
+            offset: (self.header.base_offset + offset_delta) as u64,
+            timestamp,
+            key,
+            value,
+            headers: Headers {
+                raw: &buf[headers_start..end],
+                count: count as usize,
+            },
+        })
+    }
+}
+
+impl<'a> Iterator for RecordIter<'a> {
+    type Item = Result<RecordView<'a>, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        if self.left == 0 {
+            // Leftover bytes after the last record are reported once.
+            if let Err(e) = self.finish() {
+                self.failed = true;
+                return Some(Err(e));
+            }
+            return None;
+        }
+        if self.header.compression() != 0 {
+            self.failed = true;
+            return Some(Err(DecodeError::UnsupportedCompression {
+                position: 0,
+                codec: self.header.compression(),
+            }));
+        }
+        self.left -= 1;
+        let r = self.decode_one();
+        self.failed = r.is_err();
+        Some(r)
+    }
+}
+
+/// Reads a varint length and that many bytes; length -1 is null.
+pub(crate) fn read_bytes<'a>(
+    buf: &'a [u8],
+    pos: &mut usize,
+    field: &'static str,
+) -> Result<Option<&'a [u8]>, DecodeError> {
+    let at = *pos;
+    let len = read_varint(buf, pos)?;
+    if len == -1 {
+        return Ok(None);
+    }
+    if len < 0 || (len as usize) > buf.len() - *pos {
+        return Err(DecodeError::BadField {
+            field,
+            position: at,
+            value: len as i64,
+        });
+    }
+    let s = &buf[*pos..*pos + len as usize];
+    *pos += len as usize;
+    Ok(Some(s))
+}
+
+/// Walks a buffer of concatenated batches (a `.log` file's bytes), checking each one.
+///
+/// Yields each batch with its byte position in the buffer. After an error it yields
+/// nothing more; [`BatchIter::position`] tells where the valid prefix ends.
+#[derive(Debug, Clone)]
+pub struct BatchIter<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    failed: bool,
+}
+
+impl<'a> BatchIter<'a> {
+    /// Iterates the batches in `buf`.
+    pub fn new(buf: &'a [u8]) -> BatchIter<'a> {
+        BatchIter {
+            buf,
+            pos: 0,
+            failed: false,
+        }
+    }
+
+    /// Byte position just past the last batch yielded.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+}
+
+impl<'a> Iterator for BatchIter<'a> {
+    type Item = Result<(usize, Batch<'a>), DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.pos >= self.buf.len() {
+            return None;
+        }
+        let at = self.pos;
+        match Batch::parse(&self.buf[at..]) {
+            Ok(b) => {
+                self.pos += b.as_bytes().len();
+                Some(Ok((at, b)))
+            }
+            Err(e) => {
+                self.failed = true;
+                Some(Err(shift(e, at)))
+            }
+        }
+    }
+}
+
+/// Moves the position in a decode error by `by` bytes (from batch-relative to buffer-relative).
+pub fn shift(e: DecodeError, by: usize) -> DecodeError {
+    match e {
+        DecodeError::Truncated { position } => DecodeError::Truncated {
+            position: position + by,
+        },
+        DecodeError::BadField {
+            field,
+            position,
+            value,
+        } => DecodeError::BadField {
+            field,
+            position: position + by,
+            value,
+        },
+        DecodeError::BadMagic { position, magic } => DecodeError::BadMagic {
+            position: position + by,
+            magic,
+        },
+        DecodeError::CrcMismatch {
+            position,
+            stored,
+            computed,
+        } => DecodeError::CrcMismatch {
+            position: position + by,
+            stored,
+            computed,
+        },
+        DecodeError::BadVarint { position } => DecodeError::BadVarint {
+            position: position + by,
+        },
+        DecodeError::UnsupportedCompression { position, codec } => {
+            DecodeError::UnsupportedCompression {
+                position: position + by,
+                codec,
+            }
+        }
+    }
+}
+
+impl DecodeError {
+    /// The byte position the error refers to.
+    pub fn position(&self) -> usize {
+        match *self {
+            DecodeError::Truncated { position }
+            | DecodeError::BadField { position, .. }
+            | DecodeError::BadMagic { position, .. }
+            | DecodeError::CrcMismatch { position, .. }
+            | DecodeError::BadVarint { position }
+            | DecodeError::UnsupportedCompression { position, .. } => position,
+        }
+    }
+}
+
+/// The header fields of a batch to encode that do not come from its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSpec {
+    /// Offset of the first record.
+    pub base_offset: u64,
+    /// Written as is; -1 when unknown.
+    pub partition_leader_epoch: i32,
+    /// Attributes (compression must be 0: this build writes uncompressed batches).
+    pub attributes: i16,
+    /// -1 when unused.
+    pub producer_id: i64,
+    /// -1 when unused.
+    pub producer_epoch: i16,
+    /// -1 when unused.
+    pub base_sequence: i32,
+    /// Timestamp given to records whose `timestamp` is `None`, and to every record when
+    /// the timestamp-type bit of `attributes` says log-append time.
+    pub default_timestamp: i64,
+}
+
+impl BatchSpec {
+    /// A plain batch at `base_offset`: no producer id, unknown leader epoch, create time.
+    pub fn new(base_offset: u64, default_timestamp: i64) -> BatchSpec {
+        BatchSpec {
+            base_offset,
+            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+            attributes: 0,
+            producer_id: NO_PRODUCER_ID,
+            producer_epoch: NO_PRODUCER_EPOCH,
+            base_sequence: NO_SEQUENCE,
+            default_timestamp,
+        }
+    }
+}
+
+/// Appends `records` to `out` as one v2 batch with dense offsets starting at
+/// `spec.base_offset`, and returns the batch's header.
+///
+/// The base timestamp is the first record's timestamp (as Kafka's producer writes it) and
+/// the max timestamp the largest one.
+///
+/// # Errors
+/// [`EncodeError`] when a length, count or timestamp delta does not fit the format; `out`
+/// is left as it was.
+pub fn encode_batch(
+    out: &mut Vec<u8>,
+    spec: &BatchSpec,
+    records: &[Record],
+) -> Result<BatchHeader, EncodeError> {
+    encode_batch_with_deltas(out, spec, records, None)
+}
+
+/// As [`encode_batch`], with explicit offset deltas (strictly increasing, for compacted or
+/// truncated batches that keep their original offsets) and an explicit last offset delta.
+pub(crate) fn encode_batch_with_deltas(
+    out: &mut Vec<u8>,
+    spec: &BatchSpec,
+    records: &[Record],
+    deltas: Option<(&[i32], i32)>,
+) -> Result<BatchHeader, EncodeError> {
+    let start = out.len();
+    let r = encode_inner(out, spec, records, deltas);
+    if r.is_err() {
+        out.truncate(start);
+    }
+    r
+}
+
+fn too_large(what: &'static str, value: usize, limit: usize) -> EncodeError {
+    EncodeError::TooLarge {
+        what,
+        value: value as u64,
+        limit: limit as u64,
+    }
+}
+
+fn checked_len(what: &'static str, len: usize) -> Result<i32, EncodeError> {
+    i32::try_from(len).map_err(|_| too_large(what, len, i32::MAX as usize))
+}
+
+fn encode_inner(
+    out: &mut Vec<u8>,
+    spec: &BatchSpec,
+    records: &[Record],
+    deltas: Option<(&[i32], i32)>,
+) -> Result<BatchHeader, EncodeError> {
+    let count = checked_len("record count", records.len())?;
+    let log_append = spec.attributes & TIMESTAMP_TYPE_BIT != 0;
+    let ts_of = |r: &Record| {
+        if log_append {
+            spec.default_timestamp
+        } else {
+            r.timestamp.unwrap_or(spec.default_timestamp)
+        }
+    };
+    let base_timestamp = records.first().map(ts_of).unwrap_or(spec.default_timestamp);
+    let max_timestamp = records.iter().map(ts_of).max().unwrap_or(base_timestamp);
+    let last_offset_delta = match deltas {
+        Some((d, last)) => {
+            if d.len() != records.len()
+                || d.windows(2).any(|w| w[0] >= w[1])
+                || d.first().is_some_and(|&x| x < 0)
+                || d.last().is_some_and(|&x| x > last)
+                || last < 0
+            {
+                return Err(EncodeError::OffsetDeltas);
+            }
+            last
+        }
+        None => count.saturating_sub(1),
+    };
+    if spec.base_offset > i64::MAX as u64 - last_offset_delta as u64 {
+        return Err(too_large(
+            "base offset",
+            spec.base_offset as usize,
+            i64::MAX as usize,
+        ));
+    }
+
+    let start = out.len();
+    out.resize(start + BATCH_HEADER_SIZE, 0);
+    for (i, r) in records.iter().enumerate() {
+        let ts = ts_of(r);
+        let ts_delta = ts
+            .checked_sub(base_timestamp)
+            .ok_or(EncodeError::TimestampDelta {
+                timestamp: ts,
+                base: base_timestamp,
+            })?;
+        let offset_delta = match deltas {
+            Some((d, _)) => d[i],
+            None => i as i32,
+        };
+        let key_len = opt_len("key length", r.key.as_deref())?;
+        let value_len = opt_len("value length", r.value.as_deref())?;
+        let headers_count = checked_len("header count", r.headers.len())?;
+        let mut body = 1 + varlong_len(ts_delta) + varint_len(offset_delta);
+        body += varint_len(key_len) + r.key.as_ref().map_or(0, Vec::len);
+        body += varint_len(value_len) + r.value.as_ref().map_or(0, Vec::len);
+        body += varint_len(headers_count);
+        for h in &r.headers {
+            let k = checked_len("header key length", h.key.len())?;
+            let v = opt_len("header value length", h.value.as_deref())?;
+            body +=
+                varint_len(k) + h.key.len() + varint_len(v) + h.value.as_ref().map_or(0, Vec::len);
+        }
+        let body_len = checked_len("record length", body)?;
+        out.reserve(body + 5);
+        write_varint(out, body_len);
+        out.push(0); // record attributes: unused
+        write_varlong(out, ts_delta);
+        write_varint(out, offset_delta);
+        write_opt(out, key_len, r.key.as_deref());
+        write_opt(out, value_len, r.value.as_deref());
+        write_varint(out, headers_count);
+        for h in &r.headers {
+            write_varint(out, h.key.len() as i32);
+            out.extend_from_slice(h.key.as_bytes());
+            let v = h.value.as_deref();
+            write_opt(out, v.map_or(-1, |v| v.len() as i32), v);
+        }
+    }
+    let size = out.len() - start;
+    let batch_length = checked_len("batch length", size - LOG_OVERHEAD)?;
+    let mut header = BatchHeader {
+        base_offset: spec.base_offset as i64,
+        batch_length,
+        partition_leader_epoch: spec.partition_leader_epoch,
+        magic: MAGIC_V2,
+        crc: 0,
+        attributes: spec.attributes,
+        last_offset_delta,
+        base_timestamp,
+        max_timestamp,
+        producer_id: spec.producer_id,
+        producer_epoch: spec.producer_epoch,
+        base_sequence: spec.base_sequence,
+        records_count: count,
+    };
+    let buf = &mut out[start..];
+    write_header(buf, &header);
+    header.crc = crc32c(&buf[ATTRIBUTES_OFFSET..]);
+    BigEndian::write_u32(&mut buf[CRC_OFFSET..], header.crc);
+    Ok(header)
+}
+
+/// Writes every header field except the CRC into `buf[..61]`.
+fn write_header(buf: &mut [u8], h: &BatchHeader) {
+    BigEndian::write_i64(&mut buf[BASE_OFFSET_OFFSET..], h.base_offset);
+    BigEndian::write_i32(&mut buf[LENGTH_OFFSET..], h.batch_length);
+    BigEndian::write_i32(
+        &mut buf[PARTITION_LEADER_EPOCH_OFFSET..],
+        h.partition_leader_epoch,
+    );
+    buf[MAGIC_OFFSET] = h.magic as u8;
+    BigEndian::write_i16(&mut buf[ATTRIBUTES_OFFSET..], h.attributes);
+    BigEndian::write_i32(&mut buf[LAST_OFFSET_DELTA_OFFSET..], h.last_offset_delta);
+    BigEndian::write_i64(&mut buf[BASE_TIMESTAMP_OFFSET..], h.base_timestamp);
+    BigEndian::write_i64(&mut buf[MAX_TIMESTAMP_OFFSET..], h.max_timestamp);
+    BigEndian::write_i64(&mut buf[PRODUCER_ID_OFFSET..], h.producer_id);
+    BigEndian::write_i16(&mut buf[PRODUCER_EPOCH_OFFSET..], h.producer_epoch);
+    BigEndian::write_i32(&mut buf[BASE_SEQUENCE_OFFSET..], h.base_sequence);
+    BigEndian::write_i32(&mut buf[RECORDS_COUNT_OFFSET..], h.records_count);
+}
+
+fn opt_len(what: &'static str, b: Option<&[u8]>) -> Result<i32, EncodeError> {
+    b.map_or(Ok(-1), |b| checked_len(what, b.len()))
+}
+
+fn write_opt(out: &mut Vec<u8>, len: i32, b: Option<&[u8]>) {
+    write_varint(out, len);
+    if let Some(b) = b {
+        out.extend_from_slice(b);
+    }
+}
+
+/// Reads the big-endian `u32` at `buf[at..]` (for index entries).
+pub(crate) fn read_u32(buf: &[u8], at: usize) -> u32 {
+    BigEndian::read_u32(&buf[at..])
+}
+
+/// Reads the big-endian `i64` at `buf[at..]` (for index entries).
+pub(crate) fn read_i64(buf: &[u8], at: usize) -> i64 {
+    BigEndian::read_i64(&buf[at..])
+}
+
+/// Writes `v` big-endian at `buf[at..]` (for index entries).
+pub(crate) fn write_u32(buf: &mut [u8], at: usize, v: u32) {
+    BigEndian::write_u32(&mut buf[at..], v)
+}
+
+/// Writes `v` big-endian at `buf[at..]` (for index entries).
+pub(crate) fn write_i64(buf: &mut [u8], at: usize, v: i64) {
+    BigEndian::write_i64(&mut buf[at..], v)
+}

@@ -1,0 +1,216 @@
+//! The `.index` file: 8-byte entries `(relative offset: u32, position: u32)`, big-endian,
+//! and the memory-mapped, preallocated file both index kinds are stored in.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use memmap2::MmapMut;
+
+use crate::error::{Error, Result};
+use crate::record::{read_u32, write_u32};
+
+/// Bytes per offset-index entry.
+pub const OFFSET_ENTRY_SIZE: usize = 8;
+
+/// The bytes behind an index: a writable mapping, or a private copy for read-only tools.
+#[derive(Debug)]
+enum Bytes {
+    Mapped(MmapMut),
+    Owned(Vec<u8>),
+}
+
+impl Bytes {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(m) => m,
+            Bytes::Owned(v) => v,
+        }
+    }
+}
+
+/// An index file of fixed-size entries. While a segment is active the file is
+/// preallocated to its maximum size and mapped; `entries` counts the valid ones.
+/// Sealing trims the file to exactly the valid entries.
+#[derive(Debug)]
+pub(crate) struct IndexFile {
+    path: PathBuf,
+    file: Option<File>,
+    bytes: Bytes,
+    entry_size: usize,
+    entries: usize,
+}
+
+impl IndexFile {
+    /// Opens (creating if missing) the index at `path`, with `len / entry_size` entries,
+    /// then strips trailing all-zero entries past the first (left by preallocation).
+    /// `writable` maps the file; otherwise it is copied into memory (read-only tools).
+    pub(crate) fn open(path: &Path, entry_size: usize, writable: bool) -> Result<IndexFile> {
+        let (file, bytes) = if writable {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+                .map_err(|e| Error::io("open", path, e))?;
+            let bytes = map_or_empty(&file, path)?;
+            (Some(file), bytes)
+        } else {
+            let v = match std::fs::read(path) {
+                Ok(v) => v,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(Error::io("read", path, e)),
+            };
+            (None, Bytes::Owned(v))
+        };
+        let mut idx = IndexFile {
+            path: path.to_path_buf(),
+            file,
+            bytes,
+            entry_size,
+            entries: 0,
+        };
+        let mut n = idx.bytes.as_slice().len() / entry_size;
+        while n > 1 && idx.entry(n - 1).iter().all(|&b| b == 0) {
+            n -= 1;
+        }
+        idx.entries = n;
+        Ok(idx)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Number of valid entries.
+    pub(crate) fn len(&self) -> usize {
+        self.entries
+    }
+
+    /// Entries the current file size can hold.
+    pub(crate) fn capacity(&self) -> usize {
+        self.bytes.as_slice().len() / self.entry_size
+    }
+
+    /// True when no further entry fits.
+    pub(crate) fn is_full(&self) -> bool {
+        self.entries >= self.capacity()
+    }
+
+    /// The bytes of entry `i` (`i < capacity()`).
+    pub(crate) fn entry(&self, i: usize) -> &[u8] {
+        &self.bytes.as_slice()[i * self.entry_size..(i + 1) * self.entry_size]
+    }
+
+    /// The last valid entry.
+    pub(crate) fn last(&self) -> Option<&[u8]> {
+        self.entries.checked_sub(1).map(|i| self.entry(i))
+    }
+
+    /// Appends one entry; the caller checked `!is_full()`.
+    pub(crate) fn push(&mut self, write: impl FnOnce(&mut [u8])) {
+        let at = self.entries * self.entry_size;
+        if let Bytes::Mapped(m) = &mut self.bytes {
+            if at + self.entry_size <= m.len() {
+                write(&mut m[at..at + self.entry_size]);
+                self.entries += 1;
+            }
+        }
+    }
+
+    /// Keeps only the first `n` entries (zeroing the rest, so a crash cannot revive them).
+    pub(crate) fn truncate_entries(&mut self, n: usize) {
+        if n >= self.entries {
+            return;
+        }
+        let (from, to) = (n * self.entry_size, self.entries * self.entry_size);
+        if let Bytes::Mapped(m) = &mut self.bytes {
+            m[from..to].fill(0);
+        }
+        self.entries = n;
+    }
+
+    /// Resizes the file to `max_bytes` rounded down to whole entries (at least the valid
+    /// entries) and remaps it. Used to preallocate (active) and to trim (sealed).
+    pub(crate) fn resize(&mut self, max_bytes: usize) -> Result<()> {
+        let Some(file) = &self.file else {
+            return Ok(());
+        };
+        let len = (max_bytes / self.entry_size).max(self.entries) * self.entry_size;
+        if len == self.bytes.as_slice().len() {
+            return Ok(());
+        }
+        // The mapping must go before the file shrinks (see `mmap::map_mut`).
+        self.bytes = Bytes::Owned(Vec::new());
+        file.set_len(len as u64)
+            .map_err(|e| Error::io("resize", &self.path, e))?;
+        self.bytes = map_or_empty(file, &self.path)?;
+        Ok(())
+    }
+
+    /// Trims the file to the valid entries.
+    pub(crate) fn trim(&mut self) -> Result<()> {
+        self.resize(self.entries * self.entry_size)
+    }
+
+    /// Writes dirty mapped pages to disk (msync).
+    pub(crate) fn flush(&self) -> Result<()> {
+        if let Bytes::Mapped(m) = &self.bytes {
+            m.flush().map_err(|e| Error::io("msync", &self.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// The valid entries' bytes.
+    pub(crate) fn valid_bytes(&self) -> &[u8] {
+        &self.bytes.as_slice()[..self.entries * self.entry_size]
+    }
+}
+
+/// Last index `i < n` with `key(i) <= target`, for keys increasing with `i`.
+pub(crate) fn floor_search<K: Ord>(n: usize, target: K, key: impl Fn(usize) -> K) -> Option<usize> {
+    // Invariant: key(i) <= target for i < lo; key(i) > target for i >= hi.
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if key(mid) <= target {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo.checked_sub(1)
+}
+
+fn map_or_empty(file: &File, path: &Path) -> Result<Bytes> {
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io("stat", path, e))?
+        .len();
+    if len == 0 {
+        // Mapping a zero-length file fails; there is nothing to map.
+        return Ok(Bytes::Owned(Vec::new()));
+    }
+    Ok(Bytes::Mapped(crate::mmap::map_mut(file, path)?))
+}
+
+/// Decodes an offset-index entry into `(relative offset, position)`.
+pub fn decode_offset_entry(e: &[u8]) -> (u32, u32) {
+    (read_u32(e, 0), read_u32(e, 4))
+}
+
+/// Encodes an offset-index entry.
+pub fn encode_offset_entry(e: &mut [u8], relative_offset: u32, position: u32) {
+    write_u32(e, 0, relative_offset);
+    write_u32(e, 4, position);
+}
+
+/// Position of the entry with the largest offset `<= target` in an offset index held in
+/// `bytes` (whole entries, offsets increasing), or `None` when all are larger.
+///
+/// A pure function over bytes, so tests and the fuzzer can check it against a linear scan.
+pub fn lookup_offset(bytes: &[u8], relative_target: u32) -> Option<(u32, u32)> {
+    let n = bytes.len() / OFFSET_ENTRY_SIZE;
+    let entry = |i: usize| decode_offset_entry(&bytes[i * OFFSET_ENTRY_SIZE..]);
+    floor_search(n, relative_target, |i| entry(i).0).map(entry)
+}

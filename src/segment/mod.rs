@@ -1,0 +1,722 @@
+//! A segment: one `.log` file with its `.index` and `.timeindex`, named by the 20-digit
+//! base offset. The module tree mirrors the files: [`log`], [`index`], [`timeindex`].
+//!
+//! One writer appends (the owning partition serializes appends); any number of readers
+//! read concurrently. The writer publishes the log size with release ordering only after a
+//! whole batch and its index entries are written, and readers read below the published
+//! size, so a reader never sees part of a batch.
+
+pub(crate) mod index;
+pub(crate) mod log;
+pub(crate) mod timeindex;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::error::{Error, Result};
+use crate::record::{
+    encode_batch_with_deltas, shift, Batch, BatchHeader, BatchIter, BatchSpec, DecodeError, Record,
+};
+use index::{
+    decode_offset_entry, encode_offset_entry, lookup_offset, IndexFile, OFFSET_ENTRY_SIZE,
+};
+use log::LogFile;
+use timeindex::{decode_time_entry, encode_time_entry, lookup_before, TIME_ENTRY_SIZE};
+
+pub use index::{decode_offset_entry as decode_index_entry, lookup_offset as lookup_index};
+pub use timeindex::{
+    decode_time_entry as decode_timeindex_entry, lookup_before as lookup_timeindex,
+};
+
+/// Largest offset distance from the base offset that fits an index entry (Kafka uses
+/// `Int.MaxValue` so that Java readers see a non-negative int).
+pub const MAX_RELATIVE_OFFSET: u64 = i32::MAX as u64;
+
+/// The file name of a segment file: 20-digit zero-padded base offset plus `suffix`.
+pub fn file_name(base_offset: u64, suffix: &str) -> String {
+    format!("{base_offset:020}{suffix}")
+}
+
+/// Parses `00000000000000000042.log` into 42; `None` for any other name.
+pub fn parse_log_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".log")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// How a segment maintains its indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SegmentOptions {
+    /// Bytes between index entries.
+    pub(crate) index_interval_bytes: u32,
+    /// Preallocated size of each index file (Kafka's `segment.index.bytes`).
+    pub(crate) max_index_bytes: u32,
+}
+
+/// Writer-only state.
+#[derive(Debug)]
+struct WriterState {
+    bytes_since_index: u64,
+    offset_of_max_timestamp: u64,
+    /// Max timestamp of the first batch: the reference for time-based rolling.
+    rolling_timestamp: Option<i64>,
+    created_ms: i64,
+}
+
+/// One segment of a partition's log. See the module docs for the concurrency contract.
+#[derive(Debug)]
+pub struct Segment {
+    base_offset: u64,
+    log: LogFile,
+    index: RwLock<IndexFile>,
+    time_index: RwLock<IndexFile>,
+    /// Published log size: every byte below it belongs to a complete batch.
+    size: AtomicU64,
+    /// Offset after the last batch (valid for the active segment and after a full walk).
+    next_offset: AtomicU64,
+    /// Largest timestamp of any batch, -1 when none.
+    max_timestamp: AtomicI64,
+    writer: Mutex<WriterState>,
+    opts: SegmentOptions,
+}
+
+fn paths(dir: &Path, base_offset: u64) -> (PathBuf, PathBuf, PathBuf) {
+    (
+        dir.join(file_name(base_offset, ".log")),
+        dir.join(file_name(base_offset, ".index")),
+        dir.join(file_name(base_offset, ".timeindex")),
+    )
+}
+
+impl Segment {
+    /// Creates a new, empty active segment at `base_offset` in `dir`.
+    pub(crate) fn create(
+        dir: &Path,
+        base_offset: u64,
+        opts: SegmentOptions,
+        now_ms: i64,
+    ) -> Result<Segment> {
+        let (log_path, index_path, time_path) = paths(dir, base_offset);
+        let file = crate::fs::create_new(&log_path)?;
+        // Stale index files of a deleted segment at this offset must not be reused.
+        for p in [&index_path, &time_path] {
+            if let Err(e) = std::fs::remove_file(p) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(Error::io("remove", p, e));
+                }
+            }
+        }
+        let seg = Segment::assemble(
+            LogFile::new(log_path, file),
+            base_offset,
+            opts,
+            true,
+            now_ms,
+        )?;
+        seg.preallocate_indexes()?;
+        Ok(seg)
+    }
+
+    /// Opens an existing segment for writing. An `active` segment gets its indexes
+    /// preallocated and its tail walked (a torn tail is cut off); a sealed one is trusted
+    /// as far as its index files pass a sanity check. Indexes that fail it are rebuilt.
+    pub(crate) fn open(
+        dir: &Path,
+        base_offset: u64,
+        opts: SegmentOptions,
+        active: bool,
+        now_ms: i64,
+    ) -> Result<Segment> {
+        let (log_path, _, _) = paths(dir, base_offset);
+        let file = crate::fs::open(&log_path, true)?;
+        let seg = Segment::assemble(
+            LogFile::new(log_path, file),
+            base_offset,
+            opts,
+            true,
+            now_ms,
+        )?;
+        seg.load(active)?;
+        Ok(seg)
+    }
+
+    /// Opens the segment whose `.log` file is at `log_path` read-only (for tools such as
+    /// a dump or a verifier). Nothing is written; the whole log is walked and checked.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the position of the first bad batch, and I/O errors.
+    pub fn open_read_only(log_path: &Path) -> Result<Segment> {
+        let name = log_path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let base_offset = parse_log_name(name).ok_or_else(|| Error::Corrupt {
+            path: log_path.to_path_buf(),
+            position: 0,
+            reason: "not a segment file name (20 digits + .log)".into(),
+        })?;
+        let file = crate::fs::open(log_path, false)?;
+        let opts = SegmentOptions {
+            index_interval_bytes: 4096,
+            max_index_bytes: 0,
+        };
+        let seg = Segment::assemble(
+            LogFile::new(log_path.to_path_buf(), file),
+            base_offset,
+            opts,
+            false,
+            0,
+        )?;
+        let end = seg.size();
+        let walk = seg.walk(0, end, |_, _| true)?;
+        if let Some((pos, e)) = walk.error {
+            return Err(Error::corrupt(seg.log.path(), pos, e));
+        }
+        Ok(seg)
+    }
+
+    fn assemble(
+        log: LogFile,
+        base_offset: u64,
+        opts: SegmentOptions,
+        writable: bool,
+        now_ms: i64,
+    ) -> Result<Segment> {
+        let dir = log.path().parent().unwrap_or(Path::new("."));
+        let (_, index_path, time_path) = paths(dir, base_offset);
+        let size = log.file_len()?;
+        let index = IndexFile::open(&index_path, OFFSET_ENTRY_SIZE, writable)?;
+        let time_index = IndexFile::open(&time_path, TIME_ENTRY_SIZE, writable)?;
+        Ok(Segment {
+            base_offset,
+            log,
+            index: RwLock::new(index),
+            time_index: RwLock::new(time_index),
+            size: AtomicU64::new(size),
+            next_offset: AtomicU64::new(base_offset),
+            max_timestamp: AtomicI64::new(-1),
+            writer: Mutex::new(WriterState {
+                bytes_since_index: 0,
+                offset_of_max_timestamp: base_offset,
+                rolling_timestamp: None,
+                created_ms: now_ms,
+            }),
+            opts,
+        })
+    }
+
+    /// Walks batches in `[from, end)`, keeping `next_offset` and `max_timestamp` current.
+    fn walk(
+        &self,
+        from: u64,
+        end: u64,
+        mut f: impl FnMut(u64, &Batch<'_>) -> bool,
+    ) -> Result<log::WalkEnd> {
+        self.log.walk_batches(from, end, |pos, b| {
+            self.next_offset
+                .fetch_max(b.last_offset() + 1, Ordering::Relaxed);
+            self.max_timestamp
+                .fetch_max(b.header().max_timestamp, Ordering::Relaxed);
+            f(pos, b)
+        })
+    }
+
+    /// Loads an existing segment: index sanity check (rebuild on failure), then for the
+    /// active segment a walk of the tail after the last index entry.
+    fn load(&self, active: bool) -> Result<()> {
+        let size = self.size();
+        if !self.indexes_sane(size) {
+            self.rebuild_indexes(active)?;
+        } else {
+            let (from, last_offset) = {
+                let idx = self.index.read();
+                idx.last().map_or((0, None), |e| {
+                    let (rel, pos) = decode_offset_entry(e);
+                    (pos as u64, Some(self.base_offset + rel as u64))
+                })
+            };
+            if let Some((ts, rel)) = self.time_index.read().last().map(decode_time_entry) {
+                self.max_timestamp.store(ts, Ordering::Relaxed);
+                self.writer.lock().offset_of_max_timestamp = self.base_offset + rel as u64;
+            }
+            if let Some(o) = last_offset {
+                self.next_offset.store(o + 1, Ordering::Relaxed);
+            }
+            if active {
+                let walk = self.walk(from, size, |_, _| true)?;
+                if let Some((pos, _)) = walk.error {
+                    // A torn tail of the active segment: keep every whole batch before it.
+                    self.cut_log(pos)?;
+                }
+                self.writer.lock().bytes_since_index = self.size() - from;
+            }
+        }
+        if active {
+            self.preallocate_indexes()?;
+            self.load_rolling_timestamp()?;
+        }
+        Ok(())
+    }
+
+    /// Cheap checks that the index files can describe this log: entries increasing and
+    /// inside the log, last entries consistent with the base offset.
+    fn indexes_sane(&self, size: u64) -> bool {
+        let idx = self.index.read();
+        let tidx = self.time_index.read();
+        let ok_offsets = (0..idx.len()).all(|i| {
+            let (rel, pos) = decode_offset_entry(idx.entry(i));
+            (pos as u64) < size
+                && (i == 0 || {
+                    let (prel, ppos) = decode_offset_entry(idx.entry(i - 1));
+                    rel > prel && pos > ppos
+                })
+        });
+        let ok_times = (1..tidx.len()).all(|i| {
+            let (ts, rel) = decode_time_entry(tidx.entry(i));
+            let (pts, prel) = decode_time_entry(tidx.entry(i - 1));
+            ts > pts && rel >= prel
+        });
+        // A non-empty log always has a time index entry once sealed or closed cleanly;
+        // for the active segment the tail walk fills in what is missing.
+        let ok_empty = size > 0 || (idx.len() == 0 && tidx.len() == 0);
+        ok_offsets && ok_times && ok_empty
+    }
+
+    /// Rebuilds both indexes by walking the whole log. A bad batch in the active segment
+    /// is a torn tail and is cut off; in a sealed segment it is reported as corruption.
+    fn rebuild_indexes(&self, active: bool) -> Result<()> {
+        {
+            self.index.write().truncate_entries(0);
+            self.time_index.write().truncate_entries(0);
+            self.preallocate_indexes()?;
+            let mut w = self.writer.lock();
+            w.bytes_since_index = 0;
+            w.offset_of_max_timestamp = self.base_offset;
+        }
+        self.next_offset.store(self.base_offset, Ordering::Relaxed);
+        self.max_timestamp.store(-1, Ordering::Relaxed);
+        let size = self.size();
+        let mut result = Ok(());
+        let walk = self.log.walk_batches(0, size, |pos, b| {
+            result = self.index_batch(pos, b.header());
+            result.is_ok()
+        })?;
+        result?;
+        if let Some((pos, e)) = walk.error {
+            if !active {
+                return Err(Error::corrupt(self.log.path(), pos, e));
+            }
+            self.cut_log(pos)?;
+        }
+        if !active {
+            self.seal()?;
+        }
+        Ok(())
+    }
+
+    fn preallocate_indexes(&self) -> Result<()> {
+        let max = self.opts.max_index_bytes as usize;
+        self.index.write().resize(max)?;
+        self.time_index.write().resize(max)
+    }
+
+    fn load_rolling_timestamp(&self) -> Result<()> {
+        let mut first = None;
+        if self.size() > 0 {
+            // A bad first header leaves no reference: the segment then ages by wall clock.
+            let _ = self.log.scan_headers(0, self.size(), |_, h| {
+                first = Some(h.max_timestamp);
+                false
+            })?;
+        }
+        self.writer.lock().rolling_timestamp = first;
+        Ok(())
+    }
+
+    /// Truncates the log file to `len` (a batch boundary) and drops index entries at or
+    /// past it.
+    fn cut_log(&self, len: u64) -> Result<()> {
+        self.size.store(len, Ordering::Release);
+        self.log.set_len(len)?;
+        let mut idx = self.index.write();
+        let keep = (0..idx.len())
+            .take_while(|&i| (decode_offset_entry(idx.entry(i)).1 as u64) < len)
+            .count();
+        let last_kept = keep
+            .checked_sub(1)
+            .map(|i| decode_offset_entry(idx.entry(i)).0);
+        idx.truncate_entries(keep);
+        drop(idx);
+        let mut tidx = self.time_index.write();
+        let keep_t = (0..tidx.len())
+            .take_while(|&i| Some(decode_time_entry(tidx.entry(i)).1) <= last_kept)
+            .count();
+        tidx.truncate_entries(keep_t);
+        Ok(())
+    }
+
+    /// The base offset (the first offset this segment can hold).
+    pub fn base_offset(&self) -> u64 {
+        self.base_offset
+    }
+
+    /// Published size of the `.log` file in bytes.
+    pub fn size(&self) -> u64 {
+        self.size.load(Ordering::Acquire)
+    }
+
+    /// The offset after the last batch.
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset.load(Ordering::Acquire)
+    }
+
+    /// Largest timestamp of any batch, -1 when there is none.
+    pub fn max_timestamp(&self) -> i64 {
+        self.max_timestamp.load(Ordering::Acquire)
+    }
+
+    /// Path of the `.log` file.
+    pub fn log_path(&self) -> &Path {
+        self.log.path()
+    }
+
+    /// Number of entries in the offset index and in the time index.
+    pub fn index_entries(&self) -> (usize, usize) {
+        (self.index.read().len(), self.time_index.read().len())
+    }
+
+    /// A copy of the offset index entries as `(absolute offset, position)`.
+    pub fn offset_index(&self) -> Vec<(u64, u32)> {
+        let idx = self.index.read();
+        (0..idx.len())
+            .map(|i| {
+                let (rel, pos) = decode_offset_entry(idx.entry(i));
+                (self.base_offset + rel as u64, pos)
+            })
+            .collect()
+    }
+
+    /// A copy of the time index entries as `(timestamp, absolute offset)`.
+    pub fn time_index(&self) -> Vec<(i64, u64)> {
+        let idx = self.time_index.read();
+        (0..idx.len())
+            .map(|i| {
+                let (ts, rel) = decode_time_entry(idx.entry(i));
+                (ts, self.base_offset + rel as u64)
+            })
+            .collect()
+    }
+
+    /// Sets `next_offset` of a sealed segment from its successor's base offset, so that it
+    /// need not be walked at open.
+    pub(crate) fn set_next_offset(&self, next: u64) {
+        self.next_offset.fetch_max(next, Ordering::Release);
+    }
+
+    /// True when appending `header` (of `batch_size` bytes) needs a new segment first:
+    /// size, age, a full index or a relative offset that would overflow (Kafka's rules).
+    pub(crate) fn should_roll(
+        &self,
+        batch_size: u64,
+        header: &BatchHeader,
+        segment_bytes: u64,
+        segment_ms: u64,
+        now_ms: i64,
+    ) -> bool {
+        let size = self.size();
+        let w = self.writer.lock();
+        let waited = match w.rolling_timestamp {
+            Some(t) if t >= 0 => header.max_timestamp.saturating_sub(t),
+            _ => now_ms.saturating_sub(w.created_ms),
+        };
+        drop(w);
+        (size > 0 && size + batch_size > segment_bytes)
+            || (size > 0 && waited > 0 && waited as u64 > segment_ms)
+            || self.index.read().is_full()
+            || self.time_index.read().is_full()
+            || header.last_offset() - self.base_offset > MAX_RELATIVE_OFFSET
+    }
+
+    /// Appends one encoded batch (whose header is `header`) at the end of the log, adds
+    /// index entries when due, then publishes the new size.
+    pub(crate) fn append(&self, batch: &[u8], header: &BatchHeader) -> Result<()> {
+        let pos = self.size();
+        self.log.write_at(batch, pos)?;
+        self.index_batch(pos, header)?;
+        self.next_offset
+            .store(header.next_offset(), Ordering::Release);
+        // Publish last: readers read only below `size`.
+        self.size.store(pos + batch.len() as u64, Ordering::Release);
+        Ok(())
+    }
+
+    /// Index bookkeeping for a batch written at `pos` (Kafka's `LogSegment.append`).
+    fn index_batch(&self, pos: u64, h: &BatchHeader) -> Result<()> {
+        let mut w = self.writer.lock();
+        if w.rolling_timestamp.is_none() {
+            w.rolling_timestamp = Some(h.max_timestamp);
+        }
+        if h.max_timestamp > self.max_timestamp() {
+            self.max_timestamp.store(h.max_timestamp, Ordering::Release);
+            w.offset_of_max_timestamp = h.last_offset();
+        }
+        self.next_offset
+            .fetch_max(h.next_offset(), Ordering::Release);
+        if w.bytes_since_index > self.opts.index_interval_bytes as u64 {
+            let rel = (h.last_offset() - self.base_offset) as u32;
+            let position = u32::try_from(pos).map_err(|_| Error::Corrupt {
+                path: self.log.path().to_path_buf(),
+                position: pos,
+                reason: "batch position past 2 GiB cannot be indexed".into(),
+            })?;
+            self.index
+                .write()
+                .push(|e| encode_offset_entry(e, rel, position));
+            self.maybe_append_time_entry(&w);
+            w.bytes_since_index = 0;
+        }
+        w.bytes_since_index += h.size() as u64;
+        Ok(())
+    }
+
+    /// Adds `(max timestamp so far, its offset)` to the time index if it is newer than the
+    /// last entry (timestamps in the time index increase strictly).
+    fn maybe_append_time_entry(&self, w: &WriterState) {
+        let ts = self.max_timestamp();
+        let mut tidx = self.time_index.write();
+        let newer = tidx.last().is_none_or(|e| ts > decode_time_entry(e).0);
+        if newer && ts >= 0 && !tidx.is_full() {
+            let rel = (w.offset_of_max_timestamp - self.base_offset) as u32;
+            tidx.push(|e| encode_time_entry(e, ts, rel));
+        }
+    }
+
+    /// Seals the segment (it stops being active): a final time-index entry, then both index
+    /// files trimmed to their entries.
+    pub(crate) fn seal(&self) -> Result<()> {
+        let w = self.writer.lock();
+        self.maybe_append_time_entry(&w);
+        self.index.write().trim()?;
+        self.time_index.write().trim()
+    }
+
+    /// Makes the segment's data durable: fdatasync of the log, msync of the indexes.
+    pub(crate) fn flush(&self) -> Result<()> {
+        self.log.sync()?;
+        self.index.read().flush()?;
+        self.time_index.read().flush()
+    }
+
+    /// Position of the first batch with last offset `>= offset`, with its header, or
+    /// `None` when every batch below `end` ends before `offset`.
+    fn locate(&self, offset: u64, end: u64) -> Result<Option<(u64, BatchHeader)>> {
+        let rel = offset.saturating_sub(self.base_offset).min(u32::MAX as u64) as u32;
+        let start =
+            lookup_offset(self.index.read().valid_bytes(), rel).map_or(0, |(_, pos)| pos as u64);
+        let mut found = None;
+        let scan = self.log.scan_headers(start.min(end), end, |pos, h| {
+            if h.last_offset() >= offset {
+                found = Some((pos, *h));
+                false
+            } else {
+                true
+            }
+        })?;
+        if let Err((pos, e)) = scan {
+            return Err(Error::corrupt(self.log.path(), pos, e));
+        }
+        Ok(found)
+    }
+
+    /// Appends to `buf` whole batches starting with the one that holds `offset` (or the
+    /// first after it), up to `max_bytes` in all; with `min_one`, at least one batch even if
+    /// it is larger. Every batch is CRC-checked. Returns the offset after the last batch
+    /// appended (`offset` itself when the first batch does not fit `max_bytes`), or `None`
+    /// when the segment holds nothing at or past `offset`.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] with the file position of a bad batch; I/O errors.
+    pub fn read(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        min_one: bool,
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<u64>> {
+        let end = self.size();
+        let Some((pos, first)) = self.locate(offset, end)? else {
+            return Ok(None);
+        };
+        let mut want = max_bytes as u64;
+        if min_one {
+            want = want.max(first.size() as u64);
+        }
+        let to = end.min(pos + want);
+        let start = buf.len();
+        self.log.append_from(buf, pos, to)?;
+        let mut at = 0;
+        let mut next = offset;
+        for item in BatchIter::new(&buf[start..]) {
+            let checked = item.and_then(|(p, b)| match b.validate() {
+                Ok(()) => Ok((p, b)),
+                Err(e) => Err(shift(e, p)),
+            });
+            match checked {
+                Ok((p, b)) => {
+                    at = p + b.as_bytes().len();
+                    next = b.last_offset() + 1;
+                }
+                // The byte budget cut this batch: it is left for the next read.
+                Err(DecodeError::Truncated { .. }) if to < end => break,
+                Err(e) => return Err(Error::corrupt(self.log.path(), pos, e)),
+            }
+        }
+        buf.truncate(start + at);
+        Ok(Some(next))
+    }
+
+    /// The first record with timestamp `>= target` at or after `from_offset`:
+    /// `(offset, timestamp)`, or `None` when this segment holds none.
+    pub fn find_offset_by_timestamp(
+        &self,
+        target: i64,
+        from_offset: u64,
+    ) -> Result<Option<(u64, i64)>> {
+        if self.max_timestamp() < target {
+            return Ok(None);
+        }
+        let after = lookup_before(self.time_index.read().valid_bytes(), target)
+            .map(|(_, rel)| self.base_offset + rel as u64 + 1)
+            .unwrap_or(self.base_offset);
+        let start_offset = after.max(from_offset);
+        let end = self.size();
+        let Some((pos, _)) = self.locate(start_offset, end)? else {
+            return Ok(None);
+        };
+        let mut found = None;
+        let walk = self.log.walk_batches(pos, end, |_, b| {
+            if b.header().max_timestamp < target {
+                return true;
+            }
+            found = b
+                .records()
+                .filter_map(|r| r.ok())
+                .find(|r| r.offset() >= start_offset && r.timestamp() >= target)
+                .map(|r| (r.offset(), r.timestamp()));
+            found.is_none()
+        })?;
+        if let (None, Some((p, e))) = (found, walk.error) {
+            return Err(Error::corrupt(self.log.path(), p, e));
+        }
+        Ok(found)
+    }
+
+    /// Removes every record at or past `offset`. A batch that straddles `offset` is
+    /// rewritten in place with only its records below `offset` (same base offset and
+    /// producer fields). Returns true when anything was removed.
+    pub(crate) fn truncate_to(&self, offset: u64) -> Result<bool> {
+        let end = self.size();
+        let Some((pos, h)) = self.locate(offset, end)? else {
+            return Ok(false);
+        };
+        let mut new_end = pos;
+        let mut rewritten = Vec::new();
+        if (h.base_offset as u64) < offset {
+            // Keep the part of this batch below `offset`.
+            let mut raw = Vec::new();
+            self.log.read_into(&mut raw, pos, pos + h.size() as u64)?;
+            let batch = Batch::parse(&raw).map_err(|e| Error::corrupt(self.log.path(), pos, e))?;
+            let mut records: Vec<Record> = Vec::new();
+            let mut deltas = Vec::new();
+            for r in batch.records() {
+                let r = r.map_err(|e| Error::corrupt(self.log.path(), pos, e))?;
+                if r.offset() < offset {
+                    deltas.push((r.offset() - h.base_offset as u64) as i32);
+                    records.push(r.to_record());
+                }
+            }
+            let spec = BatchSpec {
+                base_offset: h.base_offset as u64,
+                partition_leader_epoch: h.partition_leader_epoch,
+                attributes: h.attributes,
+                producer_id: h.producer_id,
+                producer_epoch: h.producer_epoch,
+                base_sequence: h.base_sequence,
+                default_timestamp: h.max_timestamp,
+            };
+            let last = (offset - 1 - h.base_offset as u64) as i32;
+            encode_batch_with_deltas(&mut rewritten, &spec, &records, Some((&deltas, last)))?;
+            new_end += rewritten.len() as u64;
+        }
+        self.cut_log(pos)?;
+        if !rewritten.is_empty() {
+            self.log.write_at(&rewritten, pos)?;
+        }
+        // Recompute what the tail determined: next offset, max timestamp, index spacing.
+        let (from, last_rel) = {
+            let idx = self.index.read();
+            idx.last().map_or((0, None), |e| {
+                let (rel, p) = decode_offset_entry(e);
+                (p as u64, Some(rel))
+            })
+        };
+        let mut w = self.writer.lock();
+        let (ts, ts_off) = self
+            .time_index
+            .read()
+            .last()
+            .map(decode_time_entry)
+            .map_or((-1, self.base_offset), |(ts, rel)| {
+                (ts, self.base_offset + rel as u64)
+            });
+        self.max_timestamp.store(ts, Ordering::Release);
+        w.offset_of_max_timestamp = ts_off;
+        self.next_offset.store(
+            last_rel.map_or(self.base_offset, |r| self.base_offset + r as u64 + 1),
+            Ordering::Release,
+        );
+        drop(w);
+        let walk = self.log.walk_batches(from, new_end, |_, b| {
+            let h = b.header();
+            self.next_offset
+                .fetch_max(h.next_offset(), Ordering::Release);
+            if h.max_timestamp > self.max_timestamp() {
+                self.max_timestamp.store(h.max_timestamp, Ordering::Release);
+                self.writer.lock().offset_of_max_timestamp = h.last_offset();
+            }
+            true
+        })?;
+        if let Some((p, e)) = walk.error {
+            return Err(Error::corrupt(self.log.path(), p, e));
+        }
+        let mut w = self.writer.lock();
+        w.bytes_since_index = new_end - from;
+        if new_end == 0 {
+            w.rolling_timestamp = None;
+        }
+        drop(w);
+        self.size.store(new_end, Ordering::Release);
+        Ok(true)
+    }
+
+    /// Reopens a sealed segment as the active one (after a truncation into it).
+    pub(crate) fn reactivate(&self) -> Result<()> {
+        self.preallocate_indexes()?;
+        self.load_rolling_timestamp()
+    }
+
+    /// Deletes the segment's three files.
+    pub(crate) fn delete_files(&self) -> Result<()> {
+        let idx = self.index.read();
+        let tidx = self.time_index.read();
+        for p in [self.log.path(), idx.path(), tidx.path()] {
+            if let Err(e) = std::fs::remove_file(p) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(Error::io("remove", p, e));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,317 @@
+//! The store: one data directory holding topics (Kafka's `log.dir` and `LogManager`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use parking_lot::RwLock;
+
+use crate::config::{StoreConfig, TopicConfig};
+use crate::error::{Error, Result};
+use crate::fs::DirLock;
+use crate::partition::Partition;
+use crate::record::crc32c;
+use crate::topic::{validate_topic_name, Topic};
+
+/// seglog's own topic metadata file at the data-dir root.
+pub const TOPICS_FILE: &str = "seglog-topics";
+const TOPICS_HEADER: &str = "seglog-topics 1";
+
+/// An open data directory. Holds the directory's exclusive lock until closed or dropped.
+///
+/// ```
+/// # fn main() -> seglog::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// use seglog::{Record, Store, TopicConfig};
+/// let store = Store::open(dir.path())?;
+/// let topic = store.create_topic("events", TopicConfig::default().partitions(2))?;
+/// let meta = topic.send(Record::new(b"hello".to_vec()).with_key(b"k".to_vec()))?;
+/// let fetch = topic.partition(meta.partition)?.read(meta.offset, 1 << 20)?;
+/// assert_eq!(fetch.records().next().unwrap().value(), Some(&b"hello"[..]));
+/// store.close()?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    config: StoreConfig,
+    topics: RwLock<BTreeMap<String, Topic>>,
+    closed: bool,
+    _lock: DirLock,
+}
+
+impl Store {
+    /// Opens (creating if needed) the data directory `dir` with default settings.
+    ///
+    /// # Errors
+    /// [`Error::Locked`] when another `Store` has it open; [`Error::Corrupt`] when the
+    /// topic metadata fails its checksum; I/O errors.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(dir, StoreConfig::default())
+    }
+
+    /// Opens `dir` with `config`.
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub fn open_with(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        let lock = DirLock::acquire(&dir)?;
+        let configs = read_topics(&dir)?;
+        let mut topics = BTreeMap::new();
+        for (name, cfg) in configs {
+            let topic = open_topic(&dir, &name, cfg, &config)?;
+            topics.insert(name, topic);
+        }
+        remove_orphans(&dir, &topics)?;
+        Ok(Store {
+            dir,
+            config,
+            topics: RwLock::new(topics),
+            closed: false,
+            _lock: lock,
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Creates a topic with `config.partitions` partitions. The config is validated, then
+    /// persisted before any partition directory is created.
+    ///
+    /// # Errors
+    /// [`Error::InvalidTopicName`], [`Error::InvalidConfig`], [`Error::TopicExists`], I/O.
+    pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Topic> {
+        validate_topic_name(name)?;
+        config.validate()?;
+        let mut topics = self.topics.write();
+        if topics.contains_key(name) {
+            return Err(Error::TopicExists(name.to_string()));
+        }
+        let mut configs: BTreeMap<String, TopicConfig> = topics
+            .iter()
+            .map(|(n, t)| (n.clone(), t.config().clone()))
+            .collect();
+        configs.insert(name.to_string(), config.clone());
+        // Metadata first: a crash before the directories exist recreates them on open.
+        write_topics(&self.dir, &configs)?;
+        let topic = open_topic(&self.dir, name, config, &self.config)?;
+        topics.insert(name.to_string(), topic.clone());
+        Ok(topic)
+    }
+
+    /// The topic `name`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTopic`].
+    pub fn topic(&self, name: &str) -> Result<Topic> {
+        self.topics
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownTopic(name.to_string()))
+    }
+
+    /// Names of all topics, sorted.
+    pub fn topics(&self) -> Vec<String> {
+        self.topics.read().keys().cloned().collect()
+    }
+
+    /// Deletes a topic and all its data. Handles to it still held fail with
+    /// [`Error::Closed`] on writes.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTopic`]; I/O errors.
+    pub fn delete_topic(&self, name: &str) -> Result<()> {
+        let mut topics = self.topics.write();
+        let Some(topic) = topics.get(name).cloned() else {
+            return Err(Error::UnknownTopic(name.to_string()));
+        };
+        let configs: BTreeMap<String, TopicConfig> = topics
+            .iter()
+            .filter(|(n, _)| n.as_str() != name)
+            .map(|(n, t)| (n.clone(), t.config().clone()))
+            .collect();
+        // Metadata first: directories of a topic not in the metadata are removed on open,
+        // so a crash part-way still ends with the topic fully deleted.
+        write_topics(&self.dir, &configs)?;
+        topics.remove(name);
+        for p in topic.partitions() {
+            p.mark_closed();
+            std::fs::remove_dir_all(p.dir())
+                .map_err(|e| Error::io("remove directory", p.dir(), e))?;
+        }
+        crate::fs::sync_dir(&self.dir)
+    }
+
+    /// Flushes every partition of every topic.
+    ///
+    /// # Errors
+    /// The first I/O error.
+    pub fn flush(&self) -> Result<()> {
+        let topics: Vec<Topic> = self.topics.read().values().cloned().collect();
+        topics.iter().try_for_each(Topic::flush)
+    }
+
+    /// Flushes and closes every partition, then releases the lock. Dropping a `Store` does
+    /// the same but cannot report errors.
+    ///
+    /// # Errors
+    /// The first error; the lock is released regardless.
+    pub fn close(mut self) -> Result<()> {
+        self.close_all()
+    }
+
+    fn close_all(&mut self) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        let mut first = Ok(());
+        for t in self.topics.read().values() {
+            for p in t.partitions() {
+                if let Err(e) = p.close() {
+                    if first.is_ok() {
+                        first = Err(e);
+                    }
+                }
+            }
+        }
+        first
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.close_all();
+    }
+}
+
+fn partition_dir(dir: &Path, topic: &str, partition: u32) -> PathBuf {
+    dir.join(format!("{topic}-{partition}"))
+}
+
+fn open_topic(dir: &Path, name: &str, cfg: TopicConfig, store: &StoreConfig) -> Result<Topic> {
+    let partitions = (0..cfg.partitions)
+        .map(|p| {
+            Partition::open(
+                partition_dir(dir, name, p),
+                format!("{name}-{p}"),
+                cfg.clone(),
+                store.clock.clone(),
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Topic::new(name.to_string(), cfg, partitions))
+}
+
+/// Removes partition directories of topics that are not in the metadata: the remains of a
+/// `delete_topic` interrupted after its metadata write.
+fn remove_orphans(dir: &Path, topics: &BTreeMap<String, Topic>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))?;
+    let mut removed = false;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let Some((topic, part)) = name.rsplit_once('-') else {
+            continue;
+        };
+        let is_partition_dir = !part.is_empty()
+            && part.bytes().all(|b| b.is_ascii_digit())
+            && validate_topic_name(topic).is_ok()
+            && entry.file_type().is_ok_and(|t| t.is_dir());
+        let known = topics
+            .get(topic)
+            .is_some_and(|t| part.parse::<u32>().is_ok_and(|p| p < t.partition_count()));
+        if is_partition_dir && !known {
+            std::fs::remove_dir_all(entry.path())
+                .map_err(|e| Error::io("remove directory", entry.path(), e))?;
+            removed = true;
+        }
+    }
+    if removed {
+        crate::fs::sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Writes the topic metadata: a header line, `topic <name>` then `key=value` lines per
+/// topic, and a final `crc32c <hex>` line over everything before it.
+fn write_topics(dir: &Path, topics: &BTreeMap<String, TopicConfig>) -> Result<()> {
+    let mut body = format!("{TOPICS_HEADER}\n");
+    for (name, cfg) in topics {
+        let _ = writeln!(body, "topic {name}");
+        body.push_str(&cfg.to_lines());
+    }
+    let crc = crc32c(body.as_bytes());
+    let _ = writeln!(body, "crc32c {crc:08x}");
+    crate::fs::write_atomic(&dir.join(TOPICS_FILE), body.as_bytes())
+}
+
+fn read_topics(dir: &Path) -> Result<BTreeMap<String, TopicConfig>> {
+    let path = dir.join(TOPICS_FILE);
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(Error::io("read", &path, e)),
+    };
+    let corrupt = |position: usize, reason: String| Error::Corrupt {
+        path: path.clone(),
+        position: position as u64,
+        reason,
+    };
+    let text =
+        std::str::from_utf8(&text).map_err(|e| corrupt(e.valid_up_to(), "not UTF-8".into()))?;
+    let body_end = text.trim_end_matches('\n').rfind('\n').map_or(0, |i| i + 1);
+    let (body, crc_line) = text.split_at(body_end);
+    let stored = crc_line
+        .trim_end()
+        .strip_prefix("crc32c ")
+        .and_then(|h| u32::from_str_radix(h, 16).ok())
+        .ok_or_else(|| corrupt(body_end, "missing crc32c line (file truncated?)".into()))?;
+    let computed = crc32c(body.as_bytes());
+    if stored != computed {
+        return Err(corrupt(
+            body_end,
+            format!("checksum mismatch: stored {stored:08x}, computed {computed:08x}"),
+        ));
+    }
+    let mut lines = body.lines();
+    if lines.next() != Some(TOPICS_HEADER) {
+        return Err(corrupt(0, format!("expected header {TOPICS_HEADER:?}")));
+    }
+    let mut topics = BTreeMap::new();
+    let mut current: Option<(String, TopicConfig)> = None;
+    let mut pos = TOPICS_HEADER.len() + 1;
+    for line in lines {
+        if let Some(name) = line.strip_prefix("topic ") {
+            validate_topic_name(name).map_err(|e| corrupt(pos, e.to_string()))?;
+            if let Some((n, c)) = current.take() {
+                topics.insert(n, c);
+            }
+            current = Some((name.to_string(), TopicConfig::default()));
+        } else {
+            let (k, v) = line
+                .split_once('=')
+                .ok_or_else(|| corrupt(pos, format!("unexpected line {line:?}")))?;
+            let (_, cfg) = current
+                .as_mut()
+                .ok_or_else(|| corrupt(pos, "setting before any topic".into()))?;
+            cfg.set(k, v).map_err(|e| corrupt(pos, e))?;
+        }
+        pos += line.len() + 1;
+    }
+    if let Some((n, c)) = current {
+        topics.insert(n, c);
+    }
+    for (name, cfg) in &topics {
+        cfg.validate()
+            .map_err(|e| corrupt(0, format!("topic {name}: {e}")))?;
+    }
+    Ok(topics)
+}
