@@ -1,5 +1,53 @@
 //! seglog: Kafka-style persistent logs in-process, stored in Apache Kafka's own on-disk
 //! format.
+//!
+//! # A guided tour
+//!
+//! A [`Store`] is one data directory, like a Kafka broker's `log.dir`. It holds
+//! [`Topic`]s, each split into [`Partition`]s; a partition is an append-only log of
+//! [`Segment`]s, each a `.log` file of Kafka v2 record batches with a sparse `.index`
+//! (offset → file position) and a `.timeindex` (timestamp → offset).
+//!
+//! ```
+//! use seglog::{Record, Store, TopicConfig};
+//! # fn main() -> seglog::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(dir.path())?;
+//! let topic = store.create_topic("clicks", TopicConfig::default().partitions(2))?;
+//!
+//! // Producing: `send` picks the partition like Kafka's default partitioner.
+//! let meta = topic.send(Record::new(b"/home".to_vec()).with_key(b"user-1".to_vec()))?;
+//!
+//! // Or append a batch to a partition directly: one Kafka batch, dense offsets.
+//! let p = topic.partition(meta.partition)?;
+//! p.append(&[Record::new("/cart").with_key("user-1"), Record::new("/pay").with_key("user-1")])?;
+//! p.flush()?; // durable: fdatasync of the log and indexes
+//!
+//! // Consuming: reads return whole batches; records borrow from the fetch buffer.
+//! let mut next = meta.offset;
+//! let mut pages = Vec::new();
+//! while next < p.log_end_offset() {
+//!     let fetch = p.read(next, 64 * 1024)?;
+//!     pages.extend(fetch.records().map(|r| r.value().unwrap().to_vec()));
+//!     next = fetch.next_offset();
+//! }
+//! assert_eq!(pages, [b"/home".to_vec(), b"/cart".to_vec(), b"/pay".to_vec()]);
+//! store.close()?;
+//! # Ok(()) }
+//! ```
+//!
+//! Where to look next:
+//!
+//! - [`TopicConfig`]: segment size and age, index spacing, batch limit, timestamp type —
+//!   Kafka's settings with Kafka's defaults.
+//! - [`Partition`]: `append`, `read`, `offset_for_timestamp`, `truncate_to`, `flush`, and
+//!   the concurrency contract (one writer, many readers that never block it).
+//! - [`record`]: the v2 batch codec as pure functions over byte slices, for tools that
+//!   want to decode or build Kafka batches themselves.
+//! - [`Segment::open_read_only`]: open one segment file for dumping or verification.
+//! - [`Error`]: every failure, naming the file, offset or field concerned.
+//!
+//! FORMAT.md in the repository is the byte-level specification.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -20,3 +68,8 @@ pub use record::{Header, Record, RecordView};
 pub use segment::Segment;
 pub use store::{Store, TOPICS_FILE};
 pub use topic::{murmur2, partition_for_key, validate_topic_name, RecordMetadata, Topic};
+
+/// The README's example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

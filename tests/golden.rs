@@ -14,7 +14,9 @@ fn fixtures() -> Vec<(PathBuf, Vec<u8>, Value)> {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "bin") {
             let bin = std::fs::read(&path).unwrap();
-            let json: Value = serde_json::from_slice(&std::fs::read(path.with_extension("json")).unwrap()).unwrap();
+            let json: Value =
+                serde_json::from_slice(&std::fs::read(path.with_extension("json")).unwrap())
+                    .unwrap();
             out.push((path, bin, json));
         }
     }
@@ -63,18 +65,58 @@ fn every_fixture_decodes_to_its_json() {
         batch.validate().unwrap();
         let h = batch.header();
         assert_eq!(h.size(), bin.len(), "{name}");
-        assert_eq!(h.base_offset, json["base_offset"].as_i64().unwrap(), "{name}");
-        assert_eq!(h.partition_leader_epoch as i64, json["partition_leader_epoch"].as_i64().unwrap(), "{name}");
+        assert_eq!(
+            h.base_offset,
+            json["base_offset"].as_i64().unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            h.partition_leader_epoch as i64,
+            json["partition_leader_epoch"].as_i64().unwrap(),
+            "{name}"
+        );
         assert_eq!(h.magic as i64, json["magic"].as_i64().unwrap(), "{name}");
         assert_eq!(h.crc as u64, json["crc"].as_u64().unwrap(), "{name}");
-        assert_eq!(h.attributes as i64, json["attributes"].as_i64().unwrap(), "{name}");
-        assert_eq!(h.last_offset_delta as i64, json["last_offset_delta"].as_i64().unwrap(), "{name}");
-        assert_eq!(h.base_timestamp, json["base_timestamp"].as_i64().unwrap(), "{name}");
-        assert_eq!(h.max_timestamp, json["max_timestamp"].as_i64().unwrap(), "{name}");
-        assert_eq!(h.producer_id, json["producer_id"].as_i64().unwrap(), "{name}");
-        assert_eq!(h.producer_epoch as i64, json["producer_epoch"].as_i64().unwrap(), "{name}");
-        assert_eq!(h.base_sequence as i64, json["base_sequence"].as_i64().unwrap(), "{name}");
-        assert_eq!(h.records_count as i64, json["records_count"].as_i64().unwrap(), "{name}");
+        assert_eq!(
+            h.attributes as i64,
+            json["attributes"].as_i64().unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            h.last_offset_delta as i64,
+            json["last_offset_delta"].as_i64().unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            h.base_timestamp,
+            json["base_timestamp"].as_i64().unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            h.max_timestamp,
+            json["max_timestamp"].as_i64().unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            h.producer_id,
+            json["producer_id"].as_i64().unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            h.producer_epoch as i64,
+            json["producer_epoch"].as_i64().unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            h.base_sequence as i64,
+            json["base_sequence"].as_i64().unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            h.records_count as i64,
+            json["records_count"].as_i64().unwrap(),
+            "{name}"
+        );
 
         let decoded: Vec<_> = batch.records().map(|r| r.unwrap()).collect();
         let expected = json["records"].as_array().unwrap();
@@ -83,9 +125,16 @@ fn every_fixture_decodes_to_its_json() {
             assert_eq!(r.offset() as i64, e["offset"].as_i64().unwrap(), "{name}");
             assert_eq!(r.timestamp(), e["timestamp"].as_i64().unwrap(), "{name}");
             assert_eq!(r.key().map(<[u8]>::to_vec), hex(&e["key"]), "{name} key");
-            assert_eq!(r.value().map(<[u8]>::to_vec), hex(&e["value"]), "{name} value");
-            let headers: Vec<(Vec<u8>, Option<Vec<u8>>)> =
-                r.headers().iter().map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))).collect();
+            assert_eq!(
+                r.value().map(<[u8]>::to_vec),
+                hex(&e["value"]),
+                "{name} value"
+            );
+            let headers: Vec<(Vec<u8>, Option<Vec<u8>>)> = r
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec)))
+                .collect();
             let want: Vec<(Vec<u8>, Option<Vec<u8>>)> = e["headers"]
                 .as_array()
                 .unwrap()
@@ -120,10 +169,18 @@ fn murmur2_matches_kafka() {
     assert!(!vectors.is_empty());
     for v in vectors {
         let key = v["key_utf8"].as_str().unwrap().as_bytes();
-        assert_eq!(murmur2(key) as i64, v["murmur2_i32"].as_i64().unwrap(), "key {key:?}");
+        assert_eq!(
+            murmur2(key) as i64,
+            v["murmur2_i32"].as_i64().unwrap(),
+            "key {key:?}"
+        );
         for (n, p) in v["partition"].as_object().unwrap() {
             let n: u32 = n.parse().unwrap();
-            assert_eq!(partition_for_key(key, n) as u64, p.as_u64().unwrap(), "key {key:?} over {n}");
+            assert_eq!(
+                partition_for_key(key, n) as u64,
+                p.as_u64().unwrap(),
+                "key {key:?} over {n}"
+            );
         }
     }
 }

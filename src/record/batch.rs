@@ -612,8 +612,8 @@ impl BatchSpec {
 /// the max timestamp the largest one.
 ///
 /// # Errors
-/// [`EncodeError`] when a length, count or timestamp delta does not fit the format; `out`
-/// is left as it was.
+/// [`EncodeError::Empty`] for no records; [`EncodeError`] when a length, count or
+/// timestamp delta does not fit the format. `out` is left as it was.
 pub fn encode_batch(
     out: &mut Vec<u8>,
     spec: &BatchSpec,
@@ -679,7 +679,8 @@ fn encode_inner(
             }
             last
         }
-        None => count.saturating_sub(1),
+        None if count == 0 => return Err(EncodeError::Empty),
+        None => count - 1,
     };
     if spec.base_offset > i64::MAX as u64 - last_offset_delta as u64 {
         return Err(too_large(

@@ -90,6 +90,10 @@ pub enum EncodeError {
     /// Offsets given for the records are not strictly increasing from the base offset.
     #[error("record offset deltas must be strictly increasing and non-negative")]
     OffsetDeltas,
+    /// A batch with dense offsets needs at least one record (its last offset delta would
+    /// be -1).
+    #[error("a batch needs at least one record")]
+    Empty,
 }
 
 /// A record header: a UTF-8 name and an optional value.
