@@ -18,7 +18,7 @@ pub use fetch::Fetch;
 
 use crate::config::{Clock, TimestampType, TopicConfig};
 use crate::error::{Error, Result};
-use crate::record::{encode_batch, BatchSpec, Record, TIMESTAMP_TYPE_BIT};
+use crate::record::{encode_batch, BatchIter, BatchSpec, Record, TIMESTAMP_TYPE_BIT};
 use crate::segment::{parse_log_name, Segment, SegmentOptions};
 
 /// What an append wrote.
@@ -333,6 +333,19 @@ impl Partition {
                 break;
             }
         }
+        if fetch.next_offset > end {
+            // The segment may already hold batches appended after `end` was loaded: leave
+            // them to the next read, so that `next_offset` never passes the log end offset.
+            let mut keep = 0;
+            for (pos, b) in BatchIter::new(&fetch.buf).filter_map(Result::ok) {
+                if b.base_offset() >= end {
+                    break;
+                }
+                keep = pos + b.as_bytes().len();
+                fetch.next_offset = b.last_offset() + 1;
+            }
+            fetch.buf.truncate(keep);
+        }
         Ok(fetch)
     }
 
@@ -343,6 +356,7 @@ impl Partition {
     /// [`Error::Corrupt`] and I/O errors.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
         let _no_truncation = self.inner.truncation.read();
+        let end = self.log_end_offset();
         let segs: Vec<Arc<Segment>> = self.inner.segments.read().clone();
         let start = self.log_start_offset();
         for seg in segs {
@@ -350,7 +364,8 @@ impl Partition {
                 continue;
             }
             if let Some((offset, timestamp)) = seg.find_offset_by_timestamp(timestamp, start)? {
-                return Ok(Some(TimestampOffset { offset, timestamp }));
+                // A record appended after `end` was loaded is not visible yet.
+                return Ok((offset < end).then_some(TimestampOffset { offset, timestamp }));
             }
         }
         Ok(None)

@@ -303,6 +303,45 @@ impl<'a> Batch<'a> {
         }
         it.finish()
     }
+
+    /// This batch cut to its records below `offset`, byte for byte: the header is kept
+    /// (base offset and timestamp, producer fields, attributes), the kept records' bytes
+    /// are copied unchanged, and `lastOffsetDelta`, `recordsCount`, `maxTimestamp`,
+    /// `batchLength` and the CRC are recomputed. `lastOffsetDelta` becomes
+    /// `offset - 1 - baseOffset`, so the batch still ends just before `offset`.
+    /// `None` when no record lies below `offset`.
+    ///
+    /// # Errors
+    /// A record-level [`DecodeError`] (including compressed batches, whose records this
+    /// build cannot see).
+    pub fn truncated_before(&self, offset: u64) -> Result<Option<Vec<u8>>, DecodeError> {
+        let mut it = self.records();
+        let (mut kept, mut end, mut max_ts) = (0i32, BATCH_HEADER_SIZE, i64::MIN);
+        while let Some(r) = it.next() {
+            let r = r?;
+            if r.offset() >= offset {
+                break;
+            }
+            kept += 1;
+            end = it.pos;
+            max_ts = max_ts.max(r.timestamp());
+        }
+        if kept == 0 {
+            return Ok(None);
+        }
+        let mut h = self.header;
+        h.batch_length = (end - LOG_OVERHEAD) as i32;
+        h.last_offset_delta = (offset - 1 - self.base_offset()) as i32;
+        h.records_count = kept;
+        if !h.is_log_append_time() {
+            h.max_timestamp = max_ts;
+        }
+        let mut out = self.bytes[..end].to_vec();
+        write_header(&mut out, &h);
+        let crc = crc32c(&out[ATTRIBUTES_OFFSET..]);
+        BigEndian::write_u32(&mut out[CRC_OFFSET..], crc);
+        Ok(Some(out))
+    }
 }
 
 /// Iterator over the records of a [`Batch`].

@@ -42,7 +42,7 @@ pub(crate) struct IndexFile {
 
 impl IndexFile {
     /// Opens (creating if missing) the index at `path`, with `len / entry_size` entries,
-    /// then strips trailing all-zero entries past the first (left by preallocation).
+    /// then strips trailing all-zero entries (left by preallocation).
     /// `writable` maps the file; otherwise it is copied into memory (read-only tools).
     pub(crate) fn open(path: &Path, entry_size: usize, writable: bool) -> Result<IndexFile> {
         let (file, bytes) = if writable {
@@ -70,11 +70,14 @@ impl IndexFile {
             entry_size,
             entries: 0,
         };
-        let mut n = idx.bytes.as_slice().len() / entry_size;
-        while n > 1 && idx.entry(n - 1).iter().all(|&b| b == 0) {
+        let slots = idx.bytes.as_slice().len() / entry_size;
+        let mut n = slots;
+        while n > 0 && idx.entry(n - 1).iter().all(|&b| b == 0) {
             n -= 1;
         }
-        idx.entries = n;
+        // A trimmed file of one zero entry holds a real one (timestamp 0 at the base offset);
+        // in a preallocated file (left by a process that did not close) zeros are unused.
+        idx.entries = if slots == 1 { 1 } else { n };
         Ok(idx)
     }
 

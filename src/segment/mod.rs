@@ -39,13 +39,14 @@ pub fn file_name(base_offset: u64, suffix: &str) -> String {
     format!("{base_offset:020}{suffix}")
 }
 
-/// Parses `00000000000000000042.log` into 42; `None` for any other name.
+/// Parses `00000000000000000042.log` into 42; `None` for any other name, and for base
+/// offsets past `i64::MAX` (Kafka's offsets are signed 64-bit).
 pub fn parse_log_name(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(".log")?;
     if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    digits.parse().ok()
+    digits.parse().ok().filter(|&b| b <= i64::MAX as u64)
 }
 
 /// How a segment maintains its indexes.
@@ -131,7 +132,9 @@ impl Segment {
         active: bool,
         now_ms: i64,
     ) -> Result<Segment> {
-        let (log_path, _, _) = paths(dir, base_offset);
+        let (log_path, index_path, time_path) = paths(dir, base_offset);
+        // A missing index file is created empty by `assemble`; it must then be rebuilt.
+        let index_missing = !index_path.exists() || !time_path.exists();
         let file = crate::fs::open(&log_path, true)?;
         let seg = Segment::assemble(
             LogFile::new(log_path, file),
@@ -140,7 +143,7 @@ impl Segment {
             true,
             now_ms,
         )?;
-        seg.load(active)?;
+        seg.load(active, index_missing)?;
         Ok(seg)
     }
 
@@ -224,9 +227,9 @@ impl Segment {
 
     /// Loads an existing segment: index sanity check (rebuild on failure), then for the
     /// active segment a walk of the tail after the last index entry.
-    fn load(&self, active: bool) -> Result<()> {
+    fn load(&self, active: bool, index_missing: bool) -> Result<()> {
         let size = self.size();
-        if !self.indexes_sane(size) {
+        if index_missing || !self.indexes_sane(size) {
             self.rebuild_indexes(active)?;
         } else {
             let (from, last_offset) = {
@@ -245,11 +248,14 @@ impl Segment {
             }
             if active {
                 let walk = self.walk(from, size, |_, _| true)?;
-                if let Some((pos, _)) = walk.error {
-                    // A torn tail of the active segment: keep every whole batch before it.
-                    self.cut_log(pos)?;
+                if walk.error.is_some() {
+                    // A torn tail of the active segment. The next offset and max timestamp
+                    // loaded from the indexes may describe the torn batch: rebuild from the
+                    // log, which keeps every whole batch before it.
+                    self.rebuild_indexes(true)?;
+                } else {
+                    self.writer.lock().bytes_since_index = self.size() - from;
                 }
-                self.writer.lock().bytes_since_index = self.size() - from;
             }
         }
         if active {
@@ -453,6 +459,20 @@ impl Segment {
 
     /// Index bookkeeping for a batch written at `pos` (Kafka's `LogSegment.append`).
     fn index_batch(&self, pos: u64, h: &BatchHeader) -> Result<()> {
+        if (h.base_offset as u64) < self.base_offset
+            || h.last_offset() - self.base_offset > MAX_RELATIVE_OFFSET
+        {
+            return Err(Error::Corrupt {
+                path: self.log.path().to_path_buf(),
+                position: pos,
+                reason: format!(
+                    "batch offsets {}..={} do not fit a segment with base offset {}",
+                    h.base_offset,
+                    h.last_offset(),
+                    self.base_offset
+                ),
+            });
+        }
         let mut w = self.writer.lock();
         if w.rolling_timestamp.is_none() {
             w.rolling_timestamp = Some(h.max_timestamp);
