@@ -1,7 +1,7 @@
 //! File-system helpers: directory fsync, atomic writes and the lock file. Every durable
 //! file operation of the crate goes through here (the seam for fault injection).
 
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -55,22 +55,52 @@ pub(crate) fn open(path: &Path, writable: bool) -> Result<File> {
 }
 
 /// The data directory's exclusive lock, released on drop.
+///
+/// Two mechanisms, because neither alone is right:
+/// - a POSIX record lock (`fcntl(F_SETLK)`) on the lock file keeps other processes out. It
+///   is the lock Java's `FileChannel.tryLock` takes, so a Kafka broker and a `Store` exclude
+///   each other too. Unlike `flock`, it is owned by the process and not inherited by
+///   children, so a process spawned while a store closes cannot keep the directory locked;
+/// - POSIX locks do not exclude the owning process itself (and closing any descriptor of
+///   the file drops them), so a process-wide registry of locked files keeps a second
+///   `Store` of this process out, and the lock file is never opened twice.
 #[derive(Debug)]
 pub(crate) struct DirLock {
-    _file: File,
+    /// Always `Some` until dropped.
+    file: Option<File>,
+    id: (u64, u64),
 }
 
 /// Name of the lock file at the data-dir root (Kafka's name).
 pub(crate) const LOCK_FILE: &str = ".lock";
 
+/// `(device, inode)` of the lock files this process holds.
+static HELD: std::sync::Mutex<Vec<(u64, u64)>> = std::sync::Mutex::new(Vec::new());
+
+fn file_id(m: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino())
+}
+
 impl DirLock {
     /// Takes the lock on `dir` without waiting.
     ///
     /// # Errors
-    /// [`Error::Locked`] when another open file description (this process or another)
-    /// holds it.
+    /// [`Error::Locked`] when another `Store` of this or another process (or a Kafka
+    /// broker) holds it.
     pub(crate) fn acquire(dir: &Path) -> Result<DirLock> {
         let path = dir.join(LOCK_FILE);
+        let locked = || Error::Locked {
+            path: dir.to_path_buf(),
+        };
+        let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+        // Check before opening: closing a second descriptor of a file we hold would release
+        // the process's POSIX lock on it.
+        if let Ok(m) = std::fs::metadata(&path) {
+            if held.contains(&file_id(&m)) {
+                return Err(locked());
+            }
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -78,12 +108,32 @@ impl DirLock {
             .truncate(false)
             .open(&path)
             .map_err(|e| Error::io("open", &path, e))?;
-        match file.try_lock() {
-            Ok(()) => Ok(DirLock { _file: file }),
-            Err(TryLockError::WouldBlock) => Err(Error::Locked {
-                path: dir.to_path_buf(),
-            }),
-            Err(TryLockError::Error(e)) => Err(Error::io("lock", &path, e)),
+        let id = file_id(&file.metadata().map_err(|e| Error::io("stat", &path, e))?);
+        if held.contains(&id) {
+            // Another path to the same file (a symlinked data dir) already locked by us.
+            return Err(locked());
         }
+        match rustix::fs::fcntl_lock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::ACCESS => {
+                return Err(locked())
+            }
+            Err(e) => return Err(Error::io("lock", &path, e.into())),
+        }
+        held.push(id);
+        Ok(DirLock {
+            file: Some(file),
+            id,
+        })
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+        // Close the descriptor (releasing the POSIX lock) before the registry forgets the
+        // file: a new lock taken in between would be released by this close.
+        drop(self.file.take());
+        held.retain(|&id| id != self.id);
     }
 }

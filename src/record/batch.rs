@@ -658,19 +658,8 @@ pub fn encode_batch(
     spec: &BatchSpec,
     records: &[Record],
 ) -> Result<BatchHeader, EncodeError> {
-    encode_batch_with_deltas(out, spec, records, None)
-}
-
-/// As [`encode_batch`], with explicit offset deltas (strictly increasing, for compacted or
-/// truncated batches that keep their original offsets) and an explicit last offset delta.
-pub(crate) fn encode_batch_with_deltas(
-    out: &mut Vec<u8>,
-    spec: &BatchSpec,
-    records: &[Record],
-    deltas: Option<(&[i32], i32)>,
-) -> Result<BatchHeader, EncodeError> {
     let start = out.len();
-    let r = encode_inner(out, spec, records, deltas);
+    let r = encode_inner(out, spec, records);
     if r.is_err() {
         out.truncate(start);
     }
@@ -693,7 +682,6 @@ fn encode_inner(
     out: &mut Vec<u8>,
     spec: &BatchSpec,
     records: &[Record],
-    deltas: Option<(&[i32], i32)>,
 ) -> Result<BatchHeader, EncodeError> {
     let count = checked_len("record count", records.len())?;
     let log_append = spec.attributes & TIMESTAMP_TYPE_BIT != 0;
@@ -706,21 +694,10 @@ fn encode_inner(
     };
     let base_timestamp = records.first().map(ts_of).unwrap_or(spec.default_timestamp);
     let max_timestamp = records.iter().map(ts_of).max().unwrap_or(base_timestamp);
-    let last_offset_delta = match deltas {
-        Some((d, last)) => {
-            if d.len() != records.len()
-                || d.windows(2).any(|w| w[0] >= w[1])
-                || d.first().is_some_and(|&x| x < 0)
-                || d.last().is_some_and(|&x| x > last)
-                || last < 0
-            {
-                return Err(EncodeError::OffsetDeltas);
-            }
-            last
-        }
-        None if count == 0 => return Err(EncodeError::Empty),
-        None => count - 1,
-    };
+    if count == 0 {
+        return Err(EncodeError::Empty);
+    }
+    let last_offset_delta = count - 1;
     if spec.base_offset > i64::MAX as u64 - last_offset_delta as u64 {
         return Err(too_large(
             "base offset",
@@ -739,10 +716,7 @@ fn encode_inner(
                 timestamp: ts,
                 base: base_timestamp,
             })?;
-        let offset_delta = match deltas {
-            Some((d, _)) => d[i],
-            None => i as i32,
-        };
+        let offset_delta = i as i32;
         let key_len = opt_len("key length", r.key.as_deref())?;
         let value_len = opt_len("value length", r.value.as_deref())?;
         let headers_count = checked_len("header count", r.headers.len())?;

@@ -87,9 +87,6 @@ pub enum EncodeError {
         /// The batch's base timestamp.
         base: i64,
     },
-    /// Offsets given for the records are not strictly increasing from the base offset.
-    #[error("record offset deltas must be strictly increasing and non-negative")]
-    OffsetDeltas,
     /// A batch with dense offsets needs at least one record (its last offset delta would
     /// be -1).
     #[error("a batch needs at least one record")]

@@ -16,9 +16,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
-use crate::record::{
-    encode_batch_with_deltas, shift, Batch, BatchHeader, BatchIter, BatchSpec, DecodeError, Record,
-};
+use crate::record::{shift, Batch, BatchHeader, BatchIter, DecodeError};
 use index::{
     decode_offset_entry, encode_offset_entry, lookup_offset, IndexFile, OFFSET_ENTRY_SIZE,
 };
@@ -640,35 +638,17 @@ impl Segment {
         let Some((pos, h)) = self.locate(offset, end)? else {
             return Ok(false);
         };
-        let mut new_end = pos;
         let mut rewritten = Vec::new();
         if (h.base_offset as u64) < offset {
-            // Keep the part of this batch below `offset`.
+            // Keep the part of this batch below `offset`, its record bytes unchanged.
             let mut raw = Vec::new();
             self.log.read_into(&mut raw, pos, pos + h.size() as u64)?;
-            let batch = Batch::parse(&raw).map_err(|e| Error::corrupt(self.log.path(), pos, e))?;
-            let mut records: Vec<Record> = Vec::new();
-            let mut deltas = Vec::new();
-            for r in batch.records() {
-                let r = r.map_err(|e| Error::corrupt(self.log.path(), pos, e))?;
-                if r.offset() < offset {
-                    deltas.push((r.offset() - h.base_offset as u64) as i32);
-                    records.push(r.to_record());
-                }
-            }
-            let spec = BatchSpec {
-                base_offset: h.base_offset as u64,
-                partition_leader_epoch: h.partition_leader_epoch,
-                attributes: h.attributes,
-                producer_id: h.producer_id,
-                producer_epoch: h.producer_epoch,
-                base_sequence: h.base_sequence,
-                default_timestamp: h.max_timestamp,
-            };
-            let last = (offset - 1 - h.base_offset as u64) as i32;
-            encode_batch_with_deltas(&mut rewritten, &spec, &records, Some((&deltas, last)))?;
-            new_end += rewritten.len() as u64;
+            let kept = Batch::parse(&raw)
+                .and_then(|b| b.truncated_before(offset))
+                .map_err(|e| Error::corrupt(self.log.path(), pos, e))?;
+            rewritten = kept.unwrap_or_default();
         }
+        let new_end = pos + rewritten.len() as u64;
         self.cut_log(pos)?;
         if !rewritten.is_empty() {
             self.log.write_at(&rewritten, pos)?;
