@@ -103,6 +103,17 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A batch is compressed with a codec this build cannot decode. The batch is intact
+    /// (its CRC matched) and kept; only its records cannot be returned.
+    #[error("batch at byte {position} of {path} is compressed with codec {codec}, which this build cannot decode")]
+    UnsupportedCompression {
+        /// The segment file.
+        path: PathBuf,
+        /// Byte position of the batch in the file.
+        position: u64,
+        /// Kafka's codec id (1 gzip, 2 snappy, 3 lz4, 4 zstd).
+        codec: u8,
+    },
     /// The partition, topic or store was closed or deleted.
     #[error("{0} is closed")]
     Closed(String),
@@ -118,6 +129,17 @@ impl Error {
     }
 
     pub(crate) fn corrupt(path: impl Into<PathBuf>, position: u64, e: DecodeError) -> Error {
+        if let DecodeError::UnsupportedCompression {
+            position: at,
+            codec,
+        } = e
+        {
+            return Error::UnsupportedCompression {
+                path: path.into(),
+                position: position + at as u64,
+                codec,
+            };
+        }
         Error::Corrupt {
             path: path.into(),
             position: position + e.position() as u64,

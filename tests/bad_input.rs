@@ -732,3 +732,79 @@ fn segment_names_past_kafka_offsets_do_not_panic() {
         }
     }
 }
+
+/// A CRC-valid batch with the gzip bit set, as a Kafka broker may have written it.
+fn compressed_batch(base_offset: u64) -> Vec<u8> {
+    use seglog::record::{crc32c, ATTRIBUTES_OFFSET, CRC_OFFSET};
+    let mut spec = BatchSpec::new(base_offset, 5000);
+    spec.attributes = 1; // gzip; the "compressed" payload is not real gzip, only the CRC matters
+    let mut b = Vec::new();
+    encode_batch(&mut b, &spec, &[Record::new("a"), Record::new("b")]).unwrap();
+    let crc = crc32c(&b[ATTRIBUTES_OFFSET..]);
+    b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// Regression: recovery validated the records of every batch, so a compressed batch in the
+/// active segment was taken for a torn tail and cut off at open (losing durable data), and
+/// one in a sealed segment being re-indexed was reported as corrupt.
+#[test]
+fn compressed_batches_are_kept_and_reads_name_the_codec() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = TopicConfig::default().segment_bytes(2048);
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.create_topic("z", cfg).unwrap();
+        let p = partition(&store, "z", 0);
+        fill(&p, 40);
+        store.close().unwrap();
+    }
+    let pdir = dir.path().join("z-0");
+    let logs = segment_paths(&pdir);
+    assert!(logs.len() >= 2, "needs a sealed and an active segment");
+    let active = logs.last().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let end = partition(&store, "z", 0).log_end_offset();
+    drop(store);
+    let at = std::fs::metadata(active).unwrap().len();
+    let mut bytes = std::fs::read(active).unwrap();
+    bytes.extend_from_slice(&compressed_batch(end));
+    std::fs::write(active, &bytes).unwrap();
+    // Make the sealed segment's indexes be rebuilt, walking its batches too.
+    std::fs::remove_file(logs[0].with_extension("index")).unwrap();
+
+    let store = Store::open(dir.path()).unwrap();
+    let p = partition(&store, "z", 0);
+    assert_eq!(
+        p.log_end_offset(),
+        end + 2,
+        "the compressed batch survived the open"
+    );
+    match p.read(end, 1 << 20) {
+        Err(Error::UnsupportedCompression {
+            path,
+            position,
+            codec,
+        }) => {
+            assert_eq!(&path, active);
+            assert_eq!(position, at);
+            assert_eq!(codec, 1);
+        }
+        other => panic!("expected UnsupportedCompression, got {other:?}"),
+    }
+    let f = p.read(end - 1, 1).unwrap();
+    assert_eq!(
+        f.records().map(|r| r.offset()).collect::<Vec<_>>(),
+        [end - 1]
+    );
+    p.append(&[Record::new("after")]).unwrap();
+    assert_eq!(
+        p.read(end + 2, 1 << 20)
+            .unwrap()
+            .records()
+            .next()
+            .unwrap()
+            .value(),
+        Some(&b"after"[..])
+    );
+}
