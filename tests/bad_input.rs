@@ -359,6 +359,9 @@ fn writes_after_delete_topic_are_closed() {
     store.delete_topic("t").unwrap();
     assert!(matches!(p.append(&[Record::new("x")]), Err(Error::Closed(n)) if n == "t-1"));
     assert!(matches!(p.truncate_to(0), Err(Error::Closed(_))));
+    // Regression: flush on a deleted partition tried to fsync its removed directory.
+    assert!(matches!(p.flush(), Err(Error::Closed(_))));
+    assert!(matches!(t.flush(), Err(Error::Closed(_))));
     assert!(matches!(t.send(Record::new("x")), Err(Error::Closed(_))));
     assert!(matches!(
         t.send_to(0, Record::new("x")),

@@ -415,9 +415,11 @@ impl Partition {
     /// deleted.
     ///
     /// # Errors
-    /// I/O errors from the syncs.
+    /// [`Error::Closed`] once the partition is closed (closing flushed it) or deleted; I/O
+    /// errors from the syncs.
     pub fn flush(&self) -> Result<()> {
         let mut w = self.inner.writer.lock();
+        self.check_open()?;
         self.flush_locked(&mut w)
     }
 
