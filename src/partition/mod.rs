@@ -101,10 +101,7 @@ impl Partition {
             std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
             crate::fs::sync_dir(dir.parent().unwrap_or(Path::new(".")))?;
         }
-        let opts = SegmentOptions {
-            index_interval_bytes: config.index_interval_bytes,
-            max_index_bytes: config.segment_index_bytes,
-        };
+        let opts = SegmentOptions::from_config(&config);
         let mut bases = Vec::new();
         let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("list", &dir, e))?;
         for entry in entries {
@@ -264,10 +261,7 @@ impl Partition {
         let inner = &*self.inner;
         let old = self.active();
         old.seal()?;
-        let opts = SegmentOptions {
-            index_interval_bytes: inner.config.index_interval_bytes,
-            max_index_bytes: inner.config.segment_index_bytes,
-        };
+        let opts = SegmentOptions::from_config(&inner.config);
         let seg = Arc::new(Segment::create(&inner.dir, base, opts, now)?);
         inner.segments.write().push(Arc::clone(&seg));
         w.unflushed.push(old);

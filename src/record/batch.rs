@@ -4,6 +4,7 @@ use byteorder::{BigEndian, ByteOrder};
 
 use super::varint::{
     read_varint, read_varlong, varint_len, varlong_len, write_varint, write_varlong,
+    MAX_VARINT_LEN, MAX_VARLONG_LEN,
 };
 use super::{DecodeError, EncodeError, Headers, Record, RecordView};
 
@@ -241,14 +242,8 @@ impl<'a> Batch<'a> {
     /// As [`BatchHeader::parse`], plus [`DecodeError::Truncated`] when `buf` holds less
     /// than the whole batch and [`DecodeError::CrcMismatch`].
     pub fn parse(buf: &'a [u8]) -> Result<Batch<'a>, DecodeError> {
-        let header = BatchHeader::parse(buf)?;
-        let size = header.size();
-        if buf.len() < size {
-            return Err(DecodeError::Truncated {
-                position: buf.len(),
-            });
-        }
-        let bytes = &buf[..size];
+        let batch = Batch::parse_unchecked(buf)?;
+        let (header, bytes) = (batch.header, batch.bytes);
         let computed = crc32c(&bytes[ATTRIBUTES_OFFSET..]);
         if computed != header.crc {
             return Err(DecodeError::CrcMismatch {
@@ -258,6 +253,21 @@ impl<'a> Batch<'a> {
             });
         }
         Ok(Batch { header, bytes })
+    }
+
+    /// As [`Batch::parse`] without the CRC check, for bytes whose CRC was checked already.
+    pub(crate) fn parse_unchecked(buf: &'a [u8]) -> Result<Batch<'a>, DecodeError> {
+        let header = BatchHeader::parse(buf)?;
+        let size = header.size();
+        if buf.len() < size {
+            return Err(DecodeError::Truncated {
+                position: buf.len(),
+            });
+        }
+        Ok(Batch {
+            header,
+            bytes: &buf[..size],
+        })
     }
 
     /// The header.
@@ -478,13 +488,104 @@ impl<'a> Iterator for RecordIter<'a> {
             }));
         }
         self.left -= 1;
+        if let Some((r, end, delta)) = self.decode_fast() {
+            self.pos = end;
+            self.last_delta = delta;
+            return Some(Ok(r));
+        }
+        // The fast path refused the record: the checked decoder says exactly why.
         let r = self.decode_one();
         self.failed = r.is_err();
         Some(r)
     }
 }
 
+/// A zig-zag varint of at most `max_len` bytes, `None` when malformed or cut short.
+#[inline(always)]
+fn fast_varint(buf: &[u8], pos: &mut usize, max_len: usize) -> Option<i64> {
+    let mut z: u64 = 0;
+    for i in 0..max_len {
+        let b = *buf.get(*pos + i)?;
+        z |= ((b & 0x7f) as u64) << (7 * i);
+        if b < 0x80 {
+            *pos += i + 1;
+            return Some(((z >> 1) as i64) ^ -((z & 1) as i64));
+        }
+    }
+    None
+}
+
+/// A varint length followed by that many bytes; `Some(None)` for length -1 (null).
+#[inline(always)]
+fn fast_bytes<'a>(buf: &'a [u8], pos: &mut usize) -> Option<Option<&'a [u8]>> {
+    let len = fast_varint(buf, pos, MAX_VARINT_LEN)?;
+    if len == -1 {
+        return Some(None);
+    }
+    let len = usize::try_from(len).ok()?;
+    let bytes = buf.get(*pos..pos.checked_add(len)?)?;
+    *pos += len;
+    Some(Some(bytes))
+}
+
+impl<'a> RecordIter<'a> {
+    /// Decodes the record at `self.pos` with the same checks as [`RecordIter::decode_one`]
+    /// but no error detail: `None` for anything that decoder would refuse (and then it
+    /// runs to name the problem). Returns the record, its end and its offset delta.
+    #[inline]
+    fn decode_fast(&self) -> Option<(RecordView<'a>, usize, i64)> {
+        let buf = self.buf;
+        let mut pos = self.pos;
+        let len = usize::try_from(fast_varint(buf, &mut pos, MAX_VARINT_LEN)?).ok()?;
+        if len > i32::MAX as usize {
+            return None;
+        }
+        let end = pos.checked_add(len)?;
+        let body = buf.get(..end)?;
+        pos += 1; // record attributes (unused)
+        let ts_delta = fast_varint(body, &mut pos, MAX_VARLONG_LEN)?;
+        let offset_delta = fast_varint(body, &mut pos, MAX_VARINT_LEN)?;
+        if pos > end
+            || offset_delta <= self.last_delta
+            || offset_delta > self.header.last_offset_delta as i64
+        {
+            return None;
+        }
+        let key = fast_bytes(body, &mut pos)?;
+        let value = fast_bytes(body, &mut pos)?;
+        let count = usize::try_from(fast_varint(body, &mut pos, MAX_VARINT_LEN)?).ok()?;
+        if count > (end - pos) / 2 {
+            return None;
+        }
+        let headers_start = pos;
+        for _ in 0..count {
+            fast_bytes(body, &mut pos)??; // a header name must not be null
+            fast_bytes(body, &mut pos)?;
+        }
+        if pos != end {
+            return None;
+        }
+        let timestamp = if self.header.is_log_append_time() {
+            self.header.max_timestamp
+        } else {
+            self.header.base_timestamp.checked_add(ts_delta)?
+        };
+        let view = RecordView {
+            offset: (self.header.base_offset + offset_delta) as u64,
+            timestamp,
+            key,
+            value,
+            headers: Headers {
+                raw: &buf[headers_start..end],
+                count,
+            },
+        };
+        Some((view, end, offset_delta))
+    }
+}
+
 /// Reads a varint length and that many bytes; length -1 is null.
+#[inline]
 pub(crate) fn read_bytes<'a>(
     buf: &'a [u8],
     pos: &mut usize,
@@ -818,4 +919,66 @@ pub(crate) fn write_u32(buf: &mut [u8], at: usize, v: u32) {
 /// Writes `v` big-endian at `buf[at..]` (for index entries).
 pub(crate) fn write_i64(buf: &mut [u8], at: usize, v: i64) {
     BigEndian::write_i64(&mut buf[at..], v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample_batch(values: &[Vec<u8>]) -> Vec<u8> {
+        let records: Vec<Record> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let mut r = Record::new(v.clone()).with_timestamp(1000 - i as i64 * 7);
+                if i % 2 == 0 {
+                    r = r
+                        .with_key(vec![i as u8; i % 5])
+                        .with_header("h", Some(v.clone()));
+                }
+                r
+            })
+            .collect();
+        let mut out = Vec::new();
+        encode_batch(&mut out, &BatchSpec::new(10, 0), &records).unwrap();
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// The fast record decoder accepts only what the checked one accepts, with the same
+        /// result, on valid and on damaged record bytes (the CRC is not involved here).
+        #[test]
+        fn fast_decoder_agrees_with_checked_decoder(
+            values in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 1..6),
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+        ) {
+            let mut bytes = sample_batch(&values);
+            for (at, x) in flips {
+                let i = BATCH_HEADER_SIZE + at % (bytes.len() - BATCH_HEADER_SIZE);
+                bytes[i] ^= x;
+            }
+            let batch = Batch::parse_unchecked(&bytes).unwrap();
+            let mut it = batch.records();
+            while it.left > 0 {
+                it.left -= 1;
+                let fast = it.decode_fast();
+                let slow = it.clone().decode_one();
+                match (fast, slow) {
+                    (Some((f, end, _)), Ok(s)) => {
+                        prop_assert_eq!(f, s);
+                        let mut check = it.clone();
+                        check.decode_one().unwrap();
+                        prop_assert_eq!(end, check.pos);
+                    }
+                    (None, Err(_)) => break,
+                    (None, Ok(s)) => prop_assert!(false, "fast refused what checked accepted: {:?}", s),
+                    (Some((f, _, _)), Err(e)) => prop_assert!(false, "fast accepted {:?}, checked refused: {}", f, e),
+                }
+                let _ = it.decode_one();
+            }
+        }
+    }
 }

@@ -40,8 +40,28 @@ pub(crate) fn write_varint(out: &mut Vec<u8>, v: i32) {
 }
 
 /// Reads a zig-zag varlong at `*pos`, advancing it. At most `max_len` bytes are consumed.
-#[inline]
+#[inline(always)]
 fn read_zigzag(buf: &[u8], pos: &mut usize, max_len: usize) -> Result<i64, DecodeError> {
+    // Fast paths: most lengths and deltas fit one or two bytes.
+    match buf.get(*pos..) {
+        Some(&[b0, ..]) if b0 < 0x80 => {
+            *pos += 1;
+            Ok(unzigzag(b0 as u64))
+        }
+        Some(&[b0, b1, ..]) if b1 < 0x80 => {
+            *pos += 2;
+            Ok(unzigzag((b0 & 0x7f) as u64 | (b1 as u64) << 7))
+        }
+        _ => read_zigzag_slow(buf, pos, max_len),
+    }
+}
+
+#[inline(always)]
+fn unzigzag(z: u64) -> i64 {
+    ((z >> 1) as i64) ^ -((z & 1) as i64)
+}
+
+fn read_zigzag_slow(buf: &[u8], pos: &mut usize, max_len: usize) -> Result<i64, DecodeError> {
     let mut z: u64 = 0;
     for i in 0..max_len {
         let Some(&b) = buf.get(*pos + i) else {
@@ -50,20 +70,20 @@ fn read_zigzag(buf: &[u8], pos: &mut usize, max_len: usize) -> Result<i64, Decod
         z |= ((b & 0x7f) as u64) << (7 * i);
         if b & 0x80 == 0 {
             *pos += i + 1;
-            return Ok(((z >> 1) as i64) ^ -((z & 1) as i64));
+            return Ok(unzigzag(z));
         }
     }
     Err(DecodeError::BadVarint { position: *pos })
 }
 
 /// Reads a 64-bit zig-zag varlong.
-#[inline]
+#[inline(always)]
 pub(crate) fn read_varlong(buf: &[u8], pos: &mut usize) -> Result<i64, DecodeError> {
     read_zigzag(buf, pos, MAX_VARLONG_LEN)
 }
 
 /// Reads a 32-bit zig-zag varint; values outside `i32` are rejected.
-#[inline]
+#[inline(always)]
 pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Result<i32, DecodeError> {
     let start = *pos;
     let v = read_zigzag(buf, pos, MAX_VARINT_LEN)?;

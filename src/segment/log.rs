@@ -2,87 +2,83 @@
 //! read with positioned reads, so readers need no lock shared with the writer.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::mmap::{LogMap, View};
 use crate::record::{Batch, BatchHeader, DecodeError, BATCH_HEADER_SIZE};
 
-/// Bytes read at a time while walking batch headers.
-const SCAN_CHUNK: usize = 16 * 1024;
+/// Bytes viewed at a time while walking batch headers when the file is not mapped.
+const SCAN_CHUNK: u64 = 16 * 1024;
 
-/// An open `.log` file.
+/// An open `.log` file: appends past the published size, reads below it (see
+/// [`LogMap`]).
 #[derive(Debug)]
 pub(crate) struct LogFile {
     path: PathBuf,
-    file: File,
+    data: LogMap,
 }
 
 impl LogFile {
-    pub(crate) fn new(path: PathBuf, file: File) -> LogFile {
-        LogFile { path, file }
+    /// Wraps `file`; `map_capacity` bytes are mapped for reads (0: read with `pread`).
+    pub(crate) fn new(path: PathBuf, file: File, map_capacity: u64) -> Result<LogFile> {
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io("stat", &path, e))?
+            .len();
+        Ok(LogFile {
+            data: LogMap::new(file, len, map_capacity.max(len)),
+            path,
+        })
     }
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Current file length.
-    pub(crate) fn file_len(&self) -> Result<u64> {
-        self.file
-            .metadata()
-            .map(|m| m.len())
-            .map_err(|e| Error::io("stat", &self.path, e))
+    /// Published size: every byte below it belongs to a batch written in full.
+    pub(crate) fn size(&self) -> u64 {
+        self.data.size()
     }
 
-    /// Writes `bytes` at `position`.
+    /// Makes `size` visible to readers; the bytes below it must be written.
+    pub(crate) fn publish(&self, size: u64) {
+        self.data.publish(size)
+    }
+
+    /// Writes `bytes` at `position` (at or past the published size).
     pub(crate) fn write_at(&self, bytes: &[u8], position: u64) -> Result<()> {
-        self.file
-            .write_all_at(bytes, position)
+        self.data
+            .write_at(bytes, position)
             .map_err(|e| Error::io("write", &self.path, e))
     }
 
-    /// Reads `[from, to)` into `buf` (replacing its contents). A file shorter than `to`
-    /// (a concurrent truncation) gives a shorter buffer, never an error.
-    pub(crate) fn read_into(&self, buf: &mut Vec<u8>, from: u64, to: u64) -> Result<()> {
-        buf.clear();
-        self.append_from(buf, from, to)
+    /// The bytes `[from, to)`, clamped to the published size.
+    pub(crate) fn view(&self, from: u64, to: u64) -> Result<View<'_>> {
+        self.data
+            .view(from, to)
+            .map_err(|e| Error::io("read", &self.path, e))
     }
 
-    /// As [`LogFile::read_into`], appending to `buf`.
-    pub(crate) fn append_from(&self, buf: &mut Vec<u8>, from: u64, to: u64) -> Result<()> {
-        let start = buf.len();
-        let len = to.saturating_sub(from) as usize;
-        buf.resize(start + len, 0);
-        let mut done = 0;
-        while done < len {
-            match self
-                .file
-                .read_at(&mut buf[start + done..], from + done as u64)
-            {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    buf.truncate(start);
-                    return Err(Error::io("read", &self.path, e));
-                }
-            }
+    /// How many bytes a walk should view at once.
+    fn window(&self, default: u64) -> u64 {
+        if self.data.is_mapped() {
+            u64::MAX
+        } else {
+            default
         }
-        buf.truncate(start + done);
-        Ok(())
     }
 
-    /// Truncates the file to `len` bytes.
+    /// Truncates the file (and the published size) to `len` bytes.
     pub(crate) fn set_len(&self, len: u64) -> Result<()> {
-        self.file
-            .set_len(len)
+        self.data
+            .shrink(len)
             .map_err(|e| Error::io("truncate", &self.path, e))
     }
 
     /// fdatasync.
     pub(crate) fn sync(&self) -> Result<()> {
-        self.file
+        self.data
             .sync_data()
             .map_err(|e| Error::io("fsync", &self.path, e))
     }
@@ -99,14 +95,18 @@ impl LogFile {
         end: u64,
         mut f: impl FnMut(u64, &BatchHeader) -> bool,
     ) -> Result<std::result::Result<u64, (u64, DecodeError)>> {
-        let mut chunk = Vec::new();
+        let window = self.window(SCAN_CHUNK);
+        let mut chunk = self.view(from, from)?;
         let mut chunk_start = from;
         let mut pos = from;
         while pos < end {
             let in_chunk = (pos - chunk_start) as usize;
             if chunk.is_empty() || in_chunk + BATCH_HEADER_SIZE > chunk.len() {
                 chunk_start = pos;
-                self.read_into(&mut chunk, pos, end.min(pos + SCAN_CHUNK as u64))?;
+                chunk = self.view(pos, end.min(pos.saturating_add(window)))?;
+                if chunk.is_empty() {
+                    break; // shrunk under us (not possible while the writer lock is held)
+                }
             }
             let at = (pos - chunk_start) as usize;
             let header = match BatchHeader::parse(&chunk[at..]) {
@@ -162,13 +162,13 @@ impl LogFile {
         end: u64,
         mut f: impl FnMut(u64, &Batch<'_>) -> bool,
     ) -> Result<WalkEnd> {
-        let mut buf = Vec::new();
+        let window = self.window(WALK_WINDOW);
         let mut pos = from;
         'windows: while pos < end {
-            let want = end.min(pos + WALK_WINDOW);
-            self.read_into(&mut buf, pos, want)?;
+            let want = end.min(pos.saturating_add(window));
+            let mut buf = self.view(pos, want)?;
             if buf.len() as u64 != want - pos {
-                break; // the file shrank under us (concurrent truncation): stop quietly
+                break; // `end` is past the published size: nothing more to walk
             }
             let at_file_end = want == end;
             let mut at = 0usize;
@@ -192,8 +192,8 @@ impl LogFile {
                 }
                 if at + size > buf.len() {
                     if at == 0 {
-                        // One batch larger than the window: read exactly it.
-                        self.read_into(&mut buf, pos, pos + size as u64)?;
+                        // One batch larger than the window: view exactly it.
+                        buf = self.view(pos, pos + size as u64)?;
                         if buf.len() != size {
                             break 'windows;
                         }

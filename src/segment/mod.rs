@@ -54,6 +54,19 @@ pub(crate) struct SegmentOptions {
     pub(crate) index_interval_bytes: u32,
     /// Preallocated size of each index file (Kafka's `segment.index.bytes`).
     pub(crate) max_index_bytes: u32,
+    /// Bytes of the `.log` to map for reads (the segment size limit; 0: no mapping).
+    pub(crate) map_bytes: u64,
+}
+
+impl SegmentOptions {
+    /// The options a topic's configuration implies.
+    pub(crate) fn from_config(config: &crate::config::TopicConfig) -> SegmentOptions {
+        SegmentOptions {
+            index_interval_bytes: config.index_interval_bytes,
+            max_index_bytes: config.segment_index_bytes,
+            map_bytes: config.segment_bytes,
+        }
+    }
 }
 
 /// Writer-only state.
@@ -73,8 +86,6 @@ pub struct Segment {
     log: LogFile,
     index: RwLock<IndexFile>,
     time_index: RwLock<IndexFile>,
-    /// Published log size: every byte below it belongs to a complete batch.
-    size: AtomicU64,
     /// Offset after the last batch (valid for the active segment and after a full walk).
     next_offset: AtomicU64,
     /// Largest timestamp of any batch, -1 when none.
@@ -110,7 +121,7 @@ impl Segment {
             }
         }
         let seg = Segment::assemble(
-            LogFile::new(log_path, file),
+            LogFile::new(log_path, file, opts.map_bytes)?,
             base_offset,
             opts,
             true,
@@ -135,7 +146,7 @@ impl Segment {
         let index_missing = !index_path.exists() || !time_path.exists();
         let file = crate::fs::open(&log_path, true)?;
         let seg = Segment::assemble(
-            LogFile::new(log_path, file),
+            LogFile::new(log_path, file, opts.map_bytes)?,
             base_offset,
             opts,
             true,
@@ -161,9 +172,12 @@ impl Segment {
         let opts = SegmentOptions {
             index_interval_bytes: 4096,
             max_index_bytes: 0,
+            map_bytes: 0,
         };
+        // Read with pread, not a mapping: a tool may look at a directory that a live
+        // process (seglog or a Kafka broker) truncates, and a mapping would fault.
         let seg = Segment::assemble(
-            LogFile::new(log_path.to_path_buf(), file),
+            LogFile::new(log_path.to_path_buf(), file, 0)?,
             base_offset,
             opts,
             false,
@@ -186,7 +200,6 @@ impl Segment {
     ) -> Result<Segment> {
         let dir = log.path().parent().unwrap_or(Path::new("."));
         let (_, index_path, time_path) = paths(dir, base_offset);
-        let size = log.file_len()?;
         let index = IndexFile::open(&index_path, OFFSET_ENTRY_SIZE, writable)?;
         let time_index = IndexFile::open(&time_path, TIME_ENTRY_SIZE, writable)?;
         Ok(Segment {
@@ -194,7 +207,6 @@ impl Segment {
             log,
             index: RwLock::new(index),
             time_index: RwLock::new(time_index),
-            size: AtomicU64::new(size),
             next_offset: AtomicU64::new(base_offset),
             max_timestamp: AtomicI64::new(-1),
             writer: Mutex::new(WriterState {
@@ -341,7 +353,6 @@ impl Segment {
     /// Truncates the log file to `len` (a batch boundary) and drops index entries at or
     /// past it.
     fn cut_log(&self, len: u64) -> Result<()> {
-        self.size.store(len, Ordering::Release);
         self.log.set_len(len)?;
         let mut idx = self.index.write();
         let keep = (0..idx.len())
@@ -367,7 +378,7 @@ impl Segment {
 
     /// Published size of the `.log` file in bytes.
     pub fn size(&self) -> u64 {
-        self.size.load(Ordering::Acquire)
+        self.log.size()
     }
 
     /// The offset after the last batch.
@@ -451,7 +462,7 @@ impl Segment {
         self.next_offset
             .store(header.next_offset(), Ordering::Release);
         // Publish last: readers read only below `size`.
-        self.size.store(pos + batch.len() as u64, Ordering::Release);
+        self.log.publish(pos + batch.len() as u64);
         Ok(())
     }
 
@@ -571,11 +582,10 @@ impl Segment {
             want = want.max(first.size() as u64);
         }
         let to = end.min(pos + want);
-        let start = buf.len();
-        self.log.append_from(buf, pos, to)?;
+        let view = self.log.view(pos, to)?;
         let mut at = 0;
         let mut next = offset;
-        for item in BatchIter::new(&buf[start..]) {
+        for item in BatchIter::new(&view) {
             let checked = item.and_then(|(p, b)| match b.validate() {
                 Ok(()) => Ok((p, b)),
                 Err(e) => Err(shift(e, p)),
@@ -590,7 +600,7 @@ impl Segment {
                 Err(e) => return Err(Error::corrupt(self.log.path(), pos, e)),
             }
         }
-        buf.truncate(start + at);
+        buf.extend_from_slice(&view[..at]);
         Ok(Some(next))
     }
 
@@ -641,8 +651,7 @@ impl Segment {
         let mut rewritten = Vec::new();
         if (h.base_offset as u64) < offset {
             // Keep the part of this batch below `offset`, its record bytes unchanged.
-            let mut raw = Vec::new();
-            self.log.read_into(&mut raw, pos, pos + h.size() as u64)?;
+            let raw = self.log.view(pos, pos + h.size() as u64)?;
             let kept = Batch::parse(&raw)
                 .and_then(|b| b.truncated_before(offset))
                 .map_err(|e| Error::corrupt(self.log.path(), pos, e))?;
@@ -652,6 +661,7 @@ impl Segment {
         self.cut_log(pos)?;
         if !rewritten.is_empty() {
             self.log.write_at(&rewritten, pos)?;
+            self.log.publish(new_end);
         }
         // Recompute what the tail determined: next offset, max timestamp, index spacing.
         let (from, last_rel) = {
@@ -696,7 +706,6 @@ impl Segment {
             w.rolling_timestamp = None;
         }
         drop(w);
-        self.size.store(new_end, Ordering::Release);
         Ok(true)
     }
 
