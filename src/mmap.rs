@@ -31,7 +31,11 @@ pub(crate) fn map_mut(file: &File, path: &Path) -> Result<MmapMut> {
     // while mapped. The data directory is held under an exclusive lock (`DirLock`), so no
     // other seglog opens it; within the process, an index file is only resized after its
     // mapping is dropped (see `segment::index::IndexFile`), never while mapped.
-    unsafe { MmapMut::map_mut(file) }.map_err(|e| Error::io("mmap", path, e))
+    let map = unsafe { MmapMut::map_mut(file) }.map_err(|e| Error::io("mmap", path, e))?;
+    // Lookups touch a few entries each: without this, the first touch of a sparse,
+    // preallocated index reads ahead megabytes (stalls of ~10 ms were measured).
+    let _ = map.advise(memmap2::Advice::Random);
+    Ok(map)
 }
 
 /// A `.log` file read through a mapping of its published prefix. See the module docs.

@@ -38,6 +38,8 @@ pub(crate) struct IndexFile {
     bytes: Bytes,
     entry_size: usize,
     entries: usize,
+    /// Byte range written since the last flush.
+    dirty: parking_lot::Mutex<Option<(usize, usize)>>,
 }
 
 impl IndexFile {
@@ -69,6 +71,7 @@ impl IndexFile {
             bytes,
             entry_size,
             entries: 0,
+            dirty: parking_lot::Mutex::new(None),
         };
         let slots = idx.bytes.as_slice().len() / entry_size;
         let mut n = slots;
@@ -117,6 +120,7 @@ impl IndexFile {
             if at + self.entry_size <= m.len() {
                 write(&mut m[at..at + self.entry_size]);
                 self.entries += 1;
+                self.mark_dirty(at, at + self.entry_size);
             }
         }
     }
@@ -129,8 +133,14 @@ impl IndexFile {
         let (from, to) = (n * self.entry_size, self.entries * self.entry_size);
         if let Bytes::Mapped(m) = &mut self.bytes {
             m[from..to].fill(0);
+            self.mark_dirty(from, to);
         }
         self.entries = n;
+    }
+
+    fn mark_dirty(&self, from: usize, to: usize) {
+        let mut d = self.dirty.lock();
+        *d = Some(d.map_or((from, to), |(a, b)| (a.min(from), b.max(to))));
     }
 
     /// Resizes the file to `max_bytes` rounded down to whole entries (at least the valid
@@ -156,11 +166,22 @@ impl IndexFile {
         self.resize(self.entries * self.entry_size)
     }
 
-    /// Writes dirty mapped pages to disk (msync).
+    /// Writes the entries changed since the last flush to disk (msync of that range only:
+    /// a blocking msync costs a device cache flush even when nothing is dirty).
     pub(crate) fn flush(&self) -> Result<()> {
+        let mut dirty = self.dirty.lock();
+        let Some((from, to)) = *dirty else {
+            return Ok(());
+        };
         if let Bytes::Mapped(m) = &self.bytes {
-            m.flush().map_err(|e| Error::io("msync", &self.path, e))?;
+            // Entries past a trim are gone from the file; the rest is still in the mapping.
+            let to = to.min(m.len());
+            if from < to {
+                m.flush_range(from, to - from)
+                    .map_err(|e| Error::io("msync", &self.path, e))?;
+            }
         }
+        *dirty = None;
         Ok(())
     }
 
