@@ -120,13 +120,7 @@ impl Segment {
                 }
             }
         }
-        let seg = Segment::assemble(
-            LogFile::new(log_path, file, opts.map_bytes)?,
-            base_offset,
-            opts,
-            true,
-            now_ms,
-        )?;
+        let seg = Segment::assemble(log_path, file, base_offset, opts, true, now_ms)?;
         seg.preallocate_indexes()?;
         Ok(seg)
     }
@@ -145,13 +139,7 @@ impl Segment {
         // A missing index file is created empty by `assemble`; it must then be rebuilt.
         let index_missing = !index_path.exists() || !time_path.exists();
         let file = crate::fs::open(&log_path, true)?;
-        let seg = Segment::assemble(
-            LogFile::new(log_path, file, opts.map_bytes)?,
-            base_offset,
-            opts,
-            true,
-            now_ms,
-        )?;
+        let seg = Segment::assemble(log_path, file, base_offset, opts, true, now_ms)?;
         seg.load(active, index_missing)?;
         Ok(seg)
     }
@@ -176,13 +164,7 @@ impl Segment {
         };
         // Read with pread, not a mapping: a tool may look at a directory that a live
         // process (seglog or a Kafka broker) truncates, and a mapping would fault.
-        let seg = Segment::assemble(
-            LogFile::new(log_path.to_path_buf(), file, 0)?,
-            base_offset,
-            opts,
-            false,
-            0,
-        )?;
+        let seg = Segment::assemble(log_path.to_path_buf(), file, base_offset, opts, false, 0)?;
         let end = seg.size();
         let walk = seg.walk(0, end, |_, _| true)?;
         if let Some((pos, e)) = walk.error {
@@ -191,13 +173,18 @@ impl Segment {
         Ok(seg)
     }
 
+    /// Wraps an open `.log` file and opens its index files. A `writable` segment maps the
+    /// log for reads; a read-only one uses `pread`.
     fn assemble(
-        log: LogFile,
+        log_path: PathBuf,
+        file: std::fs::File,
         base_offset: u64,
         opts: SegmentOptions,
         writable: bool,
         now_ms: i64,
     ) -> Result<Segment> {
+        let map_bytes = if writable { opts.map_bytes } else { 0 };
+        let log = LogFile::new(log_path, file, map_bytes)?;
         let dir = log.path().parent().unwrap_or(Path::new("."));
         let (_, index_path, time_path) = paths(dir, base_offset);
         let index = IndexFile::open(&index_path, OFFSET_ENTRY_SIZE, writable)?;
