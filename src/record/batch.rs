@@ -794,7 +794,7 @@ fn encode_inner(
         }
     };
     let base_timestamp = records.first().map(ts_of).unwrap_or(spec.default_timestamp);
-    let max_timestamp = records.iter().map(ts_of).max().unwrap_or(base_timestamp);
+    let mut max_timestamp = base_timestamp;
     if count == 0 {
         return Err(EncodeError::Empty);
     }
@@ -808,9 +808,24 @@ fn encode_inner(
     }
 
     let start = out.len();
+    // One reservation for the whole batch: payloads plus at most 28 bytes of framing
+    // (length, attributes, two deltas, two lengths, header count) per record.
+    let payload: usize = records
+        .iter()
+        .map(|r| {
+            r.key.as_ref().map_or(0, Vec::len)
+                + r.value.as_ref().map_or(0, Vec::len)
+                + r.headers
+                    .iter()
+                    .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len) + 10)
+                    .sum::<usize>()
+        })
+        .sum();
+    out.reserve(BATCH_HEADER_SIZE + payload + 28 * records.len());
     out.resize(start + BATCH_HEADER_SIZE, 0);
     for (i, r) in records.iter().enumerate() {
         let ts = ts_of(r);
+        max_timestamp = max_timestamp.max(ts);
         let ts_delta = ts
             .checked_sub(base_timestamp)
             .ok_or(EncodeError::TimestampDelta {
@@ -832,7 +847,6 @@ fn encode_inner(
                 varint_len(k) + h.key.len() + varint_len(v) + h.value.as_ref().map_or(0, Vec::len);
         }
         let body_len = checked_len("record length", body)?;
-        out.reserve(body + 5);
         write_varint(out, body_len);
         out.push(0); // record attributes: unused
         write_varlong(out, ts_delta);

@@ -7,25 +7,36 @@ pub(crate) const MAX_VARINT_LEN: usize = 5;
 /// Largest encoding of a 64-bit varlong.
 pub(crate) const MAX_VARLONG_LEN: usize = 10;
 
+#[inline(always)]
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
 /// Number of bytes `write_varlong(v)` produces.
-#[inline]
+#[inline(always)]
 pub(crate) fn varlong_len(v: i64) -> usize {
-    let z = ((v << 1) ^ (v >> 63)) as u64;
-    // bits needed, at least 1, 7 bits per byte
-    let bits = 64 - (z | 1).leading_zeros() as usize;
-    bits.div_ceil(7)
+    let z = zigzag(v);
+    // Most record fields fit one or two bytes: answer those without arithmetic.
+    if z < 1 << 7 {
+        1
+    } else if z < 1 << 14 {
+        2
+    } else {
+        // bits needed, 7 bits per byte
+        (64 - z.leading_zeros() as usize).div_ceil(7)
+    }
 }
 
 /// Number of bytes `write_varint(v)` produces.
-#[inline]
+#[inline(always)]
 pub(crate) fn varint_len(v: i32) -> usize {
     varlong_len(v as i64)
 }
 
 /// Appends the zig-zag varlong encoding of `v`.
-#[inline]
+#[inline(always)]
 pub(crate) fn write_varlong(out: &mut Vec<u8>, v: i64) {
-    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    let mut z = zigzag(v);
     while z >= 0x80 {
         out.push((z as u8) | 0x80);
         z >>= 7;
@@ -34,7 +45,7 @@ pub(crate) fn write_varlong(out: &mut Vec<u8>, v: i64) {
 }
 
 /// Appends the zig-zag varint encoding of `v`.
-#[inline]
+#[inline(always)]
 pub(crate) fn write_varint(out: &mut Vec<u8>, v: i32) {
     write_varlong(out, v as i64)
 }
