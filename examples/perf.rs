@@ -12,16 +12,99 @@
 //!   --fetch-bytes B     max bytes per read when consuming (default 1 MiB)
 //! ```
 //!
-//! Prints a progress line each second and a summary: records/s, MB/s, and append (or
-//! fetch) latency percentiles p50, p99, p99.9 and max.
+//! Prints a progress line each second and a summary: records/s, MB/s, append (or fetch)
+//! latency percentiles p50, p99, p99.9 and max, and the peak heap of the phase (measured
+//! by a counting global allocator; memory-mapped files are not heap and do not count).
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use seglog::{Partition, Record, Store, Topic, TopicConfig};
+
+/// The system allocator, counting live heap bytes and their peak.
+struct CountingAlloc;
+
+static HEAP_NOW: AtomicUsize = AtomicUsize::new(0);
+static HEAP_PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn heap_grew(bytes: usize) {
+    let now = HEAP_NOW.fetch_add(bytes, Ordering::Relaxed) + bytes;
+    HEAP_PEAK.fetch_max(now, Ordering::Relaxed);
+}
+
+fn heap_shrank(bytes: usize) {
+    HEAP_NOW.fetch_sub(bytes, Ordering::Relaxed);
+}
+
+// SAFETY: every method forwards to `System` with its arguments unchanged and returns what
+// `System` returned, so `System`'s guarantees hold; the counting only touches atomics and
+// never allocates.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwards to System unchanged; the caller upholds `alloc`'s contract
+        // (non-zero size).
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            heap_grew(layout.size());
+        }
+        ptr
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwards to System unchanged; the caller upholds `alloc_zeroed`'s
+        // contract (non-zero size).
+        let ptr = unsafe { System.alloc_zeroed(layout) };
+        if !ptr.is_null() {
+            heap_grew(layout.size());
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwards to System unchanged; the caller guarantees `ptr` was allocated
+        // by this allocator (hence by System) with `layout`.
+        unsafe { System.dealloc(ptr, layout) };
+        heap_shrank(layout.size());
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwards to System unchanged; the caller guarantees `ptr` was allocated
+        // by this allocator (hence by System) with `layout`, and a valid `new_size`.
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            // On failure the old block stays allocated: nothing changes.
+            if new_size >= layout.size() {
+                heap_grew(new_size - layout.size());
+            } else {
+                heap_shrank(layout.size() - new_size);
+            }
+        }
+        new
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAlloc = CountingAlloc;
+
+/// Runs `phase` with the heap peak reset to the live heap at its start, then prints the
+/// phase's peak.
+fn measure_heap<T>(name: &str, phase: impl FnOnce() -> T) -> T {
+    let start = HEAP_NOW.load(Ordering::Relaxed);
+    HEAP_PEAK.store(start, Ordering::Relaxed);
+    let result = phase();
+    let mib = |b: usize| b as f64 / (1 << 20) as f64;
+    println!(
+        "{name}: peak heap: {:.2} MiB ({:.2} MiB live at the start of the phase, {:.2} MiB at its end)",
+        mib(HEAP_PEAK.load(Ordering::Relaxed)),
+        mib(start),
+        mib(HEAP_NOW.load(Ordering::Relaxed)),
+    );
+    result
+}
 
 #[derive(Debug, Clone)]
 struct Args {
@@ -132,10 +215,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         dir.display()
     );
     if args.mode == "produce" || args.mode == "both" {
-        produce(&args, &topic)?;
+        measure_heap("produce", || produce(&args, &topic))?;
     }
     if args.mode == "consume" || args.mode == "both" {
-        consume(&args, &topic)?;
+        measure_heap("consume", || consume(&args, &topic))?;
     }
     store.close()?;
     Ok(())
