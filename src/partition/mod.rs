@@ -58,6 +58,8 @@ pub struct PartitionStats {
 
 #[derive(Debug)]
 struct Writer {
+    /// The last segment, the one appends go to (also last in `Inner::segments`).
+    active: Arc<Segment>,
     /// Reused encode buffer.
     buf: Vec<u8>,
     /// Sealed segments written since the last flush.
@@ -126,8 +128,10 @@ impl Partition {
             segments.push(Arc::new(Segment::create(&dir, 0, opts, now)?));
             dir_dirty = true;
         }
+        // Never empty: a segment was created above if there was none.
+        let active = Arc::clone(&segments[segments.len() - 1]);
         let log_start = segments[0].base_offset();
-        let log_end = segments.last().map_or(0, |s| s.next_offset());
+        let log_end = active.next_offset();
         let p = Partition {
             inner: Arc::new(Inner {
                 name,
@@ -136,6 +140,7 @@ impl Partition {
                 clock,
                 segments: RwLock::new(segments),
                 writer: Mutex::new(Writer {
+                    active,
                     buf: Vec::new(),
                     unflushed: Vec::new(),
                     dir_dirty,
@@ -184,12 +189,6 @@ impl Partition {
         Ok(())
     }
 
-    fn active(&self) -> Arc<Segment> {
-        // The list is never empty: open creates a segment, truncation keeps one.
-        let segs = self.inner.segments.read();
-        Arc::clone(&segs[segs.len() - 1])
-    }
-
     /// Appends `records` as one batch with dense offsets from the log end offset, rolling a
     /// new segment first when the active one is full or old. Records without a timestamp
     /// get the store clock's time (all records do, for log-append-time topics).
@@ -231,17 +230,16 @@ impl Partition {
                     });
                 }
             }
-            let mut active = self.active();
-            if active.should_roll(
+            if w.active.should_roll(
                 size as u64,
                 &header,
                 inner.config.segment_bytes,
                 inner.config.segment_ms,
                 now,
             ) {
-                active = self.roll(&mut w, base, now)?;
+                self.roll(&mut w, base, now)?;
             }
-            active.append(&buf, &header)?;
+            w.active.append(&buf, &header)?;
             inner
                 .log_end_offset
                 .store(header.next_offset(), Ordering::Release);
@@ -257,17 +255,17 @@ impl Partition {
     }
 
     /// Seals the active segment and starts a new one at `base`.
-    fn roll(&self, w: &mut Writer, base: u64, now: i64) -> Result<Arc<Segment>> {
+    fn roll(&self, w: &mut Writer, base: u64, now: i64) -> Result<()> {
         let inner = &*self.inner;
-        let old = self.active();
-        old.seal()?;
+        w.active.seal()?;
         let opts = SegmentOptions::from_config(&inner.config);
         let seg = Arc::new(Segment::create(&inner.dir, base, opts, now)?);
         inner.segments.write().push(Arc::clone(&seg));
+        let old = std::mem::replace(&mut w.active, seg);
         w.unflushed.push(old);
         // IMPORTANT: the new file is durable only after its directory is fsynced (at flush).
         w.dir_dirty = true;
-        Ok(seg)
+        Ok(())
     }
 
     fn out_of_range(&self, offset: u64) -> Error {
@@ -399,6 +397,7 @@ impl Partition {
         if was_sealed {
             target.reactivate()?;
             w.unflushed.retain(|s| !Arc::ptr_eq(s, &target));
+            w.active = target;
         }
         inner.log_end_offset.store(offset, Ordering::Release);
         Ok(())
@@ -422,7 +421,7 @@ impl Partition {
             seg.flush()?;
         }
         w.unflushed.clear();
-        self.active().flush()?;
+        w.active.flush()?;
         if w.dir_dirty {
             // IMPORTANT: fsync the directory, or a new segment can vanish after a crash.
             crate::fs::sync_dir(&self.inner.dir)?;
@@ -437,7 +436,7 @@ impl Partition {
         if self.inner.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        self.active().seal()?;
+        w.active.seal()?;
         self.flush_locked(&mut w)
     }
 

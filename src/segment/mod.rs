@@ -77,6 +77,8 @@ struct WriterState {
     /// Max timestamp of the first batch: the reference for time-based rolling.
     rolling_timestamp: Option<i64>,
     created_ms: i64,
+    /// An index is full (kept here so that `should_roll` takes no index lock).
+    indexes_full: bool,
 }
 
 /// One segment of a partition's log. See the module docs for the concurrency contract.
@@ -201,6 +203,7 @@ impl Segment {
                 offset_of_max_timestamp: base_offset,
                 rolling_timestamp: None,
                 created_ms: now_ms,
+                indexes_full: false,
             }),
             opts,
         })
@@ -321,7 +324,14 @@ impl Segment {
     fn preallocate_indexes(&self) -> Result<()> {
         let max = self.opts.max_index_bytes as usize;
         self.index.write().resize(max)?;
-        self.time_index.write().resize(max)
+        self.time_index.write().resize(max)?;
+        self.refresh_indexes_full(&mut self.writer.lock());
+        Ok(())
+    }
+
+    /// Recomputes `indexes_full` after the indexes changed size or entries.
+    fn refresh_indexes_full(&self, w: &mut WriterState) {
+        w.indexes_full = self.index.read().is_full() || self.time_index.read().is_full();
     }
 
     fn load_rolling_timestamp(&self) -> Result<()> {
@@ -355,6 +365,8 @@ impl Segment {
             .take_while(|&i| Some(decode_time_entry(tidx.entry(i)).1) <= last_kept)
             .count();
         tidx.truncate_entries(keep_t);
+        drop(tidx);
+        self.refresh_indexes_full(&mut self.writer.lock());
         Ok(())
     }
 
@@ -432,11 +444,9 @@ impl Segment {
             Some(t) if t >= 0 => header.max_timestamp.saturating_sub(t),
             _ => now_ms.saturating_sub(w.created_ms),
         };
-        drop(w);
         (size > 0 && size + batch_size > segment_bytes)
             || (size > 0 && waited > 0 && waited as u64 > segment_ms)
-            || self.index.read().is_full()
-            || self.time_index.read().is_full()
+            || w.indexes_full
             || header.last_offset() - self.base_offset > MAX_RELATIVE_OFFSET
     }
 
@@ -491,6 +501,7 @@ impl Segment {
                 .push(|e| encode_offset_entry(e, rel, position));
             self.maybe_append_time_entry(&w);
             w.bytes_since_index = 0;
+            self.refresh_indexes_full(&mut w);
         }
         w.bytes_since_index += h.size() as u64;
         Ok(())
