@@ -92,6 +92,11 @@ pub struct Segment {
     next_offset: AtomicU64,
     /// Largest timestamp of any batch, -1 when none.
     max_timestamp: AtomicI64,
+    /// Every batch below this position has had its records checked, in this process:
+    /// written by `append` (our encoder makes well-formed batches) or validated by a read
+    /// or a walk. Reads still check the CRC of such batches, which guarantees they are the
+    /// same bytes, but need not decode their records twice.
+    checked_to: AtomicU64,
     writer: Mutex<WriterState>,
     opts: SegmentOptions,
 }
@@ -198,6 +203,7 @@ impl Segment {
             time_index: RwLock::new(time_index),
             next_offset: AtomicU64::new(base_offset),
             max_timestamp: AtomicI64::new(-1),
+            checked_to: AtomicU64::new(0),
             writer: Mutex::new(WriterState {
                 bytes_since_index: 0,
                 offset_of_max_timestamp: base_offset,
@@ -221,6 +227,7 @@ impl Segment {
                 .fetch_max(b.last_offset() + 1, Ordering::Relaxed);
             self.max_timestamp
                 .fetch_max(b.header().max_timestamp, Ordering::Relaxed);
+            self.walked(pos, b);
             f(pos, b)
         })
     }
@@ -304,7 +311,9 @@ impl Segment {
         self.max_timestamp.store(-1, Ordering::Relaxed);
         let size = self.size();
         let mut result = Ok(());
+        // Not `self.walk`: `index_batch` itself tracks the max timestamp and its offset.
         let walk = self.log.walk_batches(0, size, |pos, b| {
+            self.walked(pos, b);
             result = self.index_batch(pos, b.header());
             result.is_ok()
         })?;
@@ -350,6 +359,7 @@ impl Segment {
     /// Truncates the log file to `len` (a batch boundary) and drops index entries at or
     /// past it.
     fn cut_log(&self, len: u64) -> Result<()> {
+        self.checked_to.fetch_min(len, Ordering::AcqRel);
         self.log.set_len(len)?;
         let mut idx = self.index.write();
         let keep = (0..idx.len())
@@ -450,11 +460,29 @@ impl Segment {
             || header.last_offset() - self.base_offset > MAX_RELATIVE_OFFSET
     }
 
+    /// Notes a batch at `pos` that a walk checked: walks decode the records of uncompressed
+    /// batches (`log::check_records`); compressed ones stay unchecked, so that reading them
+    /// reports the codec.
+    fn walked(&self, pos: u64, b: &Batch<'_>) {
+        if b.header().compression() == 0 {
+            self.mark_checked(pos, pos + b.as_bytes().len() as u64);
+        }
+    }
+
+    /// Records that the batch at `[start, end)` has well-formed records, extending the
+    /// checked prefix when it starts where the prefix ends.
+    fn mark_checked(&self, start: u64, end: u64) {
+        let _ = self
+            .checked_to
+            .compare_exchange(start, end, Ordering::AcqRel, Ordering::Relaxed);
+    }
+
     /// Appends one encoded batch (whose header is `header`) at the end of the log, adds
     /// index entries when due, then publishes the new size.
     pub(crate) fn append(&self, batch: &[u8], header: &BatchHeader) -> Result<()> {
         let pos = self.size();
         self.log.write_at(batch, pos)?;
+        self.mark_checked(pos, pos + batch.len() as u64);
         self.index_batch(pos, header)?;
         self.next_offset
             .store(header.next_offset(), Ordering::Release);
@@ -583,10 +611,15 @@ impl Segment {
         let view = self.log.view(pos, to)?;
         let mut at = 0;
         let mut next = offset;
+        let checked_to = self.checked_to.load(Ordering::Acquire);
         for item in BatchIter::new(&view) {
-            let checked = item.and_then(|(p, b)| match b.validate() {
-                Ok(()) => Ok((p, b)),
-                Err(e) => Err(shift(e, p)),
+            let checked = item.and_then(|(p, b)| {
+                let (start, end) = (pos + p as u64, pos + (p + b.as_bytes().len()) as u64);
+                if end > checked_to {
+                    b.validate().map_err(|e| shift(e, p))?;
+                    self.mark_checked(start, end);
+                }
+                Ok((p, b))
             });
             match checked {
                 Ok((p, b)) => {
