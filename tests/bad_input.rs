@@ -853,3 +853,52 @@ fn malformed_records_under_a_valid_crc_are_reported() {
     // Batches before it still read.
     assert!(p.read(0, 1).unwrap().records().next().is_some());
 }
+
+/// `Segment::open_read_only` (for dump/verify tools) reads a segment without a store, and
+/// reports a bad file name or a corrupt batch instead of panicking.
+#[test]
+fn read_only_segment_open_reads_and_reports() {
+    use seglog::Segment;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .create_topic("r", TopicConfig::default().segment_bytes(2048))
+            .unwrap();
+        fill(&partition(&store, "r", 0), 40);
+        store.close().unwrap();
+    }
+    let logs = segment_paths(&dir.path().join("r-0"));
+    let seg = Segment::open_read_only(&logs[1]).unwrap();
+    let base = seg.base_offset();
+    assert_eq!(seg.size(), std::fs::metadata(&logs[1]).unwrap().len());
+    let mut buf = Vec::new();
+    let next = seg.read(base, 1 << 20, true, &mut buf).unwrap().unwrap();
+    let all: Vec<u64> = BatchIter::new(&buf)
+        .flat_map(|b| {
+            b.unwrap()
+                .1
+                .records()
+                .map(|r| r.unwrap().offset())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(all, (base..next).collect::<Vec<_>>());
+
+    let renamed = dir.path().join("not-a-segment.log");
+    std::fs::copy(&logs[1], &renamed).unwrap();
+    assert!(matches!(
+        Segment::open_read_only(&renamed),
+        Err(Error::Corrupt { .. })
+    ));
+
+    let (pos, _, _, _) = batches_of(&std::fs::read(&logs[1]).unwrap())[1];
+    flip(&logs[1], pos + 40);
+    match Segment::open_read_only(&logs[1]) {
+        Err(Error::Corrupt { path, position, .. }) => {
+            assert_eq!(path, logs[1]);
+            assert_eq!(position, pos as u64);
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}

@@ -20,14 +20,16 @@ pub(crate) struct LogFile {
 }
 
 impl LogFile {
-    /// Wraps `file`; `map_capacity` bytes are mapped for reads (0: read with `pread`).
-    pub(crate) fn new(path: PathBuf, file: File, map_capacity: u64) -> Result<LogFile> {
+    /// Wraps `file`. With `Some(capacity)`, reads go through a mapping of
+    /// `max(capacity, file length)` bytes (room for the active segment to grow); with
+    /// `None`, through `pread`.
+    pub(crate) fn new(path: PathBuf, file: File, map_capacity: Option<u64>) -> Result<LogFile> {
         let len = file
             .metadata()
             .map_err(|e| Error::io("stat", &path, e))?
             .len();
         Ok(LogFile {
-            data: LogMap::new(file, len, map_capacity.max(len)),
+            data: LogMap::new(file, len, map_capacity.map_or(0, |c| c.max(len))),
             path,
         })
     }

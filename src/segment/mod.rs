@@ -69,6 +69,18 @@ impl SegmentOptions {
     }
 }
 
+/// How a segment is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The last segment: appended to, its `.log` mapped with room to grow.
+    Active,
+    /// Older segments of an open partition: `.log` mapped at its length.
+    Sealed,
+    /// A tool's view (`open_read_only`): nothing written, `.log` read with `pread`, since a
+    /// live process (seglog or a Kafka broker) may truncate it and a mapping would fault.
+    ReadOnly,
+}
+
 /// Writer-only state.
 #[derive(Debug)]
 struct WriterState {
@@ -127,7 +139,7 @@ impl Segment {
                 }
             }
         }
-        let seg = Segment::assemble(log_path, file, base_offset, opts, true, now_ms)?;
+        let seg = Segment::assemble(log_path, file, base_offset, opts, Mode::Active, now_ms)?;
         seg.preallocate_indexes()?;
         Ok(seg)
     }
@@ -146,7 +158,8 @@ impl Segment {
         // A missing index file is created empty by `assemble`; it must then be rebuilt.
         let index_missing = !index_path.exists() || !time_path.exists();
         let file = crate::fs::open(&log_path, true)?;
-        let seg = Segment::assemble(log_path, file, base_offset, opts, true, now_ms)?;
+        let mode = if active { Mode::Active } else { Mode::Sealed };
+        let seg = Segment::assemble(log_path, file, base_offset, opts, mode, now_ms)?;
         seg.load(active, index_missing)?;
         Ok(seg)
     }
@@ -169,9 +182,14 @@ impl Segment {
             max_index_bytes: 0,
             map_bytes: 0,
         };
-        // Read with pread, not a mapping: a tool may look at a directory that a live
-        // process (seglog or a Kafka broker) truncates, and a mapping would fault.
-        let seg = Segment::assemble(log_path.to_path_buf(), file, base_offset, opts, false, 0)?;
+        let seg = Segment::assemble(
+            log_path.to_path_buf(),
+            file,
+            base_offset,
+            opts,
+            Mode::ReadOnly,
+            0,
+        )?;
         let end = seg.size();
         let walk = seg.walk(0, end, |_, _| true)?;
         if let Some((pos, e)) = walk.error {
@@ -180,18 +198,24 @@ impl Segment {
         Ok(seg)
     }
 
-    /// Wraps an open `.log` file and opens its index files. A `writable` segment maps the
-    /// log for reads; a read-only one uses `pread`.
+    /// Wraps an open `.log` file and opens its index files.
     fn assemble(
         log_path: PathBuf,
         file: std::fs::File,
         base_offset: u64,
         opts: SegmentOptions,
-        writable: bool,
+        mode: Mode,
         now_ms: i64,
     ) -> Result<Segment> {
-        let map_bytes = if writable { opts.map_bytes } else { 0 };
-        let log = LogFile::new(log_path, file, map_bytes)?;
+        // Only the active segment grows: a sealed one is mapped at its length (a sealed
+        // segment made active again by a truncation reads its growth with pread).
+        let map = match mode {
+            Mode::Active => Some(opts.map_bytes),
+            Mode::Sealed => Some(0),
+            Mode::ReadOnly => None,
+        };
+        let writable = mode != Mode::ReadOnly;
+        let log = LogFile::new(log_path, file, map)?;
         let dir = log.path().parent().unwrap_or(Path::new("."));
         let (_, index_path, time_path) = paths(dir, base_offset);
         let index = IndexFile::open(&index_path, OFFSET_ENTRY_SIZE, writable)?;
