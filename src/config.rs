@@ -16,6 +16,50 @@ pub enum TimestampType {
     LogAppendTime,
 }
 
+/// When appended records become durable (survive a crash or power loss).
+///
+/// Kafka leaves this to replication and the OS (`flush.messages`, `flush.ms`); an embedded
+/// log has no replicas, so the choice is explicit. Whatever the policy,
+/// [`Partition::flush`](crate::Partition::flush) makes every earlier append durable, and
+/// [`Store::close`](crate::Store::close) flushes everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlushPolicy {
+    /// The OS writes data back when it likes; only explicit flushes are durable points.
+    #[default]
+    Never,
+    /// The append that brings the records appended since the last flush to at least `n`
+    /// flushes before it returns.
+    EveryRecords(u64),
+    /// A background thread of the `Store` flushes each partition holding unflushed appends
+    /// every this many milliseconds: a crash loses at most about that much.
+    EveryMillis(u64),
+    /// Every append is durable when it returns. Appenders on several threads share
+    /// fsyncs: one fsync covers every append written before it started (group commit).
+    EveryAppend,
+}
+
+impl FlushPolicy {
+    fn to_setting(self) -> String {
+        match self {
+            FlushPolicy::Never => "never".into(),
+            FlushPolicy::EveryRecords(n) => format!("records:{n}"),
+            FlushPolicy::EveryMillis(ms) => format!("ms:{ms}"),
+            FlushPolicy::EveryAppend => "every_append".into(),
+        }
+    }
+
+    fn from_setting(v: &str) -> std::result::Result<FlushPolicy, String> {
+        let num = |n: &str| n.parse().map_err(|_| format!("not a number: {n:?}"));
+        match v.split_once(':') {
+            None if v == "never" => Ok(FlushPolicy::Never),
+            None if v == "every_append" => Ok(FlushPolicy::EveryAppend),
+            Some(("records", n)) => Ok(FlushPolicy::EveryRecords(num(n)?)),
+            Some(("ms", n)) => Ok(FlushPolicy::EveryMillis(num(n)?)),
+            _ => Err(format!("unknown flush policy {v:?}")),
+        }
+    }
+}
+
 /// Per-topic settings. Every field has Kafka's default; build with the setters and let
 /// [`Store::create_topic`](crate::Store::create_topic) validate.
 ///
@@ -45,6 +89,10 @@ pub struct TopicConfig {
     pub max_batch_bytes: u32,
     /// Create time (default) or log-append time.
     pub timestamp_type: TimestampType,
+    /// When appends become durable. Default [`FlushPolicy::Never`] (Kafka's default:
+    /// only explicit flushes); `EveryRecords(n)` needs `n >= 1`, `EveryMillis(ms)` needs
+    /// `ms >= 1`.
+    pub flush_policy: FlushPolicy,
 }
 
 impl Default for TopicConfig {
@@ -57,6 +105,7 @@ impl Default for TopicConfig {
             index_interval_bytes: 4096,
             max_batch_bytes: 1 << 20,
             timestamp_type: TimestampType::CreateTime,
+            flush_policy: FlushPolicy::Never,
         }
     }
 }
@@ -102,6 +151,12 @@ impl TopicConfig {
         self
     }
 
+    /// Sets `flush_policy`.
+    pub fn flush_policy(mut self, p: FlushPolicy) -> Self {
+        self.flush_policy = p;
+        self
+    }
+
     /// Checks every field against its allowed range.
     ///
     /// # Errors
@@ -128,13 +183,18 @@ impl TopicConfig {
             MAX_I32,
         )?;
         check("max_batch_bytes", self.max_batch_bytes as u64, 61, MAX_I32)?;
+        match self.flush_policy {
+            FlushPolicy::EveryRecords(n) => check("flush_policy records", n, 1, u64::MAX)?,
+            FlushPolicy::EveryMillis(ms) => check("flush_policy ms", ms, 1, i64::MAX as u64)?,
+            FlushPolicy::Never | FlushPolicy::EveryAppend => {}
+        }
         Ok(())
     }
 
     /// Serializes as `key=value` lines (the topic metadata file's body).
     pub(crate) fn to_lines(&self) -> String {
         format!(
-            "partitions={}\nsegment_bytes={}\nsegment_ms={}\nsegment_index_bytes={}\nindex_interval_bytes={}\nmax_batch_bytes={}\ntimestamp_type={}\n",
+            "partitions={}\nsegment_bytes={}\nsegment_ms={}\nsegment_index_bytes={}\nindex_interval_bytes={}\nmax_batch_bytes={}\ntimestamp_type={}\nflush_policy={}\n",
             self.partitions,
             self.segment_bytes,
             self.segment_ms,
@@ -144,7 +204,8 @@ impl TopicConfig {
             match self.timestamp_type {
                 TimestampType::CreateTime => "CreateTime",
                 TimestampType::LogAppendTime => "LogAppendTime",
-            }
+            },
+            self.flush_policy.to_setting()
         )
     }
 
@@ -167,6 +228,7 @@ impl TopicConfig {
                     v => return Err(format!("unknown timestamp type {v:?}")),
                 }
             }
+            "flush_policy" => self.flush_policy = FlushPolicy::from_setting(value)?,
             k => return Err(format!("unknown setting {k:?}")),
         }
         Ok(())

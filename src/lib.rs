@@ -61,7 +61,9 @@ pub mod segment;
 mod store;
 mod topic;
 
-pub use config::{Clock, StoreConfig, SystemClock, TimestampType, TopicConfig, MAX_PARTITIONS};
+pub use config::{
+    Clock, FlushPolicy, StoreConfig, SystemClock, TimestampType, TopicConfig, MAX_PARTITIONS,
+};
 pub use error::{Error, Result};
 pub use partition::{AppendInfo, Fetch, Partition, PartitionStats, TimestampOffset};
 pub use record::{Header, Record, RecordView};

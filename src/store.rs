@@ -3,10 +3,12 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 use parking_lot::RwLock;
 
-use crate::config::{StoreConfig, TopicConfig};
+use crate::config::{FlushPolicy, StoreConfig, TopicConfig};
 use crate::error::{Error, Result};
 use crate::fs::DirLock;
 use crate::partition::Partition;
@@ -35,9 +37,61 @@ const TOPICS_HEADER: &str = "seglog-topics 1";
 pub struct Store {
     dir: PathBuf,
     config: StoreConfig,
-    topics: RwLock<BTreeMap<String, Topic>>,
+    topics: Arc<RwLock<BTreeMap<String, Topic>>>,
+    flusher: Option<Flusher>,
     closed: bool,
     _lock: DirLock,
+}
+
+/// The background thread that flushes topics with [`FlushPolicy::EveryMillis`].
+#[derive(Debug)]
+struct Flusher {
+    stop: mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Flusher {
+    fn spawn(topics: Arc<RwLock<BTreeMap<String, Topic>>>) -> std::io::Result<Flusher> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("seglog-flusher".into())
+            .spawn(move || loop {
+                let due: Vec<(Topic, Duration)> = topics
+                    .read()
+                    .values()
+                    .filter_map(|t| match t.config().flush_policy {
+                        FlushPolicy::EveryMillis(ms) => {
+                            Some((t.clone(), Duration::from_millis(ms)))
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                for (topic, interval) in &due {
+                    for p in topic.partitions() {
+                        // A failed flush leaves the data unflushed; the next tick (or an
+                        // explicit flush, which reports the error) tries again.
+                        let _ = p.flush_if_older(*interval);
+                    }
+                }
+                // Wake at the shortest interval (at most every 100 ms, to notice new topics).
+                let tick = due
+                    .iter()
+                    .map(|(_, i)| *i)
+                    .min()
+                    .unwrap_or(Duration::MAX)
+                    .clamp(Duration::from_millis(1), Duration::from_millis(100));
+                match stopped.recv_timeout(tick) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+            })?;
+        Ok(Flusher { stop, thread })
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
 }
 
 impl Store {
@@ -65,10 +119,14 @@ impl Store {
             topics.insert(name, topic);
         }
         remove_orphans(&dir, &topics)?;
+        let topics = Arc::new(RwLock::new(topics));
+        let flusher = Flusher::spawn(Arc::clone(&topics))
+            .map_err(|e| Error::io("start flusher thread for", &dir, e))?;
         Ok(Store {
             dir,
             config,
-            topics: RwLock::new(topics),
+            topics,
+            flusher: Some(flusher),
             closed: false,
             _lock: lock,
         })
@@ -170,6 +228,9 @@ impl Store {
             return Ok(());
         }
         self.closed = true;
+        if let Some(f) = self.flusher.take() {
+            f.stop();
+        }
         let mut first = Ok(());
         for t in self.topics.read().values() {
             for p in t.partitions() {

@@ -16,7 +16,7 @@ use parking_lot::{Mutex, RwLock};
 
 pub use fetch::Fetch;
 
-use crate::config::{Clock, TimestampType, TopicConfig};
+use crate::config::{Clock, FlushPolicy, TimestampType, TopicConfig};
 use crate::error::{Error, Result};
 use crate::record::{encode_batch, BatchIter, BatchSpec, Record, TIMESTAMP_TYPE_BIT};
 use crate::segment::{parse_log_name, Segment, SegmentOptions};
@@ -54,6 +54,11 @@ pub struct PartitionStats {
     pub segments: usize,
     /// Sum of the `.log` file sizes.
     pub size_bytes: u64,
+    /// Every offset below this one is durable (flushed).
+    pub durable_offset: u64,
+    /// Flushes performed since open (fsync rounds; with group commit, fewer than the
+    /// durable appends they covered).
+    pub flushes: u64,
 }
 
 #[derive(Debug)]
@@ -66,6 +71,8 @@ struct Writer {
     unflushed: Vec<Arc<Segment>>,
     /// A file was created or deleted in the directory since the last flush.
     dir_dirty: bool,
+    /// Records appended since the last flush was decided (for `FlushPolicy::EveryRecords`).
+    records_since_flush: u64,
 }
 
 #[derive(Debug)]
@@ -79,7 +86,17 @@ struct Inner {
     truncation: RwLock<()>,
     log_start_offset: AtomicU64,
     log_end_offset: AtomicU64,
+    /// Every offset below it is durable.
+    durable_offset: AtomicU64,
+    /// Serializes flushes; appends do not take it, so they go on while one runs.
+    sync: Mutex<SyncState>,
     closed: AtomicBool,
+}
+
+#[derive(Debug)]
+struct SyncState {
+    flushes: u64,
+    last: std::time::Instant,
 }
 
 /// One partition's log. Cheap to clone (a handle); `Send + Sync`: one writer at a time,
@@ -144,10 +161,18 @@ impl Partition {
                     buf: Vec::new(),
                     unflushed: Vec::new(),
                     dir_dirty,
+                    records_since_flush: 0,
                 }),
                 truncation: RwLock::new(()),
                 log_start_offset: AtomicU64::new(log_start),
                 log_end_offset: AtomicU64::new(log_end),
+                // What an open finds is on disk; whether it is durable is the durability
+                // issue's recovery point. Counting it durable keeps flushes from redoing it.
+                durable_offset: AtomicU64::new(log_end),
+                sync: Mutex::new(SyncState {
+                    flushes: 0,
+                    last: std::time::Instant::now(),
+                }),
                 closed: AtomicBool::new(false),
             }),
         };
@@ -194,7 +219,8 @@ impl Partition {
     /// get the store clock's time (all records do, for log-append-time topics).
     ///
     /// The batch is in the page cache when this returns; it is durable after
-    /// [`Partition::flush`].
+    /// [`Partition::flush`], or before this returns when the topic's [`FlushPolicy`] says
+    /// so (`EveryAppend`, or `EveryRecords(n)` on the append that reaches `n`).
     ///
     /// # Errors
     /// [`Error::EmptyAppend`]; [`Error::BatchTooLarge`] when the encoded batch exceeds
@@ -251,7 +277,23 @@ impl Partition {
             })
         });
         w.buf = buf;
-        result
+        let info = result?;
+        w.records_since_flush += records.len() as u64;
+        let flush_now = match inner.config.flush_policy {
+            FlushPolicy::EveryAppend => true,
+            FlushPolicy::EveryRecords(n) => w.records_since_flush >= n,
+            FlushPolicy::Never | FlushPolicy::EveryMillis(_) => false,
+        };
+        if flush_now {
+            w.records_since_flush = 0;
+        }
+        // The flush runs without the writer lock: other appends go on meanwhile, and one
+        // fsync then covers all of them (group commit).
+        drop(w);
+        if flush_now {
+            self.sync_to(info.last_offset + 1, false)?;
+        }
+        Ok(info)
     }
 
     /// Seals the active segment and starts a new one at `base`.
@@ -372,6 +414,8 @@ impl Partition {
     /// [`Error::Closed`]; I/O errors.
     pub fn truncate_to(&self, offset: u64) -> Result<()> {
         let inner = &*self.inner;
+        // No flush may run meanwhile: it would mark offsets durable that this removes.
+        let _no_flush = inner.sync.lock();
         let mut w = inner.writer.lock();
         self.check_open()?;
         if offset < self.log_start_offset() || offset > self.log_end_offset() {
@@ -400,44 +444,93 @@ impl Partition {
             w.active = target;
         }
         inner.log_end_offset.store(offset, Ordering::Release);
+        inner.durable_offset.fetch_min(offset, Ordering::AcqRel);
         Ok(())
     }
 
     /// Makes every append so far durable: fdatasync of each segment written since the last
-    /// flush (log and indexes), then fsync of the directory if a segment file was created or
-    /// deleted.
+    /// flush (log and the index entries it added), then fsync of the directory if a segment
+    /// file was created or deleted. Appends on other threads go on while it runs; a flush
+    /// that finds its work done by one that ran meanwhile returns at once.
     ///
     /// # Errors
     /// [`Error::Closed`] once the partition is closed (closing flushed it) or deleted; I/O
-    /// errors from the syncs.
+    /// errors from the syncs (the data stays unflushed and a later flush retries).
     pub fn flush(&self) -> Result<()> {
-        let mut w = self.inner.writer.lock();
         self.check_open()?;
-        self.flush_locked(&mut w)
+        self.sync_to(self.log_end_offset(), false)
     }
 
-    fn flush_locked(&self, w: &mut Writer) -> Result<()> {
-        for seg in &w.unflushed {
-            seg.flush()?;
+    /// Every offset below the returned one is durable.
+    pub fn durable_offset(&self) -> u64 {
+        self.inner.durable_offset.load(Ordering::Acquire)
+    }
+
+    /// Makes every offset below `target` durable (group commit). With `force`, syncs even
+    /// when nothing is pending (close: the sealed index files' new sizes).
+    fn sync_to(&self, target: u64, force: bool) -> Result<()> {
+        let inner = &*self.inner;
+        if !force && self.durable_offset() >= target {
+            return Ok(());
         }
-        w.unflushed.clear();
-        w.active.flush()?;
-        if w.dir_dirty {
-            // IMPORTANT: fsync the directory, or a new segment can vanish after a crash.
-            crate::fs::sync_dir(&self.inner.dir)?;
-            w.dir_dirty = false;
+        let mut sync = inner.sync.lock();
+        // A flush that ran while this one waited may have covered `target`.
+        if !force && self.durable_offset() >= target {
+            return Ok(());
         }
+        // What to sync, taken under the writer lock briefly; the syncs run without it.
+        let (end, segments, dir_dirty) = {
+            let mut w = inner.writer.lock();
+            let mut segments = std::mem::take(&mut w.unflushed);
+            segments.push(Arc::clone(&w.active));
+            (
+                self.log_end_offset(),
+                segments,
+                std::mem::take(&mut w.dir_dirty),
+            )
+        };
+        let synced = segments.iter().try_for_each(|s| s.flush()).and_then(|()| {
+            if dir_dirty {
+                // IMPORTANT: fsync the directory, or a new segment can vanish after a crash.
+                crate::fs::sync_dir(&inner.dir)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = synced {
+            // Nothing is claimed durable: the next flush syncs all of it again.
+            let mut w = inner.writer.lock();
+            let active = segments.len() - 1;
+            w.unflushed.extend(segments.into_iter().take(active));
+            w.dir_dirty |= dir_dirty;
+            return Err(e);
+        }
+        sync.flushes += 1;
+        sync.last = std::time::Instant::now();
+        inner.durable_offset.fetch_max(end, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// For the store's background flusher: flushes when appends are pending and the last
+    /// flush is at least `interval` old.
+    pub(crate) fn flush_if_older(&self, interval: std::time::Duration) -> Result<()> {
+        if self.durable_offset() >= self.log_end_offset()
+            || self.inner.sync.lock().last.elapsed() < interval
+        {
+            return Ok(());
+        }
+        self.flush()
     }
 
     /// Flushes, trims the active segment's index files and refuses further writes.
     pub(crate) fn close(&self) -> Result<()> {
-        let mut w = self.inner.writer.lock();
-        if self.inner.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
+        {
+            let w = self.inner.writer.lock();
+            if self.inner.closed.swap(true, Ordering::AcqRel) {
+                return Ok(());
+            }
+            w.active.seal()?;
         }
-        w.active.seal()?;
-        self.flush_locked(&mut w)
+        self.sync_to(self.log_end_offset(), true)
     }
 
     /// Marks the partition closed without flushing (its files are being deleted).
@@ -459,6 +552,8 @@ impl Partition {
             log_end_offset: self.log_end_offset(),
             segments: segs.len(),
             size_bytes: segs.iter().map(|s| s.size()).sum(),
+            durable_offset: self.durable_offset(),
+            flushes: self.inner.sync.lock().flushes,
         }
     }
 }
