@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use seglog::{partition_for_key, Error, Record, Store, TimestampType, TopicConfig, TOPICS_FILE};
+use seglog::{
+    partition_for_key, Error, FlushPolicy, Record, Store, TimestampType, TopicConfig, TOPICS_FILE,
+};
 
 const CHILD_MODE: &str = "SEGLOG_TEST_CHILD_MODE";
 const CHILD_DIR: &str = "SEGLOG_TEST_CHILD_DIR";
@@ -220,6 +222,7 @@ fn topic_configs_are_restored_on_reopen() {
         index_interval_bytes: 333,
         max_batch_bytes: 9_999,
         timestamp_type: TimestampType::LogAppendTime,
+        flush_policy: FlushPolicy::EveryRecords(3),
     };
     // Every field differs from the default, so none can come back by accident.
     let d = TopicConfig::default();
@@ -231,6 +234,7 @@ fn topic_configs_are_restored_on_reopen() {
             && custom.index_interval_bytes != d.index_interval_bytes
             && custom.max_batch_bytes != d.max_batch_bytes
             && custom.timestamp_type != d.timestamp_type
+            && custom.flush_policy != d.flush_policy
     );
     let other = TopicConfig::default().partitions(2).index_interval_bytes(0);
     let store = Store::open(dir.path()).unwrap();
