@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
-use seglog::{Partition, Record, Store, TopicConfig};
+use seglog::{FlushPolicy, Partition, Record, Store, TopicConfig};
 
 const KIB: usize = 1 << 10;
 const MIB: usize = 1 << 20;
@@ -228,6 +228,34 @@ fn durable_append(c: &mut Criterion) {
     g.finish();
 }
 
+/// Durable appends of one 100 B record each with `FlushPolicy::EveryAppend`, from 1, 4 and
+/// 16 threads at once: what group commit buys (records/s across all threads).
+fn durable_append_threads(c: &mut Criterion) {
+    let mut g = group(c, "durable_append_threads");
+    for threads in [1usize, 4, 16] {
+        let log = Log::new(TopicConfig::default().flush_policy(FlushPolicy::EveryAppend));
+        let rec = records(1, 100);
+        g.throughput(Throughput::Elements(threads as u64));
+        g.bench_function(format!("{threads}_threads"), |b| {
+            // One iteration = one durable append on each thread.
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                std::thread::scope(|s| {
+                    for _ in 0..threads {
+                        s.spawn(|| {
+                            for _ in 0..iters {
+                                log.p.append(&rec).expect("durable append");
+                            }
+                        });
+                    }
+                });
+                start.elapsed()
+            })
+        });
+    }
+    g.finish();
+}
+
 // ---------------------------------------------------------------------------------------
 // Reads
 
@@ -327,6 +355,7 @@ criterion_group!(
     benches,
     append,
     durable_append,
+    durable_append_threads,
     read_sequential,
     read_random,
     offset_for_timestamp,
