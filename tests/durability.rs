@@ -173,3 +173,44 @@ fn durable_offset_never_passes_the_log_end() {
     flusher.join().unwrap();
     assert!(p.durable_offset() <= p.log_end_offset());
 }
+
+/// After an open nothing counts as durable until a flush has synced every segment: the
+/// previous process may have died with appends still dirty in the page cache.
+#[test]
+fn reopened_data_is_durable_only_after_a_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let t = store
+            .create_topic("r", TopicConfig::default().segment_bytes(1024))
+            .unwrap();
+        let p = t.partition(0).unwrap();
+        for i in 0..50 {
+            p.append(&[Record::new(format!("value-{i:04}"))]).unwrap();
+        }
+        assert!(p.segments().len() > 1);
+        // Never closed or flushed, as if the process died here.
+        std::mem::forget(store);
+    }
+    // The forgotten store still holds its directory's lock: open a copy of its files.
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            let to = copy.path().join(entry.file_name());
+            std::fs::create_dir(&to).unwrap();
+            for f in std::fs::read_dir(entry.path()).unwrap() {
+                let f = f.unwrap();
+                std::fs::copy(f.path(), to.join(f.file_name())).unwrap();
+            }
+        } else if entry.file_name() != ".lock" {
+            std::fs::copy(entry.path(), copy.path().join(entry.file_name())).unwrap();
+        }
+    }
+    let store = Store::open(copy.path()).unwrap();
+    let p = store.topic("r").unwrap().partition(0).unwrap().clone();
+    assert_eq!(p.log_end_offset(), 50);
+    assert_eq!(p.durable_offset(), 0);
+    p.flush().unwrap();
+    assert_eq!(p.durable_offset(), 50);
+}

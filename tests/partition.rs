@@ -660,7 +660,12 @@ fn reopen_gives_identical_reads() {
     // The log's shape, not this session's flush counters.
     let shape = |p: &Partition| {
         let s = p.stats();
-        (s.log_start_offset, s.log_end_offset, s.segments, s.size_bytes)
+        (
+            s.log_start_offset,
+            s.log_end_offset,
+            s.segments,
+            s.size_bytes,
+        )
     };
     let stats = shape(&p);
     drop(p);

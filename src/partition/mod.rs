@@ -147,6 +147,7 @@ impl Partition {
         }
         // Never empty: a segment was created above if there was none.
         let active = Arc::clone(&segments[segments.len() - 1]);
+        let sealed = segments[..segments.len() - 1].to_vec();
         let log_start = segments[0].base_offset();
         let log_end = active.next_offset();
         let p = Partition {
@@ -159,16 +160,18 @@ impl Partition {
                 writer: Mutex::new(Writer {
                     active,
                     buf: Vec::new(),
-                    unflushed: Vec::new(),
+                    // After a process crash, pages written before it may still be dirty in
+                    // the page cache: nothing found at open counts as durable until a flush
+                    // has synced every segment once. (A recovery-point checkpoint will
+                    // narrow this to the segments after it.)
+                    unflushed: sealed,
                     dir_dirty,
                     records_since_flush: 0,
                 }),
                 truncation: RwLock::new(()),
                 log_start_offset: AtomicU64::new(log_start),
                 log_end_offset: AtomicU64::new(log_end),
-                // What an open finds is on disk; whether it is durable is the durability
-                // issue's recovery point. Counting it durable keeps flushes from redoing it.
-                durable_offset: AtomicU64::new(log_end),
+                durable_offset: AtomicU64::new(log_start),
                 sync: Mutex::new(SyncState {
                     flushes: 0,
                     last: std::time::Instant::now(),
