@@ -60,6 +60,7 @@ pub mod record;
 pub mod segment;
 mod store;
 mod topic;
+pub mod verify;
 
 pub use config::{
     Clock, FlushPolicy, StoreConfig, SystemClock, TimestampType, TopicConfig, MAX_PARTITIONS,

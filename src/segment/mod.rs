@@ -247,10 +247,14 @@ impl Segment {
         mut f: impl FnMut(u64, &Batch<'_>) -> bool,
     ) -> Result<log::WalkEnd> {
         self.log.walk_batches(from, end, |pos, b| {
+            let h = b.header();
             self.next_offset
-                .fetch_max(b.last_offset() + 1, Ordering::Relaxed);
-            self.max_timestamp
-                .fetch_max(b.header().max_timestamp, Ordering::Relaxed);
+                .fetch_max(h.next_offset(), Ordering::Release);
+            if h.max_timestamp > self.max_timestamp() {
+                self.max_timestamp.store(h.max_timestamp, Ordering::Release);
+                // The final time-index entry (at seal or close) names this batch.
+                self.writer.lock().offset_of_max_timestamp = h.last_offset();
+            }
             self.walked(pos, b);
             f(pos, b)
         })
@@ -565,8 +569,13 @@ impl Segment {
         let ts = self.max_timestamp();
         let mut tidx = self.time_index.write();
         let newer = tidx.last().is_none_or(|e| ts > decode_time_entry(e).0);
-        if newer && ts >= 0 && !tidx.is_full() {
-            let rel = (w.offset_of_max_timestamp - self.base_offset) as u32;
+        // A relative offset that does not fit (a batch below the segment's base offset in a
+        // corrupt file) gets no entry rather than a wrong one.
+        let rel = w
+            .offset_of_max_timestamp
+            .checked_sub(self.base_offset)
+            .and_then(|r| u32::try_from(r).ok());
+        if let (true, Some(rel)) = (newer && ts >= 0 && !tidx.is_full(), rel) {
             tidx.push(|e| encode_time_entry(e, ts, rel));
         }
     }
@@ -742,16 +751,7 @@ impl Segment {
             Ordering::Release,
         );
         drop(w);
-        let walk = self.log.walk_batches(from, new_end, |_, b| {
-            let h = b.header();
-            self.next_offset
-                .fetch_max(h.next_offset(), Ordering::Release);
-            if h.max_timestamp > self.max_timestamp() {
-                self.max_timestamp.store(h.max_timestamp, Ordering::Release);
-                self.writer.lock().offset_of_max_timestamp = h.last_offset();
-            }
-            true
-        })?;
+        let walk = self.walk(from, new_end, |_, _| true)?;
         if let Some((p, e)) = walk.error {
             return Err(Error::corrupt(self.log.path(), p, e));
         }
