@@ -1,5 +1,5 @@
 //! A segment: one `.log` file with its `.index` and `.timeindex`, named by the 20-digit
-//! base offset. The module tree mirrors the files: [`log`], [`index`], [`timeindex`].
+//! base offset. The module tree mirrors the files: `log.rs`, `index.rs`, `timeindex.rs`.
 //!
 //! One writer appends (the owning partition serializes appends); any number of readers
 //! read concurrently. The writer publishes the log size with release ordering only after a
