@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
-use crate::record::{shift, Batch, BatchHeader, BatchIter, DecodeError};
+use crate::record::{shift, Batch, BatchHeader, BatchIter, DecodeError, BASE_OFFSET_OFFSET};
 use index::{
     decode_offset_entry, encode_offset_entry, lookup_offset, IndexFile, OFFSET_ENTRY_SIZE,
 };
@@ -246,8 +246,26 @@ impl Segment {
         end: u64,
         mut f: impl FnMut(u64, &Batch<'_>) -> bool,
     ) -> Result<log::WalkEnd> {
-        self.log.walk_batches(from, end, |pos, b| {
+        // Offsets must increase from batch to batch and fit the segment: a batch that
+        // repeats or goes below earlier offsets is as bad as one with a wrong CRC.
+        let mut expected = self.base_offset;
+        let mut out_of_order = None;
+        let mut walk = self.log.walk_batches(from, end, |pos, b| {
             let h = b.header();
+            if (h.base_offset as u64) < expected
+                || h.last_offset() - self.base_offset > MAX_RELATIVE_OFFSET
+            {
+                out_of_order = Some((
+                    pos,
+                    DecodeError::BadField {
+                        field: "baseOffset",
+                        position: BASE_OFFSET_OFFSET,
+                        value: h.base_offset,
+                    },
+                ));
+                return false;
+            }
+            expected = h.next_offset();
             self.next_offset
                 .fetch_max(h.next_offset(), Ordering::Release);
             if h.max_timestamp > self.max_timestamp() {
@@ -257,7 +275,11 @@ impl Segment {
             }
             self.walked(pos, b);
             f(pos, b)
-        })
+        })?;
+        if walk.error.is_none() {
+            walk.error = out_of_order;
+        }
+        Ok(walk)
     }
 
     /// Loads an existing segment: index sanity check (rebuild on failure), then for the
@@ -283,7 +305,15 @@ impl Segment {
             }
             if active {
                 let walk = self.walk(from, size, |_, _| true)?;
-                if walk.error.is_some() {
+                // A time-index entry past the log's end was written for batches that did
+                // not reach the disk (the index did, the log's end did not).
+                let stale_time_entry = self
+                    .time_index
+                    .read()
+                    .last()
+                    .map(decode_time_entry)
+                    .is_some_and(|(_, rel)| self.base_offset + rel as u64 >= self.next_offset());
+                if walk.error.is_some() || stale_time_entry {
                     // A torn tail of the active segment. The next offset and max timestamp
                     // loaded from the indexes may describe the torn batch: rebuild from the
                     // log, which keeps every whole batch before it.
@@ -339,9 +369,7 @@ impl Segment {
         self.max_timestamp.store(-1, Ordering::Relaxed);
         let size = self.size();
         let mut result = Ok(());
-        // Not `self.walk`: `index_batch` itself tracks the max timestamp and its offset.
-        let walk = self.log.walk_batches(0, size, |pos, b| {
-            self.walked(pos, b);
+        let walk = self.walk(0, size, |pos, b| {
             result = self.index_batch(pos, b.header());
             result.is_ok()
         })?;
@@ -640,7 +668,7 @@ impl Segment {
         if min_one {
             want = want.max(first.size() as u64);
         }
-        let to = end.min(pos + want);
+        let to = end.min(pos.saturating_add(want));
         let view = self.log.view(pos, to)?;
         let mut at = 0;
         let mut next = offset;
