@@ -114,6 +114,17 @@ pub enum Error {
         /// Kafka's codec id (1 gzip, 2 snappy, 3 lz4, 4 zstd).
         codec: u8,
     },
+    /// An earlier write or fsync of this partition failed, so what is durable is unknown;
+    /// writes are refused until the store is reopened (reads go on).
+    #[error(
+        "{partition} refuses writes after an I/O error ({cause}); reopen the store to recover"
+    )]
+    Poisoned {
+        /// `<topic>-<partition>`.
+        partition: String,
+        /// The original error.
+        cause: String,
+    },
     /// The partition, topic or store was closed or deleted.
     #[error("{0} is closed")]
     Closed(String),

@@ -7,9 +7,95 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+/// The kinds of file operation a fault can be injected into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultOp {
+    /// Writing file data (`.log` appends, metadata files).
+    Write,
+    /// fsync/fdatasync/msync of a file or directory.
+    Fsync,
+    /// Renaming a file into place.
+    Rename,
+    /// Creating a file or directory.
+    Create,
+}
+
+/// Fault injection for tests, built with the `fault-injection` cargo feature: make the
+/// n-th next file operation of a kind fail with an OS error, process-wide.
+///
+/// ```
+/// # #[cfg(feature = "fault-injection")] {
+/// use seglog::faults::{self, FaultOp};
+/// faults::fail_nth(FaultOp::Fsync, 1, 5); // the next fsync fails with EIO
+/// faults::clear();
+/// # }
+/// ```
+#[cfg(feature = "fault-injection")]
+pub mod faults {
+    pub use super::FaultOp;
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+
+    static ARMED: AtomicBool = AtomicBool::new(false);
+    /// Per kind: operations to let through before failing, and the errno to fail with.
+    static PLAN: Mutex<Option<HashMap<FaultOp, (u64, i32)>>> = Mutex::new(None);
+
+    /// Makes the `nth` (1-based) next operation of kind `op` fail with OS error `errno`
+    /// (for example 28, ENOSPC, or 5, EIO). Once only; other kinds keep their plans.
+    pub fn fail_nth(op: FaultOp, nth: u64, errno: i32) {
+        let mut plan = PLAN.lock().unwrap_or_else(|e| e.into_inner());
+        plan.get_or_insert_with(HashMap::new)
+            .insert(op, (nth.saturating_sub(1), errno));
+        ARMED.store(true, Ordering::Release);
+    }
+
+    /// Removes every planned fault.
+    pub fn clear() {
+        let mut plan = PLAN.lock().unwrap_or_else(|e| e.into_inner());
+        *plan = None;
+        ARMED.store(false, Ordering::Release);
+    }
+
+    pub(crate) fn check(op: FaultOp) -> std::io::Result<()> {
+        if !ARMED.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut plan = PLAN.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(entry) = plan.as_mut().and_then(|p| p.get_mut(&op)) else {
+            return Ok(());
+        };
+        if entry.0 > 0 {
+            entry.0 -= 1;
+            return Ok(());
+        }
+        let errno = entry.1;
+        if let Some(p) = plan.as_mut() {
+            p.remove(&op);
+        }
+        Err(std::io::Error::from_raw_os_error(errno))
+    }
+}
+
+/// Fails when a test planned a fault for this kind of operation (a no-op without the
+/// `fault-injection` feature).
+#[inline]
+pub(crate) fn inject(op: FaultOp) -> std::io::Result<()> {
+    #[cfg(feature = "fault-injection")]
+    {
+        faults::check(op)
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    {
+        let _ = op;
+        Ok(())
+    }
+}
+
 /// fsyncs a directory, making creations, renames and deletions in it durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
+    inject(FaultOp::Fsync)
+        .and_then(|()| File::open(dir))
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io("fsync directory", dir, e))
 }
@@ -18,12 +104,19 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 /// `path`, fsync the directory. A crash leaves either the old or the new file.
 pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let tmp = tmp_path(path);
-    let mut f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
-    f.write_all(contents)
+    let mut f = inject(FaultOp::Create)
+        .and_then(|()| File::create(&tmp))
+        .map_err(|e| Error::io("create", &tmp, e))?;
+    inject(FaultOp::Write)
+        .and_then(|()| f.write_all(contents))
         .map_err(|e| Error::io("write", &tmp, e))?;
-    f.sync_all().map_err(|e| Error::io("fsync", &tmp, e))?;
+    inject(FaultOp::Fsync)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io("fsync", &tmp, e))?;
     drop(f);
-    fs::rename(&tmp, path).map_err(|e| Error::io("rename", &tmp, e))?;
+    inject(FaultOp::Rename)
+        .and_then(|()| fs::rename(&tmp, path))
+        .map_err(|e| Error::io("rename", &tmp, e))?;
     // IMPORTANT: without the directory fsync the rename can vanish after a crash.
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
@@ -37,11 +130,14 @@ pub(crate) fn tmp_path(path: &Path) -> PathBuf {
 
 /// Creates a file that must not exist yet, readable and writable.
 pub(crate) fn create_new(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(path)
+    inject(FaultOp::Create)
+        .and_then(|()| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(path)
+        })
         .map_err(|e| Error::io("create", path, e))
 }
 

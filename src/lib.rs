@@ -66,6 +66,9 @@ pub use config::{
     Clock, FlushPolicy, StoreConfig, SystemClock, TimestampType, TopicConfig, MAX_PARTITIONS,
 };
 pub use error::{Error, Result};
+#[cfg(feature = "fault-injection")]
+pub use fs::faults;
+pub use fs::FaultOp;
 pub use partition::{AppendInfo, Fetch, Partition, PartitionStats, TimestampOffset};
 pub use record::{Header, Record, RecordView};
 pub use segment::Segment;

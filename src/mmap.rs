@@ -88,11 +88,13 @@ impl LogMap {
                 format!("write at {pos} below the published size {}", self.size()),
             ));
         }
+        crate::fs::inject(crate::fs::FaultOp::Write)?;
         self.file.write_all_at(bytes, pos)
     }
 
     /// fdatasync.
     pub(crate) fn sync_data(&self) -> io::Result<()> {
+        crate::fs::inject(crate::fs::FaultOp::Fsync)?;
         self.file.sync_data()
     }
 

@@ -90,6 +90,9 @@ struct Inner {
     durable_offset: AtomicU64,
     /// Serializes flushes; appends do not take it, so they go on while one runs.
     sync: Mutex<SyncState>,
+    /// Set by the first failed write or fsync: from then on writes are refused (what is
+    /// durable is no longer known), reads go on. Reopening recovers.
+    poisoned: std::sync::OnceLock<String>,
     closed: AtomicBool,
 }
 
@@ -117,7 +120,9 @@ impl Partition {
     ) -> Result<Partition> {
         let created = !dir.exists();
         if created {
-            std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+            crate::fs::inject(crate::fs::FaultOp::Create)
+                .and_then(|()| std::fs::create_dir_all(&dir))
+                .map_err(|e| Error::io("create directory", &dir, e))?;
             crate::fs::sync_dir(dir.parent().unwrap_or(Path::new(".")))?;
         }
         let opts = SegmentOptions::from_config(&config);
@@ -176,6 +181,7 @@ impl Partition {
                     flushes: 0,
                     last: std::time::Instant::now(),
                 }),
+                poisoned: std::sync::OnceLock::new(),
                 closed: AtomicBool::new(false),
             }),
         };
@@ -210,11 +216,33 @@ impl Partition {
         self.inner.log_end_offset.load(Ordering::Acquire)
     }
 
+    /// Refuses writes to a closed, deleted or poisoned partition.
     fn check_open(&self) -> Result<()> {
         if self.inner.closed.load(Ordering::Acquire) {
             return Err(Error::Closed(self.inner.name.clone()));
         }
+        if let Some(cause) = self.inner.poisoned.get() {
+            return Err(Error::Poisoned {
+                partition: self.inner.name.clone(),
+                cause: cause.clone(),
+            });
+        }
         Ok(())
+    }
+
+    /// Poisons the partition when `r` is an I/O error: after a failed write or fsync, what
+    /// reached the disk is unknown (a failed fsync may even have dropped dirty pages), so
+    /// no later write may build on it.
+    fn poison_on_io<T>(&self, r: Result<T>) -> Result<T> {
+        if let Err(e @ Error::Io { .. }) = &r {
+            let _ = self.inner.poisoned.set(e.to_string());
+        }
+        r
+    }
+
+    /// The I/O error that poisoned this partition, if one did.
+    pub fn poisoned(&self) -> Option<&str> {
+        self.inner.poisoned.get().map(String::as_str)
     }
 
     /// Appends `records` as one batch with dense offsets from the log end offset, rolling a
@@ -227,8 +255,9 @@ impl Partition {
     ///
     /// # Errors
     /// [`Error::EmptyAppend`]; [`Error::BatchTooLarge`] when the encoded batch exceeds
-    /// `max_batch_bytes` or `segment_bytes`; [`Error::Encode`]; [`Error::Closed`]; I/O
-    /// errors.
+    /// `max_batch_bytes` or `segment_bytes`; [`Error::Encode`]; [`Error::Closed`];
+    /// [`Error::Poisoned`] after an earlier failed write or fsync; I/O errors (a failed
+    /// write or fsync poisons the partition: reads go on, writes need a reopen).
     pub fn append(&self, records: &[Record]) -> Result<AppendInfo> {
         if records.is_empty() {
             return Err(Error::EmptyAppend);
@@ -280,7 +309,7 @@ impl Partition {
             })
         });
         w.buf = buf;
-        let info = result?;
+        let info = self.poison_on_io(result)?;
         w.records_since_flush += records.len() as u64;
         let flush_now = match inner.config.flush_policy {
             FlushPolicy::EveryAppend => true,
@@ -294,7 +323,7 @@ impl Partition {
         // fsync then covers all of them (group commit).
         drop(w);
         if flush_now {
-            self.sync_to(info.last_offset + 1, false)?;
+            self.poison_on_io(self.sync_to(info.last_offset + 1, false))?;
         }
         Ok(info)
     }
@@ -414,7 +443,7 @@ impl Partition {
     ///
     /// # Errors
     /// [`Error::OffsetOutOfRange`] outside `[log_start_offset, log_end_offset]`;
-    /// [`Error::Closed`]; I/O errors.
+    /// [`Error::Closed`]; [`Error::Poisoned`]; I/O errors (which poison the partition).
     pub fn truncate_to(&self, offset: u64) -> Result<()> {
         let inner = &*self.inner;
         // No flush may run meanwhile: it would mark offsets durable that this removes.
@@ -434,20 +463,26 @@ impl Partition {
         let was_sealed = !removed.is_empty();
         let target = Arc::clone(&segs[keep - 1]);
         drop(segs);
-        for seg in &removed {
-            seg.delete_files()?;
-        }
+        // Offsets at or past `offset` stop counting as durable before any file changes.
+        inner.durable_offset.fetch_min(offset, Ordering::AcqRel);
         w.unflushed
             .retain(|s| !removed.iter().any(|r| Arc::ptr_eq(r, s)));
         w.dir_dirty |= was_sealed;
-        target.truncate_to(offset)?;
-        if was_sealed {
-            target.reactivate()?;
-            w.unflushed.retain(|s| !Arc::ptr_eq(s, &target));
-            w.active = target;
-        }
+        // A failure part-way leaves the files between the old and the new state: poisoned,
+        // so only a reopen (which recovers from the files) writes again.
+        self.poison_on_io((|| {
+            for seg in &removed {
+                seg.delete_files()?;
+            }
+            target.truncate_to(offset)?;
+            if was_sealed {
+                target.reactivate()?;
+                w.unflushed.retain(|s| !Arc::ptr_eq(s, &target));
+                w.active = Arc::clone(&target);
+            }
+            Ok(())
+        })())?;
         inner.log_end_offset.store(offset, Ordering::Release);
-        inner.durable_offset.fetch_min(offset, Ordering::AcqRel);
         Ok(())
     }
 
@@ -457,11 +492,13 @@ impl Partition {
     /// that finds its work done by one that ran meanwhile returns at once.
     ///
     /// # Errors
-    /// [`Error::Closed`] once the partition is closed (closing flushed it) or deleted; I/O
-    /// errors from the syncs (the data stays unflushed and a later flush retries).
+    /// [`Error::Closed`] once the partition is closed (closing flushed it) or deleted;
+    /// [`Error::Poisoned`]; I/O errors from the syncs, which poison the partition (after a
+    /// failed fsync the OS may have dropped the unwritten pages: retrying could report
+    /// success for data that is gone).
     pub fn flush(&self) -> Result<()> {
         self.check_open()?;
-        self.sync_to(self.log_end_offset(), false)
+        self.poison_on_io(self.sync_to(self.log_end_offset(), false))
     }
 
     /// Every offset below the returned one is durable.
@@ -530,6 +567,13 @@ impl Partition {
             let w = self.inner.writer.lock();
             if self.inner.closed.swap(true, Ordering::AcqRel) {
                 return Ok(());
+            }
+            if let Some(cause) = self.inner.poisoned.get() {
+                // Nothing more is written; the next open recovers from the files.
+                return Err(Error::Poisoned {
+                    partition: self.inner.name.clone(),
+                    cause: cause.clone(),
+                });
             }
             w.active.seal()?;
         }

@@ -177,7 +177,8 @@ impl IndexFile {
             // Entries past a trim are gone from the file; the rest is still in the mapping.
             let to = to.min(m.len());
             if from < to {
-                m.flush_range(from, to - from)
+                crate::fs::inject(crate::fs::FaultOp::Fsync)
+                    .and_then(|()| m.flush_range(from, to - from))
                     .map_err(|e| Error::io("msync", &self.path, e))?;
             }
         }

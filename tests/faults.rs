@@ -1,0 +1,158 @@
+//! Fault injection (the `fault-injection` feature, on for tests): a failed write, fsync,
+//! rename or create gives an error, poisons the partition (later writes refused, reads go
+//! on), and loses nothing that was durable; reopening recovers.
+//!
+//! Faults are planned process-wide, so the tests in this file run one at a time.
+
+use std::sync::Mutex;
+
+use seglog::faults::{self, FaultOp};
+use seglog::{Error, FlushPolicy, Partition, Record, Store, TopicConfig};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const ENOSPC: i32 = 28;
+const EIO: i32 = 5;
+
+fn value(o: u64) -> Vec<u8> {
+    format!("value-{o:05}-{}", "x".repeat((o % 40) as usize)).into_bytes()
+}
+
+fn append(p: &Partition, n: u64) -> seglog::Result<()> {
+    let base = p.log_end_offset();
+    let recs: Vec<Record> = (base..base + n).map(|o| Record::new(value(o))).collect();
+    p.append(&recs).map(|_| ())
+}
+
+/// Every record below `end` reads back with its value, offsets dense from 0.
+fn check(p: &Partition, end: u64) {
+    let mut next = 0;
+    while next < end {
+        let f = p.read(next, 4096).unwrap();
+        for r in f.records() {
+            if r.offset() >= end {
+                return;
+            }
+            assert_eq!(r.offset(), next);
+            assert_eq!(r.value().unwrap(), &value(next)[..]);
+            next += 1;
+        }
+    }
+}
+
+fn config() -> TopicConfig {
+    TopicConfig::default().segment_bytes(4096)
+}
+
+/// Runs `fault` against a partition holding 100 durable records, then checks what every
+/// failure mode must keep: an error, poisoning, readable durable data, and a reopen that
+/// recovers and appends again.
+fn inject(op: FaultOp, errno: i32, nth: u64, policy: FlushPolicy) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let topic = store
+        .create_topic("f", config().flush_policy(policy))
+        .unwrap();
+    let p = topic.partition(0).unwrap().clone();
+    for _ in 0..10 {
+        append(&p, 10).unwrap();
+    }
+    p.flush().unwrap();
+    let durable = p.log_end_offset();
+
+    faults::fail_nth(op, nth, errno);
+    let mut failed = None;
+    for _ in 0..200 {
+        let r = append(&p, 3).and_then(|()| p.flush());
+        if let Err(e) = r {
+            failed = Some(e);
+            break;
+        }
+    }
+    faults::clear();
+    let err = failed.unwrap_or_else(|| panic!("{op:?} #{nth} never failed"));
+    assert!(
+        matches!(&err, Error::Io { source, .. } if source.raw_os_error() == Some(errno)),
+        "{op:?}: expected the injected OS error, got {err}"
+    );
+    assert!(p.poisoned().is_some());
+    // Writes are refused, naming the original error; reads of durable data go on.
+    match append(&p, 1) {
+        Err(Error::Poisoned { partition, cause }) => {
+            assert_eq!(partition, "f-0");
+            assert!(cause.contains(&std::io::Error::from_raw_os_error(errno).to_string()));
+        }
+        other => panic!("expected Poisoned, got {other:?}"),
+    }
+    assert!(matches!(p.flush(), Err(Error::Poisoned { .. })));
+    assert!(matches!(p.truncate_to(0), Err(Error::Poisoned { .. })));
+    check(&p, durable);
+    assert!(matches!(store.close(), Err(Error::Poisoned { .. })));
+
+    // Reopen: nothing durable is lost, and writing works again.
+    let store = Store::open(dir.path()).unwrap();
+    let p = store.topic("f").unwrap().partition(0).unwrap().clone();
+    assert!(p.log_end_offset() >= durable);
+    check(&p, p.log_end_offset());
+    let end = p.log_end_offset();
+    append(&p, 5).unwrap();
+    p.flush().unwrap();
+    check(&p, end + 5);
+    store.close().unwrap();
+}
+
+#[test]
+fn enospc_on_write_poisons_and_loses_nothing() {
+    for nth in [1, 2, 7] {
+        inject(FaultOp::Write, ENOSPC, nth, FlushPolicy::Never);
+    }
+}
+
+#[test]
+fn eio_on_fsync_poisons_and_loses_nothing() {
+    for nth in [1, 3] {
+        inject(FaultOp::Fsync, EIO, nth, FlushPolicy::Never);
+        inject(FaultOp::Fsync, EIO, nth, FlushPolicy::EveryAppend);
+    }
+}
+
+#[test]
+fn failed_segment_create_poisons_and_loses_nothing() {
+    // Appends of 3 records roll a 4 KiB segment every few appends.
+    for nth in [1, 2] {
+        inject(FaultOp::Create, ENOSPC, nth, FlushPolicy::Never);
+    }
+}
+
+/// Topic metadata is replaced atomically: a failed create, write, fsync or rename of the
+/// temporary file leaves the store as it was, and the topic can be created afterwards.
+#[test]
+fn failed_metadata_write_leaves_topics_unchanged() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for op in [
+        FaultOp::Create,
+        FaultOp::Write,
+        FaultOp::Fsync,
+        FaultOp::Rename,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.create_topic("before", config()).unwrap();
+        faults::fail_nth(op, 1, EIO);
+        let r = store.create_topic("t", config());
+        faults::clear();
+        assert!(
+            matches!(&r, Err(Error::Io { source, .. }) if source.raw_os_error() == Some(EIO)),
+            "{op:?}: {r:?}"
+        );
+        assert_eq!(store.topics(), ["before"], "{op:?}");
+        store.close().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.topics(), ["before"], "{op:?} after reopen");
+        store.create_topic("t", config()).unwrap();
+        store.close().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.topics(), ["before", "t"], "{op:?}");
+    }
+}
