@@ -403,6 +403,7 @@ impl Partition {
             // The segment may already hold batches appended after `end` was loaded: leave
             // them to the next read, so that `next_offset` never passes the log end offset.
             let mut keep = 0;
+            fetch.next_offset = offset;
             for (pos, b) in BatchIter::new(&fetch.buf).filter_map(Result::ok) {
                 if b.base_offset() >= end {
                     break;
@@ -411,6 +412,7 @@ impl Partition {
                 fetch.next_offset = b.last_offset() + 1;
             }
             fetch.buf.truncate(keep);
+            fetch.next_offset = fetch.next_offset.min(end);
         }
         Ok(fetch)
     }

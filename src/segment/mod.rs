@@ -69,6 +69,14 @@ impl SegmentOptions {
     }
 }
 
+/// What a scan for an offset found.
+enum Scan {
+    /// The first batch ending at or past the offset, if any.
+    Found(Option<(u64, BatchHeader)>),
+    /// The index entry the scan started from does not describe the log.
+    WrongIndexEntry,
+}
+
 /// How a segment is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -348,10 +356,11 @@ impl Segment {
             let (pts, prel) = decode_time_entry(tidx.entry(i - 1));
             ts > pts && rel >= prel
         });
-        // A non-empty log always has a time index entry once sealed or closed cleanly;
-        // for the active segment the tail walk fills in what is missing.
         let ok_empty = size > 0 || (idx.len() == 0 && tidx.len() == 0);
-        ok_offsets && ok_times && ok_empty
+        // Sealing and closing leave a final time-index entry (the segment's max timestamp,
+        // which reads by time rely on): a non-empty log without one has lost it.
+        let ok_time_entry = size == 0 || tidx.len() > 0;
+        ok_offsets && ok_times && ok_empty && ok_time_entry
     }
 
     /// Rebuilds both indexes by walking the whole log. A bad batch in the active segment
@@ -628,10 +637,43 @@ impl Segment {
     /// `None` when every batch below `end` ends before `offset`.
     fn locate(&self, offset: u64, end: u64) -> Result<Option<(u64, BatchHeader)>> {
         let rel = offset.saturating_sub(self.base_offset).min(u32::MAX as u64) as u32;
-        let start =
-            lookup_offset(self.index.read().valid_bytes(), rel).map_or(0, |(_, pos)| pos as u64);
+        let entry = lookup_offset(self.index.read().valid_bytes(), rel)
+            .map(|(rel, pos)| (self.base_offset + rel as u64, pos as u64));
+        match self.scan_to(offset, end, entry)? {
+            Scan::Found(found) => Ok(found),
+            // The index is derived data and the log is the truth: an entry that does not
+            // name the batch at its position (a damaged index) is ignored.
+            Scan::WrongIndexEntry => match self.scan_to(offset, end, None)? {
+                Scan::Found(found) => Ok(found),
+                Scan::WrongIndexEntry => Ok(None),
+            },
+        }
+    }
+
+    /// Walks batch headers from the index entry's position (or the start) to the first
+    /// batch whose last offset is `>= offset`. Offsets must increase from batch to batch
+    /// (the base offset is not covered by the CRC, so a damaged one is caught here).
+    fn scan_to(&self, offset: u64, end: u64, entry: Option<(u64, u64)>) -> Result<Scan> {
+        let start = entry.map_or(0, |(_, pos)| pos);
         let mut found = None;
+        let mut wrong_entry = false;
+        let mut expected = self.base_offset;
+        let mut out_of_order = None;
         let scan = self.log.scan_headers(start.min(end), end, |pos, h| {
+            if pos == start {
+                if let Some((entry_offset, _)) = entry {
+                    // The entry must name this batch's last offset (FORMAT.md, `.index`).
+                    if h.last_offset() != entry_offset {
+                        wrong_entry = true;
+                        return false;
+                    }
+                }
+            }
+            if (h.base_offset as u64) < expected {
+                out_of_order = Some(pos);
+                return false;
+            }
+            expected = h.next_offset();
             if h.last_offset() >= offset {
                 found = Some((pos, *h));
                 false
@@ -642,7 +684,18 @@ impl Segment {
         if let Err((pos, e)) = scan {
             return Err(Error::corrupt(self.log.path(), pos, e));
         }
-        Ok(found)
+        if let Some(pos) = out_of_order {
+            return Err(Error::Corrupt {
+                path: self.log.path().to_path_buf(),
+                position: pos,
+                reason: format!("batch offsets go backwards (expected at least {expected})"),
+            });
+        }
+        Ok(if wrong_entry {
+            Scan::WrongIndexEntry
+        } else {
+            Scan::Found(found)
+        })
     }
 
     /// Appends to `buf` whole batches starting with the one that holds `offset` (or the
@@ -684,6 +737,16 @@ impl Segment {
             });
             match checked {
                 Ok((p, b)) => {
+                    // The base offset is outside the CRC: check the order it implies.
+                    if p > 0 && b.base_offset() < next {
+                        return Err(Error::Corrupt {
+                            path: self.log.path().to_path_buf(),
+                            position: pos + p as u64,
+                            reason: format!(
+                                "batch offsets go backwards (expected at least {next})"
+                            ),
+                        });
+                    }
                     at = p + b.as_bytes().len();
                     next = b.last_offset() + 1;
                 }
