@@ -312,7 +312,15 @@ impl Segment {
                 self.next_offset.store(o + 1, Ordering::Relaxed);
             }
             if active {
-                let walk = self.walk(from, size, |_, _| true)?;
+                // The walk starts at the last index entry's batch, which must be the batch
+                // the entry names; otherwise the entry (and the next offset taken from it)
+                // is wrong.
+                let mut first_last_offset = None;
+                let walk = self.walk(from, size, |_, b| {
+                    first_last_offset.get_or_insert(b.last_offset());
+                    true
+                })?;
+                let wrong_entry = last_offset.is_some_and(|o| first_last_offset != Some(o));
                 // A time-index entry past the log's end was written for batches that did
                 // not reach the disk (the index did, the log's end did not).
                 let stale_time_entry = self
@@ -321,7 +329,7 @@ impl Segment {
                     .last()
                     .map(decode_time_entry)
                     .is_some_and(|(_, rel)| self.base_offset + rel as u64 >= self.next_offset());
-                if walk.error.is_some() || stale_time_entry {
+                if walk.error.is_some() || stale_time_entry || wrong_entry {
                     // A torn tail of the active segment. The next offset and max timestamp
                     // loaded from the indexes may describe the torn batch: rebuild from the
                     // log, which keeps every whole batch before it.
@@ -682,6 +690,10 @@ impl Segment {
             }
         })?;
         if let Err((pos, e)) = scan {
+            if entry.is_some() && pos == start {
+                // No batch starts where the index entry says: the entry is wrong.
+                return Ok(Scan::WrongIndexEntry);
+            }
             return Err(Error::corrupt(self.log.path(), pos, e));
         }
         if let Some(pos) = out_of_order {
