@@ -264,60 +264,33 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000_000, 3).expect("valid histogram bounds")
 }
 
-fn produce(args: &Args, topic: &Topic) -> seglog::Result<()> {
+/// What a phase measured: (records, bytes, seconds, latency histogram).
+type PhaseResult = (u64, u64, f64, Histogram<u64>);
+
+/// Runs `work(thread, its partitions, progress, latency histogram)` on one thread per share
+/// of the partitions, printing progress each second; returns the totals.
+fn run_phase(
+    what: &'static str,
+    topic: &Topic,
+    threads: usize,
+    work: impl Fn(usize, Vec<Partition>, &Progress, &mut Histogram<u64>) -> seglog::Result<()> + Sync,
+) -> seglog::Result<PhaseResult> {
     let progress = Arc::new(Progress {
         records: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
         done: AtomicBool::new(false),
     });
-    let reporter = report_progress("produced", progress.clone());
-    let hist = Arc::new(Mutex::new(new_histogram()));
-    let threads = args.threads.min(topic.partition_count() as usize);
-    let per_thread = args.records / threads as u64;
+    let reporter = report_progress(what, progress.clone());
+    let hist = Mutex::new(new_histogram());
+    let threads = threads.min(topic.partition_count() as usize);
     let start = Instant::now();
-    std::thread::scope(|s| -> seglog::Result<()> {
+    let result = std::thread::scope(|s| -> seglog::Result<()> {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let parts = partitions_of(topic, t, threads);
-                let progress = progress.clone();
-                let hist = hist.clone();
-                let args = args.clone();
-                let quota = per_thread
-                    + if t == 0 {
-                        args.records % threads as u64
-                    } else {
-                        0
-                    };
+                let (progress, hist, work) = (&progress, &hist, &work);
                 s.spawn(move || -> seglog::Result<()> {
-                    let value = vec![b'x'; args.record_size];
-                    let batch: Vec<Record> = (0..args.batch)
-                        .map(|_| Record::new(value.clone()))
-                        .collect();
                     let mut local = new_histogram();
-                    let (mut sent, mut since_flush, mut i) = (0u64, 0u64, 0usize);
-                    while sent < quota {
-                        let n = (quota - sent).min(args.batch as u64) as usize;
-                        let p = &parts[i % parts.len()];
-                        i += 1;
-                        let t0 = Instant::now();
-                        let info = p.append(&batch[..n])?;
-                        since_flush += n as u64;
-                        let flush_now = match args.flush {
-                            Flush::Never => false,
-                            Flush::EveryBatch => true,
-                            Flush::EveryRecords(k) => since_flush >= k,
-                        };
-                        if flush_now {
-                            p.flush()?;
-                            since_flush = 0;
-                        }
-                        local.saturating_record(t0.elapsed().as_nanos() as u64);
-                        sent += n as u64;
-                        progress.records.fetch_add(n as u64, Ordering::Relaxed);
-                        progress
-                            .bytes
-                            .fetch_add(info.batch_bytes as u64, Ordering::Relaxed);
-                    }
+                    work(t, partitions_of(topic, t, threads), progress, &mut local)?;
                     hist.lock()
                         .expect("histogram lock")
                         .add(&local)
@@ -327,88 +300,108 @@ fn produce(args: &Args, topic: &Topic) -> seglog::Result<()> {
             })
             .collect();
         for h in handles {
-            h.join().expect("producer thread panicked")?;
+            h.join().expect("worker thread panicked")?;
         }
         Ok(())
-    })?;
+    });
     let secs = start.elapsed().as_secs_f64();
     progress.done.store(true, Ordering::Release);
     let _ = reporter.join();
+    result?;
+    let hist = hist.into_inner().expect("histogram lock");
+    Ok((
+        progress.records.load(Ordering::Relaxed),
+        progress.bytes.load(Ordering::Relaxed),
+        secs,
+        hist,
+    ))
+}
+
+fn produce(args: &Args, topic: &Topic) -> seglog::Result<()> {
+    let threads = args.threads.min(topic.partition_count() as usize);
+    let per_thread = args.records / threads as u64;
+    let (records, bytes, secs, hist) =
+        run_phase("produced", topic, threads, |t, parts, progress, latency| {
+            // Thread 0 also takes the remainder.
+            let quota = per_thread
+                + if t == 0 {
+                    args.records % threads as u64
+                } else {
+                    0
+                };
+            let value = vec![b'x'; args.record_size];
+            let batch: Vec<Record> = (0..args.batch)
+                .map(|_| Record::new(value.clone()))
+                .collect();
+            let (mut sent, mut since_flush, mut i) = (0u64, 0u64, 0usize);
+            while sent < quota {
+                let n = (quota - sent).min(args.batch as u64) as usize;
+                let p = &parts[i % parts.len()];
+                i += 1;
+                let t0 = Instant::now();
+                let info = p.append(&batch[..n])?;
+                since_flush += n as u64;
+                let flush_now = match args.flush {
+                    Flush::Never => false,
+                    Flush::EveryBatch => true,
+                    Flush::EveryRecords(k) => since_flush >= k,
+                };
+                if flush_now {
+                    p.flush()?;
+                    since_flush = 0;
+                }
+                latency.saturating_record(t0.elapsed().as_nanos() as u64);
+                sent += n as u64;
+                progress.records.fetch_add(n as u64, Ordering::Relaxed);
+                progress
+                    .bytes
+                    .fetch_add(info.batch_bytes as u64, Ordering::Relaxed);
+            }
+            Ok(())
+        })?;
     let flush_start = Instant::now();
     topic.flush()?;
     let flush_secs = flush_start.elapsed().as_secs_f64();
-    let h = hist.lock().expect("histogram lock");
-    let records = progress.records.load(Ordering::Relaxed);
-    let bytes = progress.bytes.load(Ordering::Relaxed);
     println!(
         "produce: {records} records in {secs:.2} s = {:.0} records/s, {:.1} MB/s (batch bytes); final flush {flush_secs:.2} s",
         records as f64 / secs,
         bytes as f64 / secs / 1e6
     );
-    print_latency("append", &h);
+    print_latency("append", &hist);
     Ok(())
 }
 
 fn consume(args: &Args, topic: &Topic) -> seglog::Result<()> {
-    let progress = Arc::new(Progress {
-        records: AtomicU64::new(0),
-        bytes: AtomicU64::new(0),
-        done: AtomicBool::new(false),
-    });
-    let reporter = report_progress("consumed", progress.clone());
-    let hist = Arc::new(Mutex::new(new_histogram()));
-    let threads = args.threads.min(topic.partition_count() as usize);
-    let start = Instant::now();
-    std::thread::scope(|s| -> seglog::Result<()> {
-        let handles: Vec<_> = (0..threads)
-            .map(|t| {
-                let parts = partitions_of(topic, t, threads);
-                let progress = progress.clone();
-                let hist = hist.clone();
-                let fetch_bytes = args.fetch_bytes;
-                s.spawn(move || -> seglog::Result<()> {
-                    let mut local = new_histogram();
-                    for p in parts {
-                        let (mut next, end) = (p.log_start_offset(), p.log_end_offset());
-                        while next < end {
-                            let t0 = Instant::now();
-                            let fetch = p.read(next, fetch_bytes)?;
-                            let mut n = 0u64;
-                            let mut bytes = 0u64;
-                            for r in fetch.records() {
-                                n += 1;
-                                bytes += r.value().map_or(0, |v| v.len() as u64);
-                            }
-                            local.saturating_record(t0.elapsed().as_nanos() as u64);
-                            next = fetch.next_offset();
-                            progress.records.fetch_add(n, Ordering::Relaxed);
-                            progress.bytes.fetch_add(bytes, Ordering::Relaxed);
-                        }
+    let (records, bytes, secs, hist) = run_phase(
+        "consumed",
+        topic,
+        args.threads,
+        |_, parts, progress, latency| {
+            for p in parts {
+                let (mut next, end) = (p.log_start_offset(), p.log_end_offset());
+                while next < end {
+                    let t0 = Instant::now();
+                    let fetch = p.read(next, args.fetch_bytes)?;
+                    let (mut n, mut bytes) = (0u64, 0u64);
+                    for r in fetch.records() {
+                        n += 1;
+                        bytes += r.value().map_or(0, |v| v.len() as u64);
                     }
-                    hist.lock()
-                        .expect("histogram lock")
-                        .add(&local)
-                        .expect("same histogram bounds");
-                    Ok(())
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().expect("consumer thread panicked")?;
-        }
-        Ok(())
-    })?;
-    let secs = start.elapsed().as_secs_f64();
-    progress.done.store(true, Ordering::Release);
-    let _ = reporter.join();
-    let records = progress.records.load(Ordering::Relaxed);
-    let bytes = progress.bytes.load(Ordering::Relaxed);
+                    latency.saturating_record(t0.elapsed().as_nanos() as u64);
+                    next = fetch.next_offset();
+                    progress.records.fetch_add(n, Ordering::Relaxed);
+                    progress.bytes.fetch_add(bytes, Ordering::Relaxed);
+                }
+            }
+            Ok(())
+        },
+    )?;
     println!(
         "consume: {records} records in {secs:.2} s = {:.0} records/s, {:.1} MB/s of values",
         records as f64 / secs,
         bytes as f64 / secs / 1e6
     );
-    print_latency("fetch", &hist.lock().expect("histogram lock"));
+    print_latency("fetch", &hist);
     Ok(())
 }
 
