@@ -359,10 +359,14 @@ impl Segment {
                     rel > prel && pos > ppos
                 })
         });
-        let ok_times = (1..tidx.len()).all(|i| {
+        // Entries are only written for timestamps >= 0 (`maybe_append_time_entry`).
+        let ok_times = (0..tidx.len()).all(|i| {
             let (ts, rel) = decode_time_entry(tidx.entry(i));
-            let (pts, prel) = decode_time_entry(tidx.entry(i - 1));
-            ts > pts && rel >= prel
+            ts >= 0
+                && (i == 0 || {
+                    let (pts, prel) = decode_time_entry(tidx.entry(i - 1));
+                    ts > pts && rel >= prel
+                })
         });
         let ok_empty = size > 0 || (idx.len() == 0 && tidx.len() == 0);
         // Sealing and closing leave a final time-index entry (the segment's max timestamp,
