@@ -297,42 +297,13 @@ impl Segment {
         if index_missing || !self.indexes_sane(size) {
             self.rebuild_indexes(active)?;
         } else {
-            let (from, last_offset) = {
-                let idx = self.index.read();
-                idx.last().map_or((0, None), |e| {
-                    let (rel, pos) = decode_offset_entry(e);
-                    (pos as u64, Some(self.base_offset + rel as u64))
-                })
-            };
-            if let Some((ts, rel)) = self.time_index.read().last().map(decode_time_entry) {
-                self.max_timestamp.store(ts, Ordering::Relaxed);
-                self.writer.lock().offset_of_max_timestamp = self.base_offset + rel as u64;
-            }
-            if let Some(o) = last_offset {
-                self.next_offset.store(o + 1, Ordering::Relaxed);
-            }
+            let (from, last_indexed) = self.restore_from_indexes();
             if active {
-                // The walk starts at the last index entry's batch, which must be the batch
-                // the entry names; otherwise the entry (and the next offset taken from it)
-                // is wrong.
-                let mut first_last_offset = None;
-                let walk = self.walk(from, size, |_, b| {
-                    first_last_offset.get_or_insert(b.last_offset());
-                    true
-                })?;
-                let wrong_entry = last_offset.is_some_and(|o| first_last_offset != Some(o));
-                // A time-index entry past the log's end was written for batches that did
-                // not reach the disk (the index did, the log's end did not).
-                let stale_time_entry = self
-                    .time_index
-                    .read()
-                    .last()
-                    .map(decode_time_entry)
-                    .is_some_and(|(_, rel)| self.base_offset + rel as u64 >= self.next_offset());
-                if walk.error.is_some() || stale_time_entry || wrong_entry {
-                    // A torn tail of the active segment. The next offset and max timestamp
-                    // loaded from the indexes may describe the torn batch: rebuild from the
-                    // log, which keeps every whole batch before it.
+                let (walk, agree) = self.walk_tail(from, last_indexed, size)?;
+                if walk.error.is_some() || !agree {
+                    // A torn tail of the active segment, or indexes that describe batches
+                    // it does not have: rebuild from the log, which keeps every whole
+                    // batch before the first bad one.
                     self.rebuild_indexes(true)?;
                 } else {
                     self.writer.lock().bytes_since_index = self.size() - from;
@@ -344,6 +315,58 @@ impl Segment {
             self.load_rolling_timestamp()?;
         }
         Ok(())
+    }
+
+    /// Takes what the indexes record: the next offset after the last `.index` entry, and the
+    /// max timestamp and its offset from the last `.timeindex` entry. Returns the position
+    /// of the last `.index` entry's batch and the offset the entry names (`(0, None)`
+    /// without entries), where a walk of the unindexed tail starts.
+    fn restore_from_indexes(&self) -> (u64, Option<u64>) {
+        let (from, last_indexed) = self.index.read().last().map_or((0, None), |e| {
+            let (rel, pos) = decode_offset_entry(e);
+            (pos as u64, Some(self.base_offset + rel as u64))
+        });
+        let (ts, ts_offset) = self
+            .time_index
+            .read()
+            .last()
+            .map(decode_time_entry)
+            .map_or((-1, self.base_offset), |(ts, rel)| {
+                (ts, self.base_offset + rel as u64)
+            });
+        self.writer.lock().offset_of_max_timestamp = ts_offset;
+        self.max_timestamp.store(ts, Ordering::Release);
+        self.next_offset.store(
+            last_indexed.map_or(self.base_offset, |o| o + 1),
+            Ordering::Release,
+        );
+        (from, last_indexed)
+    }
+
+    /// Walks the batches in `[from, end)` after `restore_from_indexes`, which completes the
+    /// next offset and max timestamp. Also says whether the indexes agree with the log: the
+    /// walk's first batch is the one the last `.index` entry names, and no `.timeindex`
+    /// entry names an offset past the walked end (the index reached the disk, the log's end
+    /// did not).
+    fn walk_tail(
+        &self,
+        from: u64,
+        last_indexed: Option<u64>,
+        end: u64,
+    ) -> Result<(log::WalkEnd, bool)> {
+        let mut first_last_offset = None;
+        let walk = self.walk(from, end, |_, b| {
+            first_last_offset.get_or_insert(b.last_offset());
+            true
+        })?;
+        let entry_names_batch = last_indexed.is_none_or(|o| first_last_offset == Some(o));
+        let time_entry_in_log = self
+            .time_index
+            .read()
+            .last()
+            .map(decode_time_entry)
+            .is_none_or(|(_, rel)| self.base_offset + (rel as u64) < self.next_offset());
+        Ok((walk, entry_names_batch && time_entry_in_log))
     }
 
     /// Cheap checks that the index files can describe this log: entries increasing and
@@ -835,35 +858,18 @@ impl Segment {
             self.log.publish(new_end);
         }
         // Recompute what the tail determined: next offset, max timestamp, index spacing.
-        let (from, last_rel) = {
-            let idx = self.index.read();
-            idx.last().map_or((0, None), |e| {
-                let (rel, p) = decode_offset_entry(e);
-                (p as u64, Some(rel))
-            })
-        };
-        let mut w = self.writer.lock();
-        let (ts, ts_off) = self
-            .time_index
-            .read()
-            .last()
-            .map(decode_time_entry)
-            .map_or((-1, self.base_offset), |(ts, rel)| {
-                (ts, self.base_offset + rel as u64)
-            });
-        self.max_timestamp.store(ts, Ordering::Release);
-        w.offset_of_max_timestamp = ts_off;
-        self.next_offset.store(
-            last_rel.map_or(self.base_offset, |r| self.base_offset + r as u64 + 1),
-            Ordering::Release,
-        );
-        drop(w);
-        let walk = self.walk(from, new_end, |_, _| true)?;
+        // `cut_log` kept only index entries below the cut, so the indexes must agree.
+        let (from, last_indexed) = self.restore_from_indexes();
+        let (walk, agree) = self.walk_tail(from, last_indexed, new_end)?;
         if let Some((p, e)) = walk.error {
             return Err(Error::corrupt(self.log.path(), p, e));
         }
+        if agree {
+            self.writer.lock().bytes_since_index = new_end - from;
+        } else {
+            self.rebuild_indexes(true)?;
+        }
         let mut w = self.writer.lock();
-        w.bytes_since_index = new_end - from;
         if new_end == 0 {
             w.rolling_timestamp = None;
         }
