@@ -260,9 +260,7 @@ impl Segment {
         let mut out_of_order = None;
         let mut walk = self.log.walk_batches(from, end, |pos, b| {
             let h = b.header();
-            if (h.base_offset as u64) < expected
-                || h.last_offset() - self.base_offset > MAX_RELATIVE_OFFSET
-            {
+            if (h.base_offset as u64) < expected || !self.fits(h) {
                 out_of_order = Some((
                     pos,
                     DecodeError::BadField {
@@ -591,11 +589,16 @@ impl Segment {
         Ok(())
     }
 
+    /// True when the batch's offsets lie in this segment's range: at or past its base
+    /// offset, and at most `MAX_RELATIVE_OFFSET` past it (index entries are 32-bit).
+    fn fits(&self, h: &BatchHeader) -> bool {
+        (h.base_offset as u64) >= self.base_offset
+            && h.last_offset() - self.base_offset <= MAX_RELATIVE_OFFSET
+    }
+
     /// Index bookkeeping for a batch written at `pos` (Kafka's `LogSegment.append`).
     fn index_batch(&self, pos: u64, h: &BatchHeader) -> Result<()> {
-        if (h.base_offset as u64) < self.base_offset
-            || h.last_offset() - self.base_offset > MAX_RELATIVE_OFFSET
-        {
+        if !self.fits(h) {
             return Err(Error::Corrupt {
                 path: self.log.path().to_path_buf(),
                 position: pos,
