@@ -223,6 +223,26 @@ impl Store {
         self.close_all()
     }
 
+    /// Ends the store the way a crash (`SIGKILL`, power cut) would, for tests: the
+    /// background thread stops and the lock is released, but nothing is flushed, closed or
+    /// checkpointed, and no clean-shutdown marker is written. Handles still held fail with
+    /// [`Error::Closed`] on writes. Built with the `fault-injection` feature.
+    ///
+    /// The page cache keeps what was written, as after a process crash; to model a power
+    /// cut, a test then cuts the files back to what was durable.
+    #[cfg(feature = "fault-injection")]
+    pub fn simulate_crash(mut self) {
+        self.closed = true;
+        if let Some(f) = self.flusher.take() {
+            f.stop();
+        }
+        for t in self.topics.read().values() {
+            for p in t.partitions() {
+                p.mark_closed();
+            }
+        }
+    }
+
     fn close_all(&mut self) -> Result<()> {
         if self.closed {
             return Ok(());
