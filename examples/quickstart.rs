@@ -82,7 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("files of {}:", p.name());
     for seg in p.segments() {
-        let (idx, tidx) = seg.index_entries();
+        let (idx, tidx) = seg.index_entries()?;
         println!(
             "  {}  {} bytes, offsets {}..{}, {idx} index / {tidx} time-index entries",
             seg.log_path()

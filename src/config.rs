@@ -270,17 +270,29 @@ impl Clock for SystemClock {
 pub struct StoreConfig {
     /// Source of "now" for default timestamps, log-append time and segment ageing.
     pub clock: Arc<dyn Clock>,
+    /// How often the background thread writes the recovery-point checkpoint (Kafka's
+    /// `log.flush.offset.checkpoint.interval.ms`, default 60 s). Recovery after a crash
+    /// checks what was appended since the last one. [`Store::flush`](crate::Store::flush)
+    /// and close also write it.
+    pub checkpoint_interval: std::time::Duration,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             clock: Arc::new(SystemClock),
+            checkpoint_interval: std::time::Duration::from_secs(60),
         }
     }
 }
 
 impl StoreConfig {
+    /// Sets [`StoreConfig::checkpoint_interval`].
+    pub fn checkpoint_interval(mut self, interval: std::time::Duration) -> Self {
+        self.checkpoint_interval = interval;
+        self
+    }
+
     /// Uses `clock` instead of the system clock (for tests and simulations).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;

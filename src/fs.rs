@@ -114,18 +114,28 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
         .and_then(|()| f.sync_all())
         .map_err(|e| Error::io("fsync", &tmp, e))?;
     drop(f);
-    inject(FaultOp::Rename)
-        .and_then(|()| fs::rename(&tmp, path))
-        .map_err(|e| Error::io("rename", &tmp, e))?;
+    rename(&tmp, path)?;
     // IMPORTANT: without the directory fsync the rename can vanish after a crash.
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
 /// `path` with `.tmp` appended.
 pub(crate) fn tmp_path(path: &Path) -> PathBuf {
+    with_suffix(path, ".tmp")
+}
+
+/// `path` with `suffix` appended to its file name.
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
-    s.push(".tmp");
+    s.push(suffix);
     PathBuf::from(s)
+}
+
+/// Renames `from` to `to` (replacing it). Durable once the directory is fsynced.
+pub(crate) fn rename(from: &Path, to: &Path) -> Result<()> {
+    inject(FaultOp::Rename)
+        .and_then(|()| fs::rename(from, to))
+        .map_err(|e| Error::io("rename", from, e))
 }
 
 /// Creates a file that must not exist yet, readable and writable.

@@ -51,6 +51,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod checkpoint;
 mod config;
 mod error;
 mod fs;
@@ -62,6 +63,7 @@ mod store;
 mod topic;
 pub mod verify;
 
+pub use checkpoint::{CLEAN_SHUTDOWN_FILE, LOG_START_FILE, RECOVERY_POINT_FILE};
 pub use config::{
     Clock, FlushPolicy, StoreConfig, SystemClock, TimestampType, TopicConfig, MAX_PARTITIONS,
 };

@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use parking_lot::RwLock;
 
+use crate::checkpoint::{
+    self, Checkpoints, Offsets, Written, CLEAN_SHUTDOWN_FILE, LOG_START_FILE, RECOVERY_POINT_FILE,
+};
 use crate::config::{FlushPolicy, StoreConfig, TopicConfig};
 use crate::error::{Error, Result};
 use crate::fs::DirLock;
-use crate::partition::Partition;
+use crate::partition::{OpenState, Partition};
 use crate::record::crc32c;
 use crate::topic::{validate_topic_name, Topic};
 
@@ -38,6 +41,10 @@ pub struct Store {
     dir: PathBuf,
     config: StoreConfig,
     topics: Arc<RwLock<BTreeMap<String, Topic>>>,
+    checkpoints: Arc<Checkpoints>,
+    /// What open found (clean shutdown or not, checkpoints), for topics created later
+    /// only the defaults apply.
+    found: Found,
     flusher: Option<Flusher>,
     closed: bool,
     _lock: DirLock,
@@ -51,8 +58,13 @@ struct Flusher {
 }
 
 impl Flusher {
-    fn spawn(topics: Arc<RwLock<BTreeMap<String, Topic>>>) -> std::io::Result<Flusher> {
+    fn spawn(
+        topics: Arc<RwLock<BTreeMap<String, Topic>>>,
+        checkpoints: Arc<Checkpoints>,
+        checkpoint_interval: Duration,
+    ) -> std::io::Result<Flusher> {
         let (stop, stopped) = mpsc::channel::<()>();
+        let mut last_checkpoint = std::time::Instant::now();
         let thread = std::thread::Builder::new()
             .name("seglog-flusher".into())
             .spawn(move || loop {
@@ -73,10 +85,18 @@ impl Flusher {
                         let _ = p.flush_if_older(*interval);
                     }
                 }
+                if last_checkpoint.elapsed() >= checkpoint_interval {
+                    // A failure leaves the older checkpoint, which is still correct (it
+                    // only makes the next recovery check more); the next tick retries.
+                    let topics = topics.read().clone();
+                    let _ = write_checkpoints(&topics, &checkpoints);
+                    last_checkpoint = std::time::Instant::now();
+                }
                 // Wake at the shortest interval (at most every 100 ms, to notice new topics).
                 let tick = due
                     .iter()
                     .map(|(_, i)| *i)
+                    .chain([checkpoint_interval])
                     .min()
                     .unwrap_or(Duration::MAX)
                     .clamp(Duration::from_millis(1), Duration::from_millis(100));
@@ -112,20 +132,34 @@ impl Store {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
         let lock = DirLock::acquire(&dir)?;
+        let found = read_shutdown_state(&dir)?;
+        let checkpoints = Arc::new(Checkpoints::new(
+            dir.clone(),
+            Written {
+                recovery_points: found.recovery_points.clone(),
+                log_starts: found.log_starts.clone(),
+            },
+        ));
         let configs = read_topics(&dir)?;
         let mut topics = BTreeMap::new();
         for (name, cfg) in configs {
-            let topic = open_topic(&dir, &name, cfg, &config)?;
+            let topic = open_topic(&dir, &name, cfg, &config, &found, &checkpoints)?;
             topics.insert(name, topic);
         }
         remove_orphans(&dir, &topics)?;
         let topics = Arc::new(RwLock::new(topics));
-        let flusher = Flusher::spawn(Arc::clone(&topics))
-            .map_err(|e| Error::io("start flusher thread for", &dir, e))?;
+        let flusher = Flusher::spawn(
+            Arc::clone(&topics),
+            Arc::clone(&checkpoints),
+            config.checkpoint_interval,
+        )
+        .map_err(|e| Error::io("start flusher thread for", &dir, e))?;
         Ok(Store {
             dir,
             config,
             topics,
+            checkpoints,
+            found,
             flusher: Some(flusher),
             closed: false,
             _lock: lock,
@@ -156,7 +190,19 @@ impl Store {
         configs.insert(name.to_string(), config.clone());
         // Metadata first: a crash before the directories exist recreates them on open.
         write_topics(&self.dir, &configs)?;
-        let topic = open_topic(&self.dir, name, config, &self.config)?;
+        // A new topic's partitions are empty: nothing to recover, nothing checkpointed.
+        let fresh = Found {
+            clean: true,
+            ..Found::default()
+        };
+        let topic = open_topic(
+            &self.dir,
+            name,
+            config,
+            &self.config,
+            &fresh,
+            &self.checkpoints,
+        )?;
         topics.insert(name.to_string(), topic.clone());
         Ok(topic)
     }
@@ -202,16 +248,27 @@ impl Store {
             std::fs::remove_dir_all(p.dir())
                 .map_err(|e| Error::io("remove directory", p.dir(), e))?;
         }
-        crate::fs::sync_dir(&self.dir)
+        crate::fs::sync_dir(&self.dir)?;
+        // Before a topic of the same name can be created: its partitions must not inherit
+        // these recovery points.
+        write_checkpoints(&topics, &self.checkpoints)
     }
 
-    /// Flushes every partition of every topic.
+    /// Flushes every partition of every topic, then writes the checkpoint files, so that
+    /// recovery after a crash starts from here.
     ///
     /// # Errors
     /// The first I/O error.
     pub fn flush(&self) -> Result<()> {
-        let topics: Vec<Topic> = self.topics.read().values().cloned().collect();
-        topics.iter().try_for_each(Topic::flush)
+        let topics = self.topics.read().clone();
+        topics.values().try_for_each(Topic::flush)?;
+        write_checkpoints(&topics, &self.checkpoints)
+    }
+
+    /// True when the last shutdown was clean (the marker written by [`Store::close`] was
+    /// there at open): nothing was recovered.
+    pub fn opened_clean(&self) -> bool {
+        self.found.clean
     }
 
     /// Flushes and closes every partition, then releases the lock. Dropping a `Store` does
@@ -252,7 +309,8 @@ impl Store {
             f.stop();
         }
         let mut first = Ok(());
-        for t in self.topics.read().values() {
+        let topics = self.topics.read();
+        for t in topics.values() {
             for p in t.partitions() {
                 if let Err(e) = p.close() {
                     if first.is_ok() {
@@ -261,7 +319,12 @@ impl Store {
                 }
             }
         }
-        first
+        // Every partition is flushed: the recovery points are the log end offsets, and the
+        // marker tells the next open that nothing needs checking. Not after a failure: the
+        // next open then recovers.
+        first?;
+        write_checkpoints(&topics, &self.checkpoints)?;
+        crate::fs::write_atomic(&self.dir.join(CLEAN_SHUTDOWN_FILE), b"")
     }
 }
 
@@ -275,18 +338,104 @@ fn partition_dir(dir: &Path, topic: &str, partition: u32) -> PathBuf {
     dir.join(format!("{topic}-{partition}"))
 }
 
-fn open_topic(dir: &Path, name: &str, cfg: TopicConfig, store: &StoreConfig) -> Result<Topic> {
+/// What the store found at open: how it was shut down and the checkpoints.
+#[derive(Debug, Default)]
+struct Found {
+    clean: bool,
+    recovery_points: Offsets,
+    log_starts: Offsets,
+}
+
+impl Found {
+    fn state(&self, key: &(String, u32)) -> OpenState {
+        OpenState {
+            clean: self.clean,
+            recovery_point: self.recovery_points.get(key).copied(),
+            log_start: self.log_starts.get(key).copied(),
+        }
+    }
+}
+
+fn open_topic(
+    dir: &Path,
+    name: &str,
+    cfg: TopicConfig,
+    store: &StoreConfig,
+    found: &Found,
+    checkpoints: &Arc<Checkpoints>,
+) -> Result<Topic> {
     let partitions = (0..cfg.partitions)
         .map(|p| {
+            let key = (name.to_string(), p);
             Partition::open(
                 partition_dir(dir, name, p),
+                key.clone(),
                 format!("{name}-{p}"),
                 cfg.clone(),
                 store.clock.clone(),
+                found.state(&key),
+                Arc::clone(checkpoints),
             )
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Topic::new(name.to_string(), cfg, partitions))
+}
+
+/// Writes both checkpoint files from the partitions' durable offsets (recovery points)
+/// and log start offsets. The values are read under the checkpoint lock, so a truncation
+/// lowering a recovery point cannot be overwritten by an older value.
+fn write_checkpoints(topics: &BTreeMap<String, Topic>, checkpoints: &Checkpoints) -> Result<()> {
+    let mut guard = checkpoints.lock();
+    let mut recovery_points = Offsets::new();
+    let mut log_starts = Offsets::new();
+    for (name, topic) in topics {
+        for (i, p) in topic.partitions().iter().enumerate() {
+            let key = (name.clone(), i as u32);
+            recovery_points.insert(key.clone(), p.durable_offset());
+            log_starts.insert(key, p.log_start_offset());
+        }
+    }
+    guard.write(recovery_points, log_starts)
+}
+
+/// Reads the clean-shutdown marker (removing it: from now on a crash is unclean) and the
+/// checkpoints, and removes temporary files an interrupted atomic write left at the root.
+fn read_shutdown_state(dir: &Path) -> Result<Found> {
+    let marker = dir.join(CLEAN_SHUTDOWN_FILE);
+    let clean = marker.exists();
+    let mut changed = false;
+    if clean {
+        std::fs::remove_file(&marker).map_err(|e| Error::io("remove", &marker, e))?;
+        changed = true;
+    }
+    for name in [
+        TOPICS_FILE,
+        RECOVERY_POINT_FILE,
+        LOG_START_FILE,
+        CLEAN_SHUTDOWN_FILE,
+    ] {
+        let tmp = crate::fs::tmp_path(&dir.join(name));
+        if tmp.exists() {
+            std::fs::remove_file(&tmp).map_err(|e| Error::io("remove", &tmp, e))?;
+            changed = true;
+        }
+    }
+    if changed {
+        crate::fs::sync_dir(dir)?;
+    }
+    // Recovery points only say how much need not be checked: a damaged file costs a full
+    // recovery, never data. The log start offsets are data (records below them are
+    // deleted), so a damaged file is an error.
+    let recovery_points = checkpoint::read(dir, RECOVERY_POINT_FILE)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let log_starts = checkpoint::read(dir, LOG_START_FILE)?.unwrap_or_default();
+    Ok(Found {
+        clean,
+        recovery_points,
+        log_starts,
+    })
 }
 
 /// Removes partition directories of topics that are not in the metadata: the remains of a

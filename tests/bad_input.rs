@@ -504,9 +504,9 @@ fn deleted_index_is_rebuilt(suffix: &str) {
         .map(|s| {
             (
                 s.base_offset(),
-                s.offset_index(),
-                s.time_index(),
-                s.max_timestamp(),
+                s.offset_index().unwrap(),
+                s.time_index().unwrap(),
+                s.max_timestamp().unwrap(),
             )
         })
         .collect();
@@ -538,9 +538,9 @@ fn deleted_index_is_rebuilt(suffix: &str) {
         .map(|s| {
             (
                 s.base_offset(),
-                s.offset_index(),
-                s.time_index(),
-                s.max_timestamp(),
+                s.offset_index().unwrap(),
+                s.time_index().unwrap(),
+                s.max_timestamp().unwrap(),
             )
         })
         .collect();
@@ -559,6 +559,16 @@ fn deleted_offset_index_of_sealed_segment_is_rebuilt() {
 #[test]
 fn deleted_time_index_of_sealed_segment_is_rebuilt() {
     deleted_index_is_rebuilt(".timeindex");
+}
+
+/// Leaves `dir` as a crash would: no clean-shutdown marker (the next open recovers), and
+/// without `keep_recovery_points` no recovery-point checkpoint either (so that damage
+/// anywhere is past the recovery point: a torn write, not corruption of flushed data).
+fn as_after_crash(dir: &std::path::Path, keep_recovery_points: bool) {
+    std::fs::remove_file(dir.join(seglog::CLEAN_SHUTDOWN_FILE)).unwrap();
+    if !keep_recovery_points {
+        std::fs::remove_file(dir.join(seglog::RECOVERY_POINT_FILE)).unwrap();
+    }
 }
 
 /// Cuts the active segment's `.log` in the middle of its last batch and reopens.
@@ -588,6 +598,7 @@ fn torn_tail(index_interval_bytes: u32) {
         .unwrap()
         .set_len((pos + len / 2) as u64)
         .unwrap();
+    as_after_crash(dir.path(), false);
 
     let store = Store::open(dir.path()).unwrap();
     let p = partition(&store, "t", 0);
@@ -600,7 +611,7 @@ fn torn_tail(index_interval_bytes: u32) {
     check_values(&p);
     let last = p.segments().last().unwrap().clone();
     assert_eq!(last.next_offset(), base);
-    assert_eq!(last.max_timestamp(), 1000 + base as i64 - 1);
+    assert_eq!(last.max_timestamp().unwrap(), 1000 + base as i64 - 1);
     // The cut records are not found by timestamp.
     assert_eq!(p.offset_for_timestamp(1000 + base as i64).unwrap(), None);
     drop(last);
@@ -775,6 +786,9 @@ fn compressed_batches_are_kept_and_reads_name_the_codec() {
     std::fs::write(active, &bytes).unwrap();
     // Make the sealed segment's indexes be rebuilt, walking its batches too.
     std::fs::remove_file(logs[0].with_extension("index")).unwrap();
+    // Appended after the recovery point (as by a Kafka broker after a crash): recovery
+    // checks it and keeps it.
+    as_after_crash(dir.path(), true);
 
     let store = Store::open(dir.path()).unwrap();
     let p = partition(&store, "z", 0);

@@ -223,7 +223,7 @@ fn check_partition_indexes(dir: &Path, interval: u32, seed: u64) {
         let sealed = i + 1 < segs.len();
         let log = std::fs::read(seg.log_path()).unwrap();
         assert_eq!(log.len() as u64, seg.size());
-        let entries = seg.offset_index();
+        let entries = seg.offset_index().unwrap();
         // Strictly increasing, each entry the start of a batch whose last offset it names.
         for w in entries.windows(2) {
             assert!(w[0].0 < w[1].0 && w[0].1 < w[1].1, "not increasing: {w:?}");
@@ -233,7 +233,7 @@ fn check_partition_indexes(dir: &Path, interval: u32, seed: u64) {
             assert_eq!(b.last_offset(), off, "entry ({off}, {pos})");
             assert!(off >= seg.base_offset());
         }
-        let times = seg.time_index();
+        let times = seg.time_index().unwrap();
         for w in times.windows(2) {
             assert!(w[0].0 < w[1].0 && w[0].1 <= w[1].1, "time index: {w:?}");
         }
@@ -241,7 +241,7 @@ fn check_partition_indexes(dir: &Path, interval: u32, seed: u64) {
             expected_indexes(&log, seg.base_offset(), interval as u64, sealed);
         assert_eq!(entries, want_offsets, "offset index of segment {i}");
         assert_eq!(times, want_times, "time index of segment {i}");
-        assert_eq!(seg.index_entries(), (entries.len(), times.len()));
+        assert_eq!(seg.index_entries().unwrap(), (entries.len(), times.len()));
         total_entries += entries.len();
     }
     assert!(total_entries > 10, "too few index entries to test anything");
@@ -304,7 +304,12 @@ fn check_partition_indexes(dir: &Path, interval: u32, seed: u64) {
     let reopened: Vec<(u64, Indexes)> = p
         .segments()
         .iter()
-        .map(|s| (s.base_offset(), (s.offset_index(), s.time_index())))
+        .map(|s| {
+            (
+                s.base_offset(),
+                (s.offset_index().unwrap(), s.time_index().unwrap()),
+            )
+        })
         .collect();
     assert_eq!(reopened, expected);
     store.close().unwrap();
@@ -339,7 +344,7 @@ fn index_entries_make_every_offset_readable() {
     let segs = p.segments();
     let mut checked_entries = 0;
     for seg in &segs {
-        for (off, _) in seg.offset_index() {
+        for (off, _) in seg.offset_index().unwrap() {
             // At the entry, one below it, one past it.
             for o in [off.saturating_sub(1), off, off + 1] {
                 if o < p.log_end_offset() {

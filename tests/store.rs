@@ -149,10 +149,10 @@ fn reopen_after_process_exit_without_close() {
             );
         }
         for s in p.segments() {
-            for w in s.time_index().windows(2) {
+            for w in s.time_index().unwrap().windows(2) {
                 assert!(w[0].0 < w[1].0, "time index not increasing: {w:?}");
             }
-            for (ts, off) in s.time_index() {
+            for (ts, off) in s.time_index().unwrap() {
                 assert!(
                     ts >= 5_000 + s.base_offset() as i64,
                     "time index entry ({ts}, {off}) of segment {} is below every record",

@@ -440,6 +440,12 @@ fn damaged_copy_of(
     copy_dir(origin, dir.path());
     let (_, log) = active_log(dir.path());
     damage(&log);
+    // A torn tail is what a crash leaves: no clean-shutdown marker, and a recovery point
+    // below the torn batch (here none at all, so recovery checks the whole log). Damage
+    // below a recovery point is corruption of flushed data, tested in tests/recovery.rs.
+    for name in [seglog::CLEAN_SHUTDOWN_FILE, seglog::RECOVERY_POINT_FILE] {
+        let _ = std::fs::remove_file(dir.path().join(name));
+    }
     check_recovered(dir.path(), snapshot, keep, thorough, ctx);
 }
 

@@ -154,14 +154,14 @@ fn live_closed_and_reopened_partitions_verify() {
             .iter()
             .map(|e| (e.offset, e.position))
             .collect();
-        assert_eq!(seg.offset_index(), idx);
+        assert_eq!(seg.offset_index().unwrap(), idx);
         let tidx: Vec<(i64, u64)> = rep
             .time_index
             .entries
             .iter()
             .map(|e| (e.timestamp, e.offset))
             .collect();
-        assert_eq!(seg.time_index(), tidx);
+        assert_eq!(seg.time_index().unwrap(), tidx);
     }
     let records: Vec<_> = r
         .segments

@@ -138,7 +138,7 @@ fn read_only(dir: &Path, knob: u64) {
             }
         }
     }
-    let max_ts = seg.max_timestamp();
+    let max_ts = seg.max_timestamp().unwrap_or(-1);
     let targets = [
         i64::MIN,
         -1,

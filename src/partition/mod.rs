@@ -16,10 +16,11 @@ use parking_lot::{Mutex, RwLock};
 
 pub use fetch::Fetch;
 
+use crate::checkpoint::Checkpoints;
 use crate::config::{Clock, FlushPolicy, TimestampType, TopicConfig};
 use crate::error::{Error, Result};
 use crate::record::{encode_batch, BatchIter, BatchSpec, Record, TIMESTAMP_TYPE_BIT};
-use crate::segment::{parse_log_name, Segment, SegmentOptions};
+use crate::segment::{parse_log_name, Recovered, Segment, SegmentOptions};
 
 /// What an append wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,8 +76,21 @@ struct Writer {
     records_since_flush: u64,
 }
 
+/// How the store was shut down, and what its checkpoints hold for one partition.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct OpenState {
+    /// The clean-shutdown marker was present.
+    pub(crate) clean: bool,
+    /// From `recovery-point-offset-checkpoint`.
+    pub(crate) recovery_point: Option<u64>,
+    /// From `log-start-offset-checkpoint`.
+    pub(crate) log_start: Option<u64>,
+}
+
 #[derive(Debug)]
 struct Inner {
+    /// `(topic, partition)`, the checkpoint files' key.
+    key: (String, u32),
     name: String,
     dir: PathBuf,
     config: TopicConfig,
@@ -94,6 +108,7 @@ struct Inner {
     /// durable is no longer known), reads go on. Reopening recovers.
     poisoned: std::sync::OnceLock<String>,
     closed: AtomicBool,
+    checkpoints: Arc<Checkpoints>,
 }
 
 #[derive(Debug)]
@@ -111,12 +126,22 @@ pub struct Partition {
 
 impl Partition {
     /// Opens the partition directory `dir` (creating it and a first segment if missing).
-    /// `name` is `<topic>-<partition>`, used in errors.
+    /// `key` is `(topic, partition)`, `name` is `<topic>-<partition>` (used in errors);
+    /// `state` says how the store was shut down and what the checkpoints hold for it.
+    ///
+    /// After a clean shutdown nothing is read from the log: segments are opened lazily and
+    /// the active one takes its next offset from the checkpoint. Otherwise every segment
+    /// holding offsets at or past the recovery point is recovered (see
+    /// [`Segment::recover`]); after a segment cut at a torn batch, later segments are
+    /// deleted, since nothing in them was flushed.
     pub(crate) fn open(
         dir: PathBuf,
+        key: (String, u32),
         name: String,
         config: TopicConfig,
         clock: Arc<dyn Clock>,
+        state: OpenState,
+        checkpoints: Arc<Checkpoints>,
     ) -> Result<Partition> {
         let created = !dir.exists();
         if created {
@@ -126,6 +151,7 @@ impl Partition {
             crate::fs::sync_dir(dir.parent().unwrap_or(Path::new(".")))?;
         }
         let opts = SegmentOptions::from_config(&config);
+        let mut dir_dirty = crate::segment::finish_interrupted(&dir)?;
         let mut bases = Vec::new();
         let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("list", &dir, e))?;
         for entry in entries {
@@ -136,27 +162,90 @@ impl Partition {
         }
         bases.sort_unstable();
         let now = clock.now_ms();
-        let mut segments = Vec::with_capacity(bases.len().max(1));
-        for (i, &base) in bases.iter().enumerate() {
-            let active = i + 1 == bases.len();
-            let seg = Segment::open(&dir, base, opts, active, now)?;
-            if let Some(&next) = bases.get(i + 1) {
-                seg.set_next_offset(next);
+        // The first segment to check: after a clean shutdown, none (or the active one
+        // when the checkpoint lacks this partition); otherwise the one holding the
+        // recovery point.
+        let (recovery_point, first_unsafe) = match (state.clean, state.recovery_point) {
+            (true, Some(rp)) => (rp, bases.len()),
+            (true, None) => (0, bases.len().saturating_sub(1)),
+            (false, rp) => {
+                let rp = rp.unwrap_or(0);
+                let first = (0..bases.len())
+                    .find(|&i| bases.get(i + 1).is_none_or(|&next| next > rp))
+                    .unwrap_or(bases.len());
+                (rp, first)
             }
-            segments.push(Arc::new(seg));
+        };
+        let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(bases.len().max(1));
+        let mut unflushed = Vec::new();
+        let mut i = 0;
+        while i < bases.len() {
+            let (base, next) = (bases[i], bases.get(i + 1).copied());
+            let last = next.is_none();
+            if i < first_unsafe && !last {
+                segments.push(Arc::new(Segment::open_trusted(
+                    &dir,
+                    base,
+                    next.unwrap_or(base),
+                    opts,
+                )?));
+                i += 1;
+                continue;
+            }
+            if i < first_unsafe {
+                // The active segment after a clean shutdown.
+                if let Some(seg) =
+                    Segment::open_clean_active(&dir, base, recovery_point, opts, now)?
+                {
+                    segments.push(Arc::new(seg));
+                    break;
+                }
+            }
+            let (seg, recovered) =
+                Segment::recover(&dir, base, opts, last, recovery_point, next, now)?;
+            let seg = Arc::new(seg);
+            segments.push(Arc::clone(&seg));
+            if let Recovered::CutAt(_) = recovered {
+                if !last {
+                    // Nothing past a torn write was flushed: later segments go.
+                    for &later in &bases[i + 1..] {
+                        crate::segment::delete_segment_files(&dir, later)?;
+                    }
+                    seg.reactivate()?;
+                }
+                dir_dirty = true;
+                break;
+            }
+            if !last {
+                unflushed.push(seg);
+            }
+            i += 1;
         }
-        let mut dir_dirty = false;
-        if segments.is_empty() {
+        let fresh = segments.is_empty();
+        if fresh {
             segments.push(Arc::new(Segment::create(&dir, 0, opts, now)?));
             dir_dirty = true;
         }
         // Never empty: a segment was created above if there was none.
         let active = Arc::clone(&segments[segments.len() - 1]);
-        let sealed = segments[..segments.len() - 1].to_vec();
-        let log_start = segments[0].base_offset();
+        unflushed.retain(|s| !Arc::ptr_eq(s, &active));
         let log_end = active.next_offset();
+        let log_start = state
+            .log_start
+            .unwrap_or(0)
+            .max(segments[0].base_offset())
+            .min(log_end);
+        // What was found at or past the recovery point may still be dirty in the page
+        // cache (after a process crash) or only partly on disk: it counts as durable once
+        // a flush has synced it.
+        let durable = if state.clean {
+            log_end
+        } else {
+            recovery_point.min(log_end).max(log_start)
+        };
         let p = Partition {
             inner: Arc::new(Inner {
+                key,
                 name,
                 dir,
                 config,
@@ -165,27 +254,24 @@ impl Partition {
                 writer: Mutex::new(Writer {
                     active,
                     buf: Vec::new(),
-                    // After a process crash, pages written before it may still be dirty in
-                    // the page cache: nothing found at open counts as durable until a flush
-                    // has synced every segment once. (A recovery-point checkpoint will
-                    // narrow this to the segments after it.)
-                    unflushed: sealed,
+                    unflushed,
                     dir_dirty,
                     records_since_flush: 0,
                 }),
                 truncation: RwLock::new(()),
                 log_start_offset: AtomicU64::new(log_start),
                 log_end_offset: AtomicU64::new(log_end),
-                durable_offset: AtomicU64::new(log_start),
+                durable_offset: AtomicU64::new(durable),
                 sync: Mutex::new(SyncState {
                     flushes: 0,
                     last: std::time::Instant::now(),
                 }),
                 poisoned: std::sync::OnceLock::new(),
                 closed: AtomicBool::new(false),
+                checkpoints,
             }),
         };
-        if dir_dirty {
+        if fresh {
             p.flush()?;
         }
         Ok(p)
@@ -294,7 +380,7 @@ impl Partition {
                 inner.config.segment_bytes,
                 inner.config.segment_ms,
                 now,
-            ) {
+            )? {
                 self.roll(&mut w, base, now)?;
             }
             w.active.append(&buf, &header)?;
@@ -428,7 +514,7 @@ impl Partition {
         let segs: Vec<Arc<Segment>> = self.inner.segments.read().clone();
         let start = self.log_start_offset();
         for seg in segs {
-            if seg.max_timestamp() < timestamp {
+            if seg.max_timestamp()? < timestamp {
                 continue;
             }
             if let Some((offset, timestamp)) = seg.find_offset_by_timestamp(timestamp, start)? {
@@ -458,6 +544,13 @@ impl Partition {
         if offset == self.log_end_offset() {
             return Ok(());
         }
+        {
+            // Offsets at or past `offset` stop counting as durable, in the checkpoint too,
+            // before any file changes: what is appended there next is not flushed.
+            let mut checkpoints = inner.checkpoints.lock();
+            inner.durable_offset.fetch_min(offset, Ordering::AcqRel);
+            self.poison_on_io(checkpoints.lower_recovery_point(&inner.key, offset))?;
+        }
         let _exclusive = inner.truncation.write();
         let mut segs = inner.segments.write();
         let keep = Self::segment_index(&segs, offset) + 1;
@@ -465,8 +558,6 @@ impl Partition {
         let was_sealed = !removed.is_empty();
         let target = Arc::clone(&segs[keep - 1]);
         drop(segs);
-        // Offsets at or past `offset` stop counting as durable before any file changes.
-        inner.durable_offset.fetch_min(offset, Ordering::AcqRel);
         w.unflushed
             .retain(|s| !removed.iter().any(|r| Arc::ptr_eq(r, s)));
         w.dir_dirty |= was_sealed;

@@ -47,12 +47,22 @@ impl IndexFile {
     /// then strips trailing all-zero entries (left by preallocation).
     /// `writable` maps the file; otherwise it is copied into memory (read-only tools).
     pub(crate) fn open(path: &Path, entry_size: usize, writable: bool) -> Result<IndexFile> {
+        IndexFile::open_as(path, entry_size, writable, false)
+    }
+
+    /// Opens (creating if missing) the index at `path` emptied, to be rebuilt: nothing of
+    /// the old contents is read.
+    pub(crate) fn open_empty(path: &Path, entry_size: usize) -> Result<IndexFile> {
+        IndexFile::open_as(path, entry_size, true, true)
+    }
+
+    fn open_as(path: &Path, entry_size: usize, writable: bool, empty: bool) -> Result<IndexFile> {
         let (file, bytes) = if writable {
             let file = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
-                .truncate(false)
+                .truncate(empty)
                 .open(path)
                 .map_err(|e| Error::io("open", path, e))?;
             let bytes = map_or_empty(&file, path)?;
@@ -82,6 +92,27 @@ impl IndexFile {
         // in a preallocated file (left by a process that did not close) zeros are unused.
         idx.entries = if slots == 1 { 1 } else { n };
         Ok(idx)
+    }
+
+    /// An index not opened yet (a segment opened lazily): no entries until a load
+    /// replaces it.
+    pub(crate) fn unloaded(path: &Path, entry_size: usize) -> IndexFile {
+        IndexFile {
+            path: path.to_path_buf(),
+            file: None,
+            bytes: Bytes::Owned(Vec::new()),
+            entry_size,
+            entries: 0,
+            dirty: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// Drops every entry and empties the file (to be rebuilt). Unlike zeroing entries, this
+    /// also clears stale bytes past the valid ones, without reading them.
+    pub(crate) fn reset(&mut self) -> Result<()> {
+        self.entries = 0;
+        *self.dirty.lock() = None;
+        self.resize(0)
     }
 
     pub(crate) fn path(&self) -> &Path {

@@ -96,6 +96,9 @@ struct WriterState {
     offset_of_max_timestamp: u64,
     /// Max timestamp of the first batch: the reference for time-based rolling.
     rolling_timestamp: Option<i64>,
+    /// `rolling_timestamp` is not known yet (read from the first batch when first needed,
+    /// so that a clean open reads no log data).
+    rolling_unknown: bool,
     created_ms: i64,
     /// An index is full (kept here so that `should_roll` takes no index lock).
     indexes_full: bool,
@@ -119,6 +122,31 @@ pub struct Segment {
     checked_to: AtomicU64,
     writer: Mutex<WriterState>,
     opts: SegmentOptions,
+    /// The index files are open. A segment below the recovery point is opened without
+    /// them; the first use loads and sanity-checks them (`ensure_indexes`).
+    indexes_loaded: std::sync::atomic::AtomicBool,
+    /// Serializes lazy index loads.
+    load_lock: Mutex<()>,
+}
+
+/// How [`Segment::assemble`] treats the index files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Indexes {
+    /// Open and map them (trusting their entries until checked).
+    Load,
+    /// Open them emptied, to be rebuilt from the log.
+    Reset,
+    /// Leave them closed until first used.
+    Lazy,
+}
+
+/// What [`Segment::recover`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Recovered {
+    /// Every batch was whole and valid.
+    Intact,
+    /// The log was cut at this position, at the first bad batch (a torn tail).
+    CutAt(u64),
 }
 
 fn paths(dir: &Path, base_offset: u64) -> (PathBuf, PathBuf, PathBuf) {
@@ -140,36 +168,168 @@ impl Segment {
         let (log_path, index_path, time_path) = paths(dir, base_offset);
         let file = crate::fs::create_new(&log_path)?;
         // Stale index files of a deleted segment at this offset must not be reused.
-        for p in [&index_path, &time_path] {
-            if let Err(e) = std::fs::remove_file(p) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    return Err(Error::io("remove", p, e));
-                }
-            }
-        }
-        let seg = Segment::assemble(log_path, file, base_offset, opts, Mode::Active, now_ms)?;
+        remove_if_exists(&index_path)?;
+        remove_if_exists(&time_path)?;
+        let seg = Segment::assemble(
+            log_path,
+            file,
+            base_offset,
+            opts,
+            Mode::Active,
+            Indexes::Load,
+            now_ms,
+        )?;
+        seg.writer.lock().rolling_unknown = false;
         seg.preallocate_indexes()?;
         Ok(seg)
     }
 
-    /// Opens an existing segment for writing. An `active` segment gets its indexes
-    /// preallocated and its tail walked (a torn tail is cut off); a sealed one is trusted
-    /// as far as its index files pass a sanity check. Indexes that fail it are rebuilt.
-    pub(crate) fn open(
+    /// Opens a sealed segment below the recovery point without reading anything: the
+    /// `.log` is opened (for its size) and the indexes are loaded, checked and if need be
+    /// rebuilt on first use. `next_offset` is the next segment's base offset.
+    pub(crate) fn open_trusted(
+        dir: &Path,
+        base_offset: u64,
+        next_offset: u64,
+        opts: SegmentOptions,
+    ) -> Result<Segment> {
+        let log_path = paths(dir, base_offset).0;
+        let file = crate::fs::open(&log_path, true)?;
+        let seg = Segment::assemble(
+            log_path,
+            file,
+            base_offset,
+            opts,
+            Mode::Sealed,
+            Indexes::Lazy,
+            0,
+        )?;
+        seg.next_offset.store(next_offset, Ordering::Release);
+        Ok(seg)
+    }
+
+    /// Opens the active segment after a clean shutdown, whose next offset the recovery-point
+    /// checkpoint gives: no log data is read. `None` when its indexes fail their sanity
+    /// check or disagree with `next_offset`: the segment must then be recovered.
+    pub(crate) fn open_clean_active(
+        dir: &Path,
+        base_offset: u64,
+        next_offset: u64,
+        opts: SegmentOptions,
+        now_ms: i64,
+    ) -> Result<Option<Segment>> {
+        let (log_path, index_path, time_path) = paths(dir, base_offset);
+        if !index_path.exists() || !time_path.exists() {
+            return Ok(None);
+        }
+        let file = crate::fs::open(&log_path, true)?;
+        let seg = Segment::assemble(
+            log_path,
+            file,
+            base_offset,
+            opts,
+            Mode::Active,
+            Indexes::Load,
+            now_ms,
+        )?;
+        let size = seg.size();
+        if !seg.indexes_sane(size, Some(next_offset)) {
+            return Ok(None);
+        }
+        let (from, _) = seg.restore_from_indexes();
+        let plausible = next_offset >= seg.next_offset()
+            && next_offset - base_offset <= MAX_RELATIVE_OFFSET + 1
+            && (size == 0) == (next_offset == base_offset);
+        if !plausible {
+            return Ok(None);
+        }
+        seg.next_offset.store(next_offset, Ordering::Release);
+        seg.writer.lock().bytes_since_index = size - from;
+        seg.preallocate_indexes()?;
+        Ok(Some(seg))
+    }
+
+    /// Opens a segment at or past the recovery point after an unclean shutdown: every
+    /// batch is checked (length, magic, CRC, records, offsets increasing and below
+    /// `limit`, the next segment's base offset) and both indexes are rebuilt from the log.
+    /// The log is cut at the first bad batch if everything before it lies at or past
+    /// `recovery_point` (a torn, zero-filled or garbage tail of unflushed writes); a bad
+    /// batch below the recovery point is corruption of flushed data and an error. A
+    /// segment that is not `active` and stays intact is sealed.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the position of a bad batch below the recovery point;
+    /// I/O errors.
+    pub(crate) fn recover(
         dir: &Path,
         base_offset: u64,
         opts: SegmentOptions,
         active: bool,
+        recovery_point: u64,
+        limit: Option<u64>,
         now_ms: i64,
-    ) -> Result<Segment> {
-        let (log_path, index_path, time_path) = paths(dir, base_offset);
-        // A missing index file is created empty by `assemble`; it must then be rebuilt.
-        let index_missing = !index_path.exists() || !time_path.exists();
+    ) -> Result<(Segment, Recovered)> {
+        let log_path = paths(dir, base_offset).0;
         let file = crate::fs::open(&log_path, true)?;
         let mode = if active { Mode::Active } else { Mode::Sealed };
-        let seg = Segment::assemble(log_path, file, base_offset, opts, mode, now_ms)?;
-        seg.load(active, index_missing)?;
-        Ok(seg)
+        let seg = Segment::assemble(
+            log_path,
+            file,
+            base_offset,
+            opts,
+            mode,
+            Indexes::Reset,
+            now_ms,
+        )?;
+        seg.preallocate_indexes()?;
+        let mut result = Ok(());
+        let mut past_limit = None;
+        let walk = seg.walk(0, seg.size(), |pos, b| {
+            if limit.is_some_and(|l| b.last_offset() >= l) {
+                past_limit = Some(pos);
+                return false;
+            }
+            result = seg.index_batch(pos, b.header());
+            result.is_ok()
+        })?;
+        result?;
+        let bad = match (walk.error, past_limit) {
+            (Some((pos, e)), _) => Some((pos, e.to_string())),
+            (None, Some(pos)) => Some((
+                pos,
+                format!(
+                    "batch offsets reach the next segment's base offset {}",
+                    limit.unwrap_or_default()
+                ),
+            )),
+            (None, None) => None,
+        };
+        let recovered = match bad {
+            None => Recovered::Intact,
+            Some((pos, reason)) if seg.next_offset() < recovery_point => {
+                return Err(Error::Corrupt {
+                    path: seg.log.path().to_path_buf(),
+                    position: pos,
+                    reason: format!(
+                        "{reason}; the offsets below the recovery point {recovery_point} \
+                         were flushed, so this is corruption, not a torn write"
+                    ),
+                })
+            }
+            Some((pos, _)) => {
+                seg.cut_log(pos)?;
+                Recovered::CutAt(pos)
+            }
+        };
+        {
+            let mut w = seg.writer.lock();
+            w.rolling_unknown = false;
+            w.bytes_since_index = w.bytes_since_index.min(seg.size());
+        }
+        if !active && recovered == Recovered::Intact {
+            seg.seal()?;
+        }
+        Ok((seg, recovered))
     }
 
     /// Opens the segment whose `.log` file is at `log_path` read-only (for tools such as
@@ -184,6 +344,12 @@ impl Segment {
             position: 0,
             reason: "not a segment file name (20 digits + .log)".into(),
         })?;
+        Segment::open_read_only_at(log_path, base_offset)
+    }
+
+    /// [`Segment::open_read_only`] for a log file whose name does not give its base offset
+    /// (a `.log.swap` file); its index files are those of a segment at `base_offset`.
+    fn open_read_only_at(log_path: &Path, base_offset: u64) -> Result<Segment> {
         let file = crate::fs::open(log_path, false)?;
         let opts = SegmentOptions {
             index_interval_bytes: 4096,
@@ -196,6 +362,7 @@ impl Segment {
             base_offset,
             opts,
             Mode::ReadOnly,
+            Indexes::Load,
             0,
         )?;
         let end = seg.size();
@@ -213,6 +380,7 @@ impl Segment {
         base_offset: u64,
         opts: SegmentOptions,
         mode: Mode,
+        indexes: Indexes,
         now_ms: i64,
     ) -> Result<Segment> {
         // Only the active segment grows: a sealed one is mapped at its length (a sealed
@@ -226,8 +394,13 @@ impl Segment {
         let log = LogFile::new(log_path, file, map)?;
         let dir = log.path().parent().unwrap_or(Path::new("."));
         let (_, index_path, time_path) = paths(dir, base_offset);
-        let index = IndexFile::open(&index_path, OFFSET_ENTRY_SIZE, writable)?;
-        let time_index = IndexFile::open(&time_path, TIME_ENTRY_SIZE, writable)?;
+        let open = |path: &Path, entry_size| match indexes {
+            Indexes::Load => IndexFile::open(path, entry_size, writable),
+            Indexes::Reset => IndexFile::open_empty(path, entry_size),
+            Indexes::Lazy => Ok(IndexFile::unloaded(path, entry_size)),
+        };
+        let index = open(&index_path, OFFSET_ENTRY_SIZE)?;
+        let time_index = open(&time_path, TIME_ENTRY_SIZE)?;
         Ok(Segment {
             base_offset,
             log,
@@ -240,10 +413,13 @@ impl Segment {
                 bytes_since_index: 0,
                 offset_of_max_timestamp: base_offset,
                 rolling_timestamp: None,
+                rolling_unknown: true,
                 created_ms: now_ms,
                 indexes_full: false,
             }),
             opts,
+            indexes_loaded: std::sync::atomic::AtomicBool::new(indexes != Indexes::Lazy),
+            load_lock: Mutex::new(()),
         })
     }
 
@@ -274,7 +450,7 @@ impl Segment {
             expected = h.next_offset();
             self.next_offset
                 .fetch_max(h.next_offset(), Ordering::Release);
-            if h.max_timestamp > self.max_timestamp() {
+            if h.max_timestamp > self.max_ts() {
                 self.max_timestamp.store(h.max_timestamp, Ordering::Release);
                 // The final time-index entry (at seal or close) names this batch.
                 self.writer.lock().offset_of_max_timestamp = h.last_offset();
@@ -288,31 +464,49 @@ impl Segment {
         Ok(walk)
     }
 
-    /// Loads an existing segment: index sanity check (rebuild on failure), then for the
-    /// active segment a walk of the tail after the last index entry.
-    fn load(&self, active: bool, index_missing: bool) -> Result<()> {
-        let size = self.size();
-        if index_missing || !self.indexes_sane(size) {
-            self.rebuild_indexes(active)?;
+    /// Loads the index files of a segment opened lazily (`open_trusted`), on first use:
+    /// indexes that are missing or fail the sanity check are rebuilt from the log.
+    ///
+    /// # Errors
+    /// I/O errors; [`Error::Corrupt`] when a rebuild finds a bad batch (the segment lies
+    /// below the recovery point, so that is corruption).
+    fn ensure_indexes(&self) -> Result<()> {
+        if self.indexes_loaded.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _one_loader = self.load_lock.lock();
+        if self.indexes_loaded.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let index_path = self.index.read().path().to_path_buf();
+        let time_path = self.time_index.read().path().to_path_buf();
+        let missing = !index_path.exists() || !time_path.exists();
+        *self.index.write() = IndexFile::open(&index_path, OFFSET_ENTRY_SIZE, true)?;
+        *self.time_index.write() = IndexFile::open(&time_path, TIME_ENTRY_SIZE, true)?;
+        let next = self.next_offset();
+        if missing || !self.indexes_sane(self.size(), Some(next)) {
+            self.rebuild_indexes(false)?;
+            // Offsets between the last batch and the next segment are a gap, not an end.
+            self.set_next_offset(next);
         } else {
-            let (from, last_indexed) = self.restore_from_indexes();
-            if active {
-                let (walk, agree) = self.walk_tail(from, last_indexed, size)?;
-                if walk.error.is_some() || !agree {
-                    // A torn tail of the active segment, or indexes that describe batches
-                    // it does not have: rebuild from the log, which keeps every whole
-                    // batch before the first bad one.
-                    self.rebuild_indexes(true)?;
-                } else {
-                    self.writer.lock().bytes_since_index = self.size() - from;
-                }
-            }
+            self.restore_max_timestamp();
         }
-        if active {
-            self.preallocate_indexes()?;
-            self.load_rolling_timestamp()?;
-        }
+        self.indexes_loaded.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Takes the max timestamp and its offset from the last `.timeindex` entry.
+    fn restore_max_timestamp(&self) {
+        let (ts, ts_offset) = self
+            .time_index
+            .read()
+            .last()
+            .map(decode_time_entry)
+            .map_or((-1, self.base_offset), |(ts, rel)| {
+                (ts, self.base_offset + rel as u64)
+            });
+        self.writer.lock().offset_of_max_timestamp = ts_offset;
+        self.max_timestamp.store(ts, Ordering::Release);
     }
 
     /// Takes what the indexes record: the next offset after the last `.index` entry, and the
@@ -324,16 +518,7 @@ impl Segment {
             let (rel, pos) = decode_offset_entry(e);
             (pos as u64, Some(self.base_offset + rel as u64))
         });
-        let (ts, ts_offset) = self
-            .time_index
-            .read()
-            .last()
-            .map(decode_time_entry)
-            .map_or((-1, self.base_offset), |(ts, rel)| {
-                (ts, self.base_offset + rel as u64)
-            });
-        self.writer.lock().offset_of_max_timestamp = ts_offset;
-        self.max_timestamp.store(ts, Ordering::Release);
+        self.restore_max_timestamp();
         self.next_offset.store(
             last_indexed.map_or(self.base_offset, |o| o + 1),
             Ordering::Release,
@@ -368,13 +553,16 @@ impl Segment {
     }
 
     /// Cheap checks that the index files can describe this log: entries increasing and
-    /// inside the log, last entries consistent with the base offset.
-    fn indexes_sane(&self, size: u64) -> bool {
+    /// inside the log (and below `next_offset` when it is known), a final time-index entry
+    /// when the log is not empty.
+    fn indexes_sane(&self, size: u64, next_offset: Option<u64>) -> bool {
         let idx = self.index.read();
         let tidx = self.time_index.read();
+        let below_next = |rel: u32| next_offset.is_none_or(|n| self.base_offset + (rel as u64) < n);
         let ok_offsets = (0..idx.len()).all(|i| {
             let (rel, pos) = decode_offset_entry(idx.entry(i));
             (pos as u64) < size
+                && below_next(rel)
                 && (i == 0 || {
                     let (prel, ppos) = decode_offset_entry(idx.entry(i - 1));
                     rel > prel && pos > ppos
@@ -384,6 +572,7 @@ impl Segment {
         let ok_times = (0..tidx.len()).all(|i| {
             let (ts, rel) = decode_time_entry(tidx.entry(i));
             ts >= 0
+                && below_next(rel)
                 && (i == 0 || {
                     let (pts, prel) = decode_time_entry(tidx.entry(i - 1));
                     ts > pts && rel >= prel
@@ -400,8 +589,8 @@ impl Segment {
     /// is a torn tail and is cut off; in a sealed segment it is reported as corruption.
     fn rebuild_indexes(&self, active: bool) -> Result<()> {
         {
-            self.index.write().truncate_entries(0);
-            self.time_index.write().truncate_entries(0);
+            self.index.write().reset()?;
+            self.time_index.write().reset()?;
             self.preallocate_indexes()?;
             let mut w = self.writer.lock();
             w.bytes_since_index = 0;
@@ -450,7 +639,9 @@ impl Segment {
                 false
             })?;
         }
-        self.writer.lock().rolling_timestamp = first;
+        let mut w = self.writer.lock();
+        w.rolling_timestamp = first;
+        w.rolling_unknown = false;
         Ok(())
     }
 
@@ -493,8 +684,18 @@ impl Segment {
         self.next_offset.load(Ordering::Acquire)
     }
 
-    /// Largest timestamp of any batch, -1 when there is none.
-    pub fn max_timestamp(&self) -> i64 {
+    /// Largest timestamp of any batch, -1 when there is none. Loads the indexes of a
+    /// segment opened lazily.
+    ///
+    /// # Errors
+    /// As loading the indexes: I/O errors, or [`Error::Corrupt`] when they had to be
+    /// rebuilt and the log is corrupt.
+    pub fn max_timestamp(&self) -> Result<i64> {
+        self.ensure_indexes()?;
+        Ok(self.max_ts())
+    }
+
+    fn max_ts(&self) -> i64 {
         self.max_timestamp.load(Ordering::Acquire)
     }
 
@@ -503,31 +704,49 @@ impl Segment {
         self.log.path()
     }
 
-    /// Number of entries in the offset index and in the time index.
-    pub fn index_entries(&self) -> (usize, usize) {
-        (self.index.read().len(), self.time_index.read().len())
+    /// Number of entries in the offset index and in the time index (loading them first).
+    ///
+    /// # Errors
+    /// As [`Segment::max_timestamp`].
+    pub fn index_entries(&self) -> Result<(usize, usize)> {
+        self.ensure_indexes()?;
+        Ok((self.index.read().len(), self.time_index.read().len()))
     }
 
     /// A copy of the offset index entries as `(absolute offset, position)`.
-    pub fn offset_index(&self) -> Vec<(u64, u32)> {
+    ///
+    /// # Errors
+    /// As [`Segment::max_timestamp`].
+    pub fn offset_index(&self) -> Result<Vec<(u64, u32)>> {
+        self.ensure_indexes()?;
         let idx = self.index.read();
-        (0..idx.len())
+        Ok((0..idx.len())
             .map(|i| {
                 let (rel, pos) = decode_offset_entry(idx.entry(i));
                 (self.base_offset + rel as u64, pos)
             })
-            .collect()
+            .collect())
     }
 
     /// A copy of the time index entries as `(timestamp, absolute offset)`.
-    pub fn time_index(&self) -> Vec<(i64, u64)> {
+    ///
+    /// # Errors
+    /// As [`Segment::max_timestamp`].
+    pub fn time_index(&self) -> Result<Vec<(i64, u64)>> {
+        self.ensure_indexes()?;
         let idx = self.time_index.read();
-        (0..idx.len())
+        Ok((0..idx.len())
             .map(|i| {
                 let (ts, rel) = decode_time_entry(idx.entry(i));
                 (ts, self.base_offset + rel as u64)
             })
-            .collect()
+            .collect())
+    }
+
+    /// True when the index files are loaded (a segment below the recovery point is opened
+    /// without them and loads them on first use).
+    pub fn indexes_loaded(&self) -> bool {
+        self.indexes_loaded.load(Ordering::Acquire)
     }
 
     /// Sets `next_offset` of a sealed segment from its successor's base offset, so that it
@@ -545,17 +764,20 @@ impl Segment {
         segment_bytes: u64,
         segment_ms: u64,
         now_ms: i64,
-    ) -> bool {
+    ) -> Result<bool> {
+        if self.writer.lock().rolling_unknown {
+            self.load_rolling_timestamp()?;
+        }
         let size = self.size();
         let w = self.writer.lock();
         let waited = match w.rolling_timestamp {
             Some(t) if t >= 0 => header.max_timestamp.saturating_sub(t),
             _ => now_ms.saturating_sub(w.created_ms),
         };
-        (size > 0 && size + batch_size > segment_bytes)
+        Ok((size > 0 && size + batch_size > segment_bytes)
             || (size > 0 && waited > 0 && waited as u64 > segment_ms)
             || w.indexes_full
-            || header.last_offset() - self.base_offset > MAX_RELATIVE_OFFSET
+            || header.last_offset() - self.base_offset > MAX_RELATIVE_OFFSET)
     }
 
     /// Notes a batch at `pos` that a walk checked: walks decode the records of uncompressed
@@ -614,7 +836,7 @@ impl Segment {
         if w.rolling_timestamp.is_none() {
             w.rolling_timestamp = Some(h.max_timestamp);
         }
-        if h.max_timestamp > self.max_timestamp() {
+        if h.max_timestamp > self.max_ts() {
             self.max_timestamp.store(h.max_timestamp, Ordering::Release);
             w.offset_of_max_timestamp = h.last_offset();
         }
@@ -641,7 +863,7 @@ impl Segment {
     /// Adds `(max timestamp so far, its offset)` to the time index if it is newer than the
     /// last entry (timestamps in the time index increase strictly).
     fn maybe_append_time_entry(&self, w: &WriterState) {
-        let ts = self.max_timestamp();
+        let ts = self.max_ts();
         let mut tidx = self.time_index.write();
         let newer = tidx.last().is_none_or(|e| ts > decode_time_entry(e).0);
         // A relative offset that does not fit (a batch below the segment's base offset in a
@@ -674,6 +896,7 @@ impl Segment {
     /// Position of the first batch with last offset `>= offset`, with its header, or
     /// `None` when every batch below `end` ends before `offset`.
     fn locate(&self, offset: u64, end: u64) -> Result<Option<(u64, BatchHeader)>> {
+        self.ensure_indexes()?;
         let rel = offset.saturating_sub(self.base_offset).min(u32::MAX as u64) as u32;
         let entry = lookup_offset(self.index.read().valid_bytes(), rel)
             .map(|(rel, pos)| (self.base_offset + rel as u64, pos as u64));
@@ -808,7 +1031,7 @@ impl Segment {
         target: i64,
         from_offset: u64,
     ) -> Result<Option<(u64, i64)>> {
-        if self.max_timestamp() < target {
+        if self.max_timestamp()? < target {
             return Ok(None);
         }
         let after = lookup_before(self.time_index.read().valid_bytes(), target)
@@ -890,13 +1113,101 @@ impl Segment {
     pub(crate) fn delete_files(&self) -> Result<()> {
         let idx = self.index.read();
         let tidx = self.time_index.read();
-        for p in [self.log.path(), idx.path(), tidx.path()] {
-            if let Err(e) = std::fs::remove_file(p) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    return Err(Error::io("remove", p, e));
-                }
+        remove_if_exists(self.log.path())?;
+        remove_if_exists(idx.path())?;
+        remove_if_exists(tidx.path())
+    }
+}
+
+/// Removes `path`; a file that is already gone is fine.
+fn remove_if_exists(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", path, e)),
+        _ => Ok(()),
+    }
+}
+
+/// Deletes the three files of the segment with base offset `base` in `dir`.
+pub(crate) fn delete_segment_files(dir: &Path, base: u64) -> Result<()> {
+    let (log, index, time) = paths(dir, base);
+    [log, index, time]
+        .iter()
+        .try_for_each(|p| remove_if_exists(p))
+}
+
+/// Suffix of a segment file whose replacement by a cleaned segment has committed.
+pub const SWAP_SUFFIX: &str = ".swap";
+/// Suffixes of files that are removed at open (see [`finish_interrupted`]).
+pub const DISCARDED_SUFFIXES: [&str; 3] = [".tmp", ".cleaned", ".deleted"];
+
+/// Ends the operations a crash interrupted in the partition directory `dir`, from the
+/// temporary files they leave (FORMAT.md, "Temporary files"), so that each ends fully
+/// done or fully undone:
+///
+/// - `*.tmp` (an atomic replace that did not rename), `*.cleaned` (a cleaned segment whose
+///   swap had not committed) and `*.deleted` (a deletion that had committed): removed;
+/// - `<base>.log.swap`: a cleaned segment whose swap committed. The old segments with base
+///   offsets in `[base, next offset of the swap segment)` are deleted, then the `.swap`
+///   files are renamed to their final names (missing index files are rebuilt later);
+/// - `.index.swap` / `.timeindex.swap` without a `.log.swap`: removed (not committed).
+///
+/// Returns true when anything changed (the directory then needs an fsync).
+///
+/// # Errors
+/// I/O errors; [`Error::Corrupt`] when a committed `.log.swap` file is corrupt.
+pub(crate) fn finish_interrupted(dir: &Path) -> Result<bool> {
+    let mut changed = false;
+    let mut swaps = Vec::new();
+    let mut index_swaps = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if DISCARDED_SUFFIXES.iter().any(|s| name.ends_with(s)) {
+            remove_if_exists(&entry.path())?;
+            changed = true;
+        } else if let Some(final_name) = name.strip_suffix(SWAP_SUFFIX) {
+            match parse_log_name(final_name) {
+                Some(base) => swaps.push(base),
+                None => index_swaps.push(final_name.to_string()),
             }
         }
-        Ok(())
     }
+    swaps.sort_unstable();
+    for &base in &swaps {
+        let (log, index, time) = paths(dir, base);
+        let swap = |p: &Path| crate::fs::with_suffix(p, SWAP_SUFFIX);
+        let next = Segment::open_read_only_at(&swap(&log), base)?.next_offset();
+        let old: Vec<u64> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io("list", dir, e))?
+            .filter_map(|e| e.ok()?.file_name().to_str().and_then(parse_log_name))
+            .filter(|&b| b >= base && b < next.max(base + 1))
+            .collect();
+        for b in old {
+            delete_segment_files(dir, b)?;
+        }
+        // The log last: while its `.swap` exists, the swap is redone at the next open.
+        for p in [&index, &time, &log] {
+            if swap(p).exists() {
+                crate::fs::rename(&swap(p), p)?;
+            }
+        }
+        changed = true;
+    }
+    for name in index_swaps {
+        let committed = name
+            .rsplit_once('.')
+            .and_then(|(digits, _)| parse_log_name(&format!("{digits}.log")))
+            .is_some_and(|b| swaps.contains(&b));
+        if !committed {
+            remove_if_exists(&dir.join(format!("{name}{SWAP_SUFFIX}")))?;
+            changed = true;
+        }
+    }
+    if changed {
+        crate::fs::sync_dir(dir)?;
+    }
+    Ok(changed)
 }
