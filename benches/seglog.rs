@@ -6,7 +6,7 @@
 //! records/s (`elem/s`); the append and sequential-read cases are measured a second time
 //! in a `*_bytes` group that reports payload (value) bytes/s. Records have a value of the
 //! stated size and no key or headers. Other units: `read_random` and
-//! `offset_for_timestamp` count lookups, `reopen` counts segments.
+//! `offset_for_timestamp` count lookups, `reopen` counts segments, `recovery_scan` log bytes.
 //!
 //! Criterion calls a benchmark's closure once per sample, so logs are built outside it.
 
@@ -39,6 +39,8 @@ const RANDOM_READ_BATCHES: [usize; 2] = [1, 100];
 /// Segments of the `offset_for_timestamp` log and of the `reopen` stores.
 const TIMESTAMP_SEGMENTS: usize = 64;
 const REOPEN_SEGMENTS: [usize; 2] = [100, 1000];
+/// Log bytes (values) of the `recovery_scan` logs.
+const RECOVERY_SCAN_BYTES: usize = 256 * MIB;
 
 /// Timestamp of offset 0 in logs whose record `o` is stamped `T0 + o` ms.
 const T0: i64 = 1_700_000_000_000;
@@ -333,6 +335,25 @@ fn offset_for_timestamp(c: &mut Criterion) {
 // ---------------------------------------------------------------------------------------
 // Reopen
 
+/// Times `Store::open` of `dir` only, `iters` times; `before` runs untimed before each
+/// open (to leave the directory as a crash would), the close runs untimed after it.
+fn time_opens(dir: &std::path::Path, iters: u64, before: impl Fn()) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        before();
+        let start = Instant::now();
+        let store = Store::open(dir).expect("reopen");
+        total += start.elapsed();
+        store.close().expect("close");
+    }
+    total
+}
+
+/// Removes `name` at the root of `dir` if it exists.
+fn remove(dir: &std::path::Path, name: &str) {
+    let _ = std::fs::remove_file(dir.join(name));
+}
+
 fn reopen(c: &mut Criterion) {
     let mut g = group(c, "reopen");
     for segments in REOPEN_SEGMENTS {
@@ -341,10 +362,42 @@ fn reopen(c: &mut Criterion) {
         drop(p);
         store.close().expect("clean close");
         g.throughput(Throughput::Elements(segments as u64));
-        g.bench_function(format!("{segments}_segments"), |b| {
-            b.iter(|| {
-                let store = Store::open(dir.path()).expect("reopen");
-                store.close().expect("close");
+        // After a clean shutdown: nothing but file names and sizes is read.
+        g.bench_function(format!("clean/{segments}_segments"), |b| {
+            b.iter_custom(|iters| time_opens(dir.path(), iters, || {}))
+        });
+        // After a crash with a recent recovery point: the segment holding it is checked.
+        g.bench_function(format!("unclean/{segments}_segments"), |b| {
+            b.iter_custom(|iters| {
+                time_opens(dir.path(), iters, || {
+                    remove(dir.path(), seglog::CLEAN_SHUTDOWN_FILE)
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+/// Recovery of a whole log (no recovery point: every batch is checked and every index
+/// rebuilt), from the page cache, in bytes of log per second.
+fn recovery_scan(c: &mut Criterion) {
+    let mut g = group(c, "recovery_scan");
+    for (size, batch) in [(100, READ_BATCH), (KIB, READ_BATCH)] {
+        let config = TopicConfig::default().segment_bytes(64 * MIB as u64);
+        let records = (RECOVERY_SCAN_BYTES / size) as u64;
+        let log = Log::new(config);
+        log.fill(batch, size, |p| p.log_end_offset() < records);
+        let Log { p, store, dir } = log;
+        let bytes = p.stats().size_bytes;
+        drop(p);
+        store.close().expect("clean close");
+        g.throughput(Throughput::Bytes(bytes));
+        g.bench_function(format!("{size}B_x{batch}"), |b| {
+            b.iter_custom(|iters| {
+                time_opens(dir.path(), iters, || {
+                    remove(dir.path(), seglog::CLEAN_SHUTDOWN_FILE);
+                    remove(dir.path(), seglog::RECOVERY_POINT_FILE);
+                })
             })
         });
     }
@@ -359,6 +412,7 @@ criterion_group!(
     read_sequential,
     read_random,
     offset_for_timestamp,
-    reopen
+    reopen,
+    recovery_scan
 );
 criterion_main!(benches);
