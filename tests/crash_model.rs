@@ -1,0 +1,841 @@
+//! A proptest model of one partition with crashes (issue 4): random sequences of append,
+//! read, flush, truncate, clean reopen and crash, run against a real partition and checked
+//! against an in-memory model.
+//!
+//! **The model** is the list of records by offset (log start is always 0 here) and how many
+//! of them are durable: all of them after a flush or a clean reopen (`Store::close`
+//! flushes), fewer after a truncation, unchanged by a crash. Small segments and index
+//! settings (from the generated [`TopicConfig`]) make segments roll and indexes fill
+//! within a few appends.
+//!
+//! **Crash simulation.** At every flush and at every clean close the test takes a snapshot
+//! of the partition directory (file name → bytes; test data is small): what is on the disk
+//! for sure. A crash ends the store with `Store::simulate_crash` (nothing flushed, the page
+//! cache kept) and then rewrites the directory to a state a power cut may leave
+//! ([`power_cut`]): each `.log` keeps its durable bytes plus a random prefix of what was
+//! written after them, possibly followed by zeros or garbage where unsynced data was
+//! (a size that reached the disk before the data); `.log` files created since the snapshot
+//! survive as a prefix in creation order (directory operations are journaled in order),
+//! each with a random prefix of its data; index files are derived data and may be the
+//! snapshot's version, the current one, or missing. Every decision comes from a list of
+//! generated numbers where 0 is the mildest choice (the snapshot's state), so shrinking
+//! leads to simple cuts. The state written is the new "disk": it is the snapshot for the
+//! next crash (which may come before any flush, so recovery's own changes — a torn tail
+//! cut off — may or may not have reached the disk either).
+//!
+//! After the crash the store is reopened and must hold every durable record byte for byte
+//! (key, value, headers, timestamp), offsets dense from the log start to the log end, and
+//! anything past the durable prefix equal to what the model has at those offsets (a prefix
+//! of the unflushed appends). Appending then continues at the log end offset. The model
+//! becomes what was recovered.
+//!
+//! **Truncation and durability**: `truncate_to` is not durable before the next flush, so
+//! the test flushes right after every truncation (and the snapshot follows); a crash never
+//! sees an unflushed truncation. A snapshot can only model what a flush *claims*, not
+//! whether it really synced: `known_bug_flush_after_truncation_syncs_nothing` checks that
+//! assumption for truncations, and finds it false.
+//!
+//! **Known bugs** (the `known_bug_*` tests at the end, ignored until seglog is fixed: run
+//! them with `-- --ignored`): recovery does not repair a sealed segment that lost
+//! unflushed data, and a flush after a truncation syncs nothing. For the first, the
+//! default crash simulation leaves every segment but the last one on the disk whole
+//! ([`CutRules`]); `SEGLOG_CRASH_MODEL_FULL=1` simulates every power cut described above.
+//!
+//! Cases: 64 by default, `PROPTEST_CASES` overrides.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use seglog::{Header, Partition, Record, RecordView, Store, TopicConfig};
+
+const TOPIC: &str = "m";
+const TS0: i64 = 1_700_000_000_000;
+
+/// A directory's files: name → contents.
+type Files = BTreeMap<String, Vec<u8>>;
+
+type CaseResult = Result<(), TestCaseError>;
+
+// ---------------------------------------------------------------------------------------
+// Operations and their generators
+
+#[derive(Debug, Clone)]
+enum Op {
+    /// Append these records as one batch.
+    Append(Vec<Record>),
+    /// Read at `at` (scaled into `[log start, log end]`) with this byte budget.
+    Read {
+        at: u16,
+        max_bytes: u16,
+    },
+    Flush,
+    /// Truncate to an offset scaled into `[log start, log end]`, then flush.
+    Truncate(u16),
+    /// `Store::close`, then `Store::open`.
+    Reopen,
+    /// Power cut: the numbers are the cut's decisions (see [`Choices`]).
+    Crash(Vec<u16>),
+}
+
+fn record() -> impl Strategy<Value = Record> {
+    (
+        prop::option::weighted(0.7, prop::collection::vec(any::<u8>(), 0..8)),
+        prop::option::weighted(0.9, prop::collection::vec(any::<u8>(), 0..120)),
+        prop::collection::vec(
+            (
+                "[a-z]{0,3}",
+                prop::option::of(prop::collection::vec(any::<u8>(), 0..4)),
+            ),
+            0..2,
+        ),
+        0i64..10_000,
+    )
+        .prop_map(|(key, value, headers, ts)| Record {
+            key,
+            value,
+            headers: headers
+                .into_iter()
+                .map(|(key, value)| Header { key, value })
+                .collect(),
+            timestamp: Some(TS0 + ts),
+        })
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        8 => prop::collection::vec(record(), 1..5).prop_map(Op::Append),
+        3 => (any::<u16>(), any::<u16>()).prop_map(|(at, max_bytes)| Op::Read { at, max_bytes }),
+        2 => Just(Op::Flush),
+        1 => any::<u16>().prop_map(Op::Truncate),
+        1 => Just(Op::Reopen),
+        2 => prop::collection::vec(any::<u16>(), 0..24).prop_map(Op::Crash),
+    ]
+}
+
+/// Small segments (1–4 KiB), frequent index entries, sometimes tiny index files (they
+/// fill after a few entries and force a roll) and a short `segment_ms` (time rolls, as the
+/// records' timestamps span 10 s).
+fn topic_config() -> impl Strategy<Value = TopicConfig> {
+    (
+        1024u64..=4096,
+        prop_oneof![Just(0u32), 1u32..512],
+        prop_oneof![Just(48u32), Just(4096)],
+        prop_oneof![Just(3_000u64), Just(7 * 24 * 3600 * 1000)],
+    )
+        .prop_map(|(segment_bytes, interval, index_bytes, segment_ms)| {
+            TopicConfig::default()
+                .segment_bytes(segment_bytes)
+                .index_interval_bytes(interval)
+                .segment_index_bytes(index_bytes)
+                .segment_ms(segment_ms)
+        })
+}
+
+// ---------------------------------------------------------------------------------------
+// The model
+
+/// A record as stored: every field, the timestamp always explicit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stored {
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<Header>,
+    timestamp: i64,
+}
+
+impl Stored {
+    fn of(r: &Record) -> Stored {
+        Stored {
+            key: r.key.clone(),
+            value: r.value.clone(),
+            headers: r.headers.clone(),
+            timestamp: r.timestamp.expect("test records carry a timestamp"),
+        }
+    }
+
+    fn from_view(v: &RecordView<'_>) -> Stored {
+        let r = v.to_record();
+        Stored {
+            key: r.key,
+            value: r.value,
+            headers: r.headers,
+            timestamp: v.timestamp(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Model {
+    /// Records by offset (the log start offset is 0 throughout).
+    records: Vec<Stored>,
+    /// `records[..durable]` survive any crash.
+    durable: usize,
+}
+
+impl Model {
+    fn end(&self) -> u64 {
+        self.records.len() as u64
+    }
+}
+
+/// Scales a generated `u16` into `0..=max`.
+fn scale(x: u16, max: u64) -> u64 {
+    x as u64 % (max + 1)
+}
+
+// ---------------------------------------------------------------------------------------
+// Power-cut simulation
+
+/// The decisions of one power cut, taken in order from generated numbers; 0 once they run
+/// out. Choice 0 is always the mildest (the durable snapshot's state).
+struct Choices<'a> {
+    values: &'a [u16],
+    next: usize,
+}
+
+impl Choices<'_> {
+    /// A choice in `0..n`.
+    fn pick(&mut self, n: usize) -> usize {
+        let v = self.values.get(self.next).copied().unwrap_or(0);
+        self.next += 1;
+        v as usize % n.max(1)
+    }
+}
+
+fn is_log(name: &str) -> bool {
+    name.ends_with(".log")
+}
+
+fn is_index(name: &str) -> bool {
+    name.ends_with(".index") || name.ends_with(".timeindex")
+}
+
+/// What a power cut may leave of a `.log` file whose durable contents were `durable` and
+/// whose page-cache contents are `current`. Bytes both share (from the start) survive;
+/// past them, a random prefix of the newer bytes reached the disk, and where the file was
+/// cut since (recovery cutting a torn tail), the older bytes may still be there. Unwritten
+/// data past the kept bytes may read as zeros or garbage (the size reached the disk, the
+/// data did not).
+fn cut_log(durable: &[u8], current: &[u8], ch: &mut Choices, note: &mut String) -> Vec<u8> {
+    let common = durable
+        .iter()
+        .zip(current)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let kept = common + ch.pick(current.len() - common + 1);
+    let mut file = current[..kept].to_vec();
+    if durable.len() > kept {
+        if ch.pick(2) == 0 {
+            file.extend_from_slice(&durable[kept..]);
+            note.push_str(&format!("{kept} bytes as written, then the old bytes"));
+        } else {
+            note.push_str(&format!("cut to {kept}"));
+        }
+        return file;
+    }
+    note.push_str(&format!(
+        "{kept} of {} (durable {})",
+        current.len(),
+        durable.len()
+    ));
+    let lost = current.len() - kept;
+    if lost > 0 {
+        let tail = ch.pick(3);
+        if tail > 0 {
+            let n = 1 + ch.pick(lost.min(200));
+            let seed = ch.pick(256) as u8;
+            file.extend((0..n).map(|i| {
+                if tail == 1 {
+                    0
+                } else {
+                    (i as u8).wrapping_mul(151).wrapping_add(seed) | 1
+                }
+            }));
+            let kind = if tail == 1 { "zeros" } else { "garbage" };
+            note.push_str(&format!(" + {n} bytes of {kind}"));
+        }
+    }
+    file
+}
+
+/// Which power cuts to simulate.
+#[derive(Debug, Clone, Copy)]
+struct CutRules {
+    /// Whether a segment followed by another one on the disk may lose unflushed data (a
+    /// torn sealed segment). Off by default, as seglog does not recover such a segment yet
+    /// (see `known_bug_torn_unflushed_sealed_segment`); `SEGLOG_CRASH_MODEL_FULL=1` turns
+    /// it on. Off, every `.log` but the last one on the disk holds all the page cache held,
+    /// and deleted `.log` files stay deleted. Remove the switch once recovery handles it.
+    tear_sealed: bool,
+}
+
+impl CutRules {
+    fn from_env() -> CutRules {
+        CutRules {
+            tear_sealed: std::env::var("SEGLOG_CRASH_MODEL_FULL").is_ok_and(|v| v == "1"),
+        }
+    }
+}
+
+/// A state of the partition directory that a power cut may leave, given what was durable
+/// (`durable`) and what the page cache held (`current`). `notes` describes each file.
+fn power_cut(
+    durable: &Files,
+    current: &Files,
+    rules: CutRules,
+    ch: &mut Choices,
+    notes: &mut Vec<String>,
+) -> Files {
+    let names: BTreeSet<&String> = durable.keys().chain(current.keys()).collect();
+    // Which `.log` files exist after the cut. Those created since the snapshot survive as a
+    // prefix in creation order (= base offset order); a deletion may be lost.
+    let new_logs: Vec<&String> = current
+        .keys()
+        .filter(|n| is_log(n) && !durable.contains_key(*n))
+        .collect();
+    let keep_new = ch.pick(new_logs.len() + 1);
+    let logs: Vec<&String> = names
+        .iter()
+        .copied()
+        .filter(|n| is_log(n))
+        .filter(
+            |n| match (durable.contains_key(*n), current.contains_key(*n)) {
+                (true, true) => true,
+                (true, false) => rules.tear_sealed && ch.pick(2) == 0,
+                (false, _) => new_logs[..keep_new].contains(n),
+            },
+        )
+        .collect();
+    let last_log = logs.last().copied();
+    let mut out = Files::new();
+    for name in names {
+        let (d, c) = (durable.get(name), current.get(name));
+        let mut note = String::new();
+        let kept = if is_log(name) {
+            match (logs.contains(&name), c) {
+                (false, _) => None,
+                (true, None) => d.cloned(),
+                (true, Some(c)) if !rules.tear_sealed && Some(name) != last_log => {
+                    note.push_str("all of it");
+                    Some(c.clone())
+                }
+                (true, Some(c)) => Some(cut_log(d.map_or(&[][..], |d| d), c, ch, &mut note)),
+            }
+        } else if is_index(name) {
+            match ch.pick(3) {
+                0 => d.cloned(),
+                1 => c.cloned(),
+                _ => None,
+            }
+        } else {
+            // Anything else is written atomically: old or new.
+            if ch.pick(2) == 0 { d.or(c) } else { c.or(d) }.cloned()
+        };
+        match &kept {
+            None => notes.push(format!("{name}: gone")),
+            Some(b) if note.is_empty() => notes.push(format!("{name}: {} bytes", b.len())),
+            Some(b) => notes.push(format!("{name}: {note} ({} bytes)", b.len())),
+        }
+        if let Some(bytes) = kept {
+            out.insert(name.clone(), bytes);
+        }
+    }
+    out
+}
+
+fn read_files(dir: &Path) -> Files {
+    let mut files = Files::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            let name = entry.file_name().into_string().unwrap();
+            files.insert(name, std::fs::read(entry.path()).unwrap());
+        }
+    }
+    files
+}
+
+fn write_files(dir: &Path, files: &Files) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    for (name, bytes) in files {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Checks against the model
+
+fn fail(context: impl std::fmt::Display, e: impl std::fmt::Display) -> TestCaseError {
+    TestCaseError::fail(format!("{context}: {e}"))
+}
+
+/// Reads `[0, end)` in pieces of `max_bytes` and returns `(offset, record)` pairs.
+fn read_all(
+    p: &Partition,
+    end: u64,
+    max_bytes: usize,
+) -> Result<Vec<(u64, Stored)>, TestCaseError> {
+    let mut out = Vec::new();
+    let mut next = p.log_start_offset();
+    while next < end {
+        let f = p
+            .read(next, max_bytes)
+            .map_err(|e| fail(format!("read at {next}"), e))?;
+        prop_assert!(f.next_offset() > next, "read at {} made no progress", next);
+        out.extend(f.records().map(|r| (r.offset(), Stored::from_view(&r))));
+        next = f.next_offset();
+    }
+    Ok(out)
+}
+
+/// The whole log equals the model: dense offsets, every record byte for byte.
+fn check_log(p: &Partition, model: &Model, context: &str) -> CaseResult {
+    prop_assert_eq!(p.log_start_offset(), 0, "{}", context);
+    prop_assert_eq!(p.log_end_offset(), model.end(), "{}", context);
+    let got = read_all(p, model.end(), 700)?;
+    let offsets: Vec<u64> = got.iter().map(|(o, _)| *o).collect();
+    prop_assert_eq!(offsets, (0..model.end()).collect::<Vec<_>>(), "{}", context);
+    for ((o, r), want) in got.iter().zip(&model.records) {
+        prop_assert_eq!(r, want, "{}: record {}", context, o);
+    }
+    Ok(())
+}
+
+/// Counters that hold after every operation.
+fn check_counters(p: &Partition, model: &Model, after_flush: bool) -> CaseResult {
+    let stats = p.stats();
+    prop_assert_eq!(p.log_end_offset(), model.end());
+    prop_assert_eq!(stats.log_end_offset, model.end());
+    prop_assert_eq!(stats.log_start_offset, 0);
+    prop_assert_eq!(stats.durable_offset, p.durable_offset());
+    prop_assert!(
+        p.durable_offset() <= model.end(),
+        "durable past the end: {:?}",
+        stats
+    );
+    if after_flush {
+        prop_assert_eq!(p.durable_offset(), model.end(), "after a flush");
+        prop_assert!(p.durable_offset() >= model.durable as u64);
+    }
+    let segs = p.segments();
+    prop_assert_eq!(segs.len(), stats.segments);
+    prop_assert_eq!(segs[0].base_offset(), 0);
+    prop_assert!(segs
+        .windows(2)
+        .all(|w| w[0].base_offset() < w[1].base_offset()));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Running one case
+
+/// How often interesting things happened over a run (printed, loosely asserted).
+#[derive(Debug, Default)]
+struct Coverage {
+    rolls: AtomicUsize,
+    crashes: AtomicUsize,
+    /// Crashes after which some unflushed records survived / were lost.
+    kept_unflushed: AtomicUsize,
+    lost_unflushed: AtomicUsize,
+    /// Crashes after which the store held more than one segment.
+    multi_segment_crashes: AtomicUsize,
+}
+
+struct Case<'a> {
+    dir: tempfile::TempDir,
+    cfg: TopicConfig,
+    store: Option<Store>,
+    p: Partition,
+    model: Model,
+    /// The partition directory as it is on the disk for sure (see the module docs).
+    disk: Files,
+    rules: CutRules,
+    cov: &'a Coverage,
+}
+
+impl Case<'_> {
+    fn pdir(&self) -> PathBuf {
+        self.dir.path().join(format!("{TOPIC}-0"))
+    }
+
+    fn open(&mut self) -> Result<(), TestCaseError> {
+        let store = Store::open(self.dir.path()).map_err(|e| fail("reopen", e))?;
+        self.p = store
+            .topic(TOPIC)
+            .and_then(|t| t.partition(0).cloned())
+            .map_err(|e| fail("partition after reopen", e))?;
+        self.store = Some(store);
+        Ok(())
+    }
+
+    fn append(&mut self, recs: &[Record]) -> CaseResult {
+        let (segs_before, active_size) = {
+            let segs = self.p.segments();
+            (segs.len(), segs.last().unwrap().size())
+        };
+        let info = self.p.append(recs).map_err(|e| fail("append", e))?;
+        let base = self.model.end();
+        prop_assert_eq!(info.base_offset, base);
+        prop_assert_eq!(info.last_offset, base + recs.len() as u64 - 1);
+        self.model.records.extend(recs.iter().map(Stored::of));
+        let segs = self.p.segments();
+        let rolled = segs.len() == segs_before + 1;
+        prop_assert!(
+            rolled || segs.len() == segs_before,
+            "segments {} -> {}",
+            segs_before,
+            segs.len()
+        );
+        if rolled {
+            prop_assert_eq!(segs.last().unwrap().base_offset(), base);
+            self.cov.rolls.fetch_add(1, Ordering::Relaxed);
+        }
+        if active_size > 0 && active_size + info.batch_bytes as u64 > self.cfg.segment_bytes {
+            prop_assert!(
+                rolled,
+                "a full segment ({} + {} bytes) did not roll",
+                active_size,
+                info.batch_bytes
+            );
+        }
+        Ok(())
+    }
+
+    fn read(&self, at: u16, max_bytes: u16) -> CaseResult {
+        let at = scale(at, self.model.end());
+        let f = self
+            .p
+            .read(at, max_bytes as usize)
+            .map_err(|e| fail(format!("read at {at}"), e))?;
+        let got: Vec<(u64, Stored)> = f
+            .records()
+            .map(|r| (r.offset(), Stored::from_view(&r)))
+            .collect();
+        if at == self.model.end() {
+            prop_assert!(
+                f.is_empty() && got.is_empty(),
+                "read at the log end returned data"
+            );
+            return Ok(());
+        }
+        let next = f.next_offset();
+        prop_assert!(
+            next > at && next <= self.model.end(),
+            "read at {} ends at {}",
+            at,
+            next
+        );
+        let offsets: Vec<u64> = got.iter().map(|(o, _)| *o).collect();
+        prop_assert_eq!(offsets, (at..next).collect::<Vec<_>>());
+        for (o, r) in &got {
+            prop_assert_eq!(r, &self.model.records[*o as usize], "record {}", o);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> CaseResult {
+        self.p.flush().map_err(|e| fail("flush", e))?;
+        self.model.durable = self.model.records.len();
+        self.disk = read_files(&self.pdir());
+        Ok(())
+    }
+
+    fn truncate(&mut self, to: u16) -> CaseResult {
+        let to = scale(to, self.model.end());
+        self.p
+            .truncate_to(to)
+            .map_err(|e| fail(format!("truncate to {to}"), e))?;
+        self.model.records.truncate(to as usize);
+        self.model.durable = self.model.durable.min(to as usize);
+        check_counters(&self.p, &self.model, false)?;
+        // Truncation is durable only after a flush: flush at once, so that a crash never
+        // meets an unflushed truncation (the model then needs no "either state").
+        self.flush()
+    }
+
+    fn reopen(&mut self) -> CaseResult {
+        let bases =
+            |p: &Partition| -> Vec<u64> { p.segments().iter().map(|s| s.base_offset()).collect() };
+        let before = bases(&self.p);
+        self.store
+            .take()
+            .unwrap()
+            .close()
+            .map_err(|e| fail("close", e))?;
+        // Closing flushed everything: that is the disk now.
+        self.model.durable = self.model.records.len();
+        self.disk = read_files(&self.pdir());
+        self.open()?;
+        prop_assert_eq!(bases(&self.p), before, "segments after a clean reopen");
+        check_log(&self.p, &self.model, "after a clean reopen")
+    }
+
+    fn crash(&mut self, choices: &[u16]) -> CaseResult {
+        let segments = self.p.segments().len();
+        self.store.take().unwrap().simulate_crash();
+        let current = read_files(&self.pdir());
+        let mut notes = Vec::new();
+        let mut ch = Choices {
+            values: choices,
+            next: 0,
+        };
+        let cut = power_cut(&self.disk, &current, self.rules, &mut ch, &mut notes);
+        // `write_files` unlinks the old files, so the crashed partition's mappings (still
+        // held by `self.p` until `open` replaces it) never see them shrink.
+        write_files(&self.pdir(), &cut);
+        self.disk = cut;
+        let context = format!(
+            "after a crash (model: {} records, {} durable; power cut: {})",
+            self.model.records.len(),
+            self.model.durable,
+            notes.join(", ")
+        );
+        self.open().map_err(|e| fail(&context, e))?;
+        let end = self.p.log_end_offset();
+        prop_assert!(
+            end >= self.model.durable as u64 && end <= self.model.end(),
+            "{}: log end offset {} outside [{}, {}]",
+            context,
+            end,
+            self.model.durable,
+            self.model.end()
+        );
+        self.cov.crashes.fetch_add(1, Ordering::Relaxed);
+        if end > self.model.durable as u64 {
+            self.cov.kept_unflushed.fetch_add(1, Ordering::Relaxed);
+        }
+        if end < self.model.end() {
+            self.cov.lost_unflushed.fetch_add(1, Ordering::Relaxed);
+        }
+        if segments > 1 {
+            self.cov
+                .multi_segment_crashes
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        // What survived past the durable prefix is a prefix of the unflushed appends.
+        self.model.records.truncate(end as usize);
+        check_log(&self.p, &self.model, &context)?;
+        check_counters(&self.p, &self.model, false)?;
+        // Appending continues at the log end offset.
+        let probe = Record::new(format!("after crash at {end}"))
+            .with_key(b"probe".to_vec())
+            .with_timestamp(TS0 + 5_000);
+        self.append(std::slice::from_ref(&probe))?;
+        let f = self.p.read(end, 1).map_err(|e| fail(&context, e))?;
+        let first = f.records().next().map(|r| Stored::from_view(&r));
+        prop_assert_eq!(first, Some(Stored::of(&probe)), "{}", context);
+        Ok(())
+    }
+}
+
+fn run_case(cfg: TopicConfig, ops: Vec<Op>, rules: CutRules, cov: &Coverage) -> CaseResult {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let p = store
+        .create_topic(TOPIC, cfg.clone())
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .clone();
+    let mut case = Case {
+        dir,
+        cfg,
+        store: Some(store),
+        p,
+        model: Model::default(),
+        disk: Files::new(),
+        rules,
+        cov,
+    };
+    case.disk = read_files(&case.pdir());
+    for (i, op) in ops.iter().enumerate() {
+        let after_flush = matches!(op, Op::Flush | Op::Truncate(_));
+        match op {
+            Op::Append(recs) => case.append(recs),
+            Op::Read { at, max_bytes } => case.read(*at, *max_bytes),
+            Op::Flush => case.flush(),
+            Op::Truncate(to) => case.truncate(*to),
+            Op::Reopen => case.reopen(),
+            Op::Crash(choices) => case.crash(choices),
+        }
+        .and_then(|()| check_counters(&case.p, &case.model, after_flush))
+        .map_err(|e| fail(format!("op {i} ({op:?})"), e))?;
+    }
+    check_log(&case.p, &case.model, "at the end")?;
+    case.store
+        .take()
+        .unwrap()
+        .close()
+        .map_err(|e| fail("final close", e))?;
+    Ok(())
+}
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64)
+}
+
+#[test]
+fn partition_matches_model_across_crashes() {
+    let config = Config {
+        cases: cases(),
+        // Found cases go into this file as explicit tests, not into a regressions file.
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let cov = Coverage::default();
+    let rules = CutRules::from_env();
+    let strategy = (topic_config(), prop::collection::vec(op(), 1..60));
+    let result = TestRunner::new(config.clone())
+        .run(&strategy, |(cfg, ops)| run_case(cfg, ops, rules, &cov));
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    eprintln!("coverage over {} cases ({rules:?}): {cov:?}", config.cases);
+    if config.cases >= 32 {
+        assert!(
+            cov.rolls.load(Ordering::Relaxed) > 0,
+            "no segment ever rolled"
+        );
+        assert!(
+            cov.lost_unflushed.load(Ordering::Relaxed) > 0,
+            "no crash lost anything"
+        );
+        assert!(
+            cov.kept_unflushed.load(Ordering::Relaxed) > 0,
+            "no crash kept unflushed data"
+        );
+        assert!(
+            cov.multi_segment_crashes.load(Ordering::Relaxed) > 0,
+            "no multi-segment crash"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Known bugs, as minimal cases of the model above (ignored until seglog is fixed; run with
+// `cargo test --test crash_model -- --ignored`)
+
+fn minimal_two_segment_config() -> TopicConfig {
+    TopicConfig::default()
+        .segment_bytes(1024)
+        .segment_ms(3000)
+        .segment_index_bytes(48)
+        .index_interval_bytes(0)
+}
+
+/// Runs one case with every power cut allowed.
+fn run_full_model(cfg: TopicConfig, ops: Vec<Op>) {
+    let rules = CutRules { tear_sealed: true };
+    if let Err(e) = run_case(cfg, ops, rules, &Coverage::default()) {
+        panic!("{e}");
+    }
+}
+
+/// Two records appended, the second in a new segment (time roll), no flush.
+fn two_unflushed_segments() -> Vec<Op> {
+    let rec = |ts| Record {
+        timestamp: Some(TS0 + ts),
+        ..Record::default()
+    };
+    vec![Op::Append(vec![rec(0)]), Op::Append(vec![rec(3001)])]
+}
+
+/// KNOWN BUG (found by `partition_matches_model_across_crashes` with
+/// `SEGLOG_CRASH_MODEL_FULL=1`, shrunk): recovery after a crash trusts every segment but
+/// the last, even when it was never flushed. Append one record, append another that rolls
+/// a new segment (base offset 1), crash before any flush; the power cut loses the unflushed
+/// bytes of `00000000000000000000.log` but keeps the (empty) `00000000000000000001.log`.
+/// After reopening, `log_end_offset()` is 1 and offset 0 reads as nothing: a hole, and the
+/// next append gets offset 1. Recovery should cut the log at the end of the first segment
+/// that lost data and delete the segments after it (log end offset 0).
+#[test]
+#[ignore = "seglog bug: a hole in the offsets after a power cut that empties an unflushed sealed segment"]
+fn known_bug_hole_after_unflushed_sealed_segment_lost_its_data() {
+    let ops = [two_unflushed_segments(), vec![Op::Crash(vec![1])]].concat();
+    run_full_model(minimal_two_segment_config(), ops);
+}
+
+/// KNOWN BUG, the same cause: as above, but the power cut tears the first segment's only
+/// batch (31 of its 68 bytes reach the disk). `Store::open` fails with
+/// `Error::Corrupt` ("truncated at byte 31") instead of cutting the torn batch and the
+/// segments after it.
+#[test]
+#[ignore = "seglog bug: Store::open fails on a torn unflushed sealed segment after a power cut"]
+fn known_bug_torn_unflushed_sealed_segment() {
+    let ops = [two_unflushed_segments(), vec![Op::Crash(vec![1, 0, 31])]].concat();
+    run_full_model(minimal_two_segment_config(), ops);
+}
+
+/// KNOWN BUG: a flush right after a truncation syncs nothing, so neither the truncation
+/// nor records below it are durable, though `flush()` returned and `durable_offset()` says
+/// so. (The model above flushes after every truncation and takes the flushed files as the
+/// disk; this checks that assumption.)
+///
+/// Ten records in one batch, flushed; `truncate_to(5)` cuts the file to the batch's start
+/// (`ftruncate`) and writes a rewritten batch holding records 0..5; `flush()` returns at
+/// once: the durable offset (5, lowered by the truncation) already covers the log end
+/// offset (`stats().flushes` does not move; strace shows no fdatasync). A power cut may
+/// then leave the cut file without the rewritten batch: records 0..5, flushed before the
+/// truncation and still claimed durable, are gone. Two fixes are needed: a flush after a
+/// truncation must sync (the truncated segment, and the directory when segments were
+/// deleted), and a truncation that rewrites a batch must lower the durable offset to that
+/// batch's base offset until then.
+#[test]
+#[ignore = "seglog bug: flush() after truncate_to() syncs nothing; flushed records below the truncation point can be lost"]
+fn known_bug_flush_after_truncation_syncs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let pdir = dir.path().join(format!("{TOPIC}-0"));
+    let store = Store::open(dir.path()).unwrap();
+    let p = store
+        .create_topic(TOPIC, TopicConfig::default())
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .clone();
+    let recs: Vec<Record> = (0..10)
+        .map(|i| Record::new(format!("v{i}")).with_timestamp(TS0 + i))
+        .collect();
+    p.append(&recs).unwrap();
+    p.flush().unwrap();
+    let disk = read_files(&pdir);
+    let flushes = p.stats().flushes;
+    p.truncate_to(5).unwrap();
+    p.flush().unwrap();
+    assert_eq!(p.durable_offset(), 5);
+    let synced = p.stats().flushes > flushes;
+    drop(p);
+    store.simulate_crash();
+    let current = read_files(&pdir);
+    // What the flush made durable: everything if it synced, else only the old files.
+    let durable = if synced { current.clone() } else { disk };
+    // The cut: the `.log`'s truncation reached the disk, the rewritten batch did not.
+    let mut notes = Vec::new();
+    let mut ch = Choices {
+        values: &[0, 0, 0, 1],
+        next: 0,
+    };
+    let rules = CutRules { tear_sealed: true };
+    write_files(
+        &pdir,
+        &power_cut(&durable, &current, rules, &mut ch, &mut notes),
+    );
+    let store = Store::open(dir.path()).unwrap();
+    let p = store.topic(TOPIC).unwrap().partition(0).unwrap().clone();
+    assert!(
+        p.log_end_offset() >= 5,
+        "flush after truncate_to(5) synced {}; after a power cut ({}) the log end offset is {}: \
+         flushed records below the truncation point are lost",
+        if synced { "its changes" } else { "nothing" },
+        notes.join(", "),
+        p.log_end_offset()
+    );
+    store.close().unwrap();
+}
