@@ -108,6 +108,13 @@ impl LogMap {
         self.size.fetch_max(size, Ordering::AcqRel);
     }
 
+    /// Lowers the published size to `len` without touching the file, excluding views
+    /// meanwhile: bytes past it may then be rewritten (`write_at`).
+    pub(crate) fn unpublish(&self, len: u64) {
+        let _exclusive = self.shrinking.write();
+        self.size.fetch_min(len, Ordering::AcqRel);
+    }
+
     /// Shrinks the published size and then the file to `len`, excluding views meanwhile.
     pub(crate) fn shrink(&self, len: u64) -> io::Result<()> {
         let _exclusive = self.shrinking.write();
@@ -147,7 +154,7 @@ impl LogMap {
             // lies inside the file, which cannot shrink while the lock is held (`shrink`
             // takes it exclusively), so touching it cannot fault; (2) nothing writes those
             // bytes while they are published: appends write past the published size, and
-            // rewrites happen only after `shrink` took them out; (3) it lies inside the
+            // rewrites happen only after `shrink` or `unpublish` took them out; (3) it lies inside the
             // mapping (`to <= capacity`), which lives as long as `self`, and so does the
             // view. No other process writes the file: the data directory is locked
             // (`DirLock`), and the contract of `Store` is that nothing else modifies it.

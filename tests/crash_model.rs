@@ -29,17 +29,16 @@
 //! of the unflushed appends). Appending then continues at the log end offset. The model
 //! becomes what was recovered.
 //!
-//! **Truncation and durability**: `truncate_to` is not durable before the next flush, so
-//! the test flushes right after every truncation (and the snapshot follows); a crash never
-//! sees an unflushed truncation. A snapshot can only model what a flush *claims*, not
-//! whether it really synced: `known_bug_flush_after_truncation_syncs_nothing` checks that
-//! assumption for truncations, and finds it false.
+//! **Truncation and durability**: `truncate_to` is durable when it returns; the test still
+//! flushes right after every truncation (and the snapshot follows), so a crash never sees
+//! a truncation the snapshot does not hold. A snapshot can only model what a call
+//! *claims*, not whether it really synced: `regression_truncation_is_synced` checks that
+//! the truncation's changes are on disk by recounting fsync rounds.
 //!
-//! **Known bugs** (the `known_bug_*` tests at the end, ignored until seglog is fixed: run
-//! them with `-- --ignored`): recovery does not repair a sealed segment that lost
-//! unflushed data, and a flush after a truncation syncs nothing. For the first, the
-//! default crash simulation leaves every segment but the last one on the disk whole
-//! ([`CutRules`]); `SEGLOG_CRASH_MODEL_FULL=1` simulates every power cut described above.
+//! **Bugs this found** (the `regression_*` tests at the end, minimal cases of the model):
+//! recovery trusted a sealed segment that lost unflushed data (a hole in the offsets, or
+//! an open that failed), and a flush after a truncation synced nothing (truncations are
+//! now durable when `truncate_to` returns).
 //!
 //! Cases: 64 by default, `PROPTEST_CASES` overrides.
 
@@ -72,6 +71,10 @@ enum Op {
         max_bytes: u16,
     },
     Flush,
+    /// `Store::flush`: flushes and writes the recovery-point checkpoint, so that the next
+    /// crash recovers only from here (and must report damage below it, which the power
+    /// cuts never cause: they only drop unflushed bytes).
+    StoreFlush,
     /// Truncate to an offset scaled into `[log start, log end]`, then flush.
     Truncate(u16),
     /// `Store::close`, then `Store::open`.
@@ -109,6 +112,7 @@ fn op() -> impl Strategy<Value = Op> {
         8 => prop::collection::vec(record(), 1..5).prop_map(Op::Append),
         3 => (any::<u16>(), any::<u16>()).prop_map(|(at, max_bytes)| Op::Read { at, max_bytes }),
         2 => Just(Op::Flush),
+        1 => Just(Op::StoreFlush),
         1 => any::<u16>().prop_map(Op::Truncate),
         1 => Just(Op::Reopen),
         2 => prop::collection::vec(any::<u16>(), 0..24).prop_map(Op::Crash),
@@ -265,17 +269,16 @@ fn cut_log(durable: &[u8], current: &[u8], ch: &mut Choices, note: &mut String) 
 #[derive(Debug, Clone, Copy)]
 struct CutRules {
     /// Whether a segment followed by another one on the disk may lose unflushed data (a
-    /// torn sealed segment). Off by default, as seglog does not recover such a segment yet
-    /// (see `known_bug_torn_unflushed_sealed_segment`); `SEGLOG_CRASH_MODEL_FULL=1` turns
-    /// it on. Off, every `.log` but the last one on the disk holds all the page cache held,
-    /// and deleted `.log` files stay deleted. Remove the switch once recovery handles it.
+    /// torn sealed segment). On unless `SEGLOG_CRASH_MODEL_SEALED_WHOLE` is set; off, every
+    /// `.log` but the last one on the disk holds all the page cache held, and deleted
+    /// `.log` files stay deleted.
     tear_sealed: bool,
 }
 
 impl CutRules {
     fn from_env() -> CutRules {
         CutRules {
-            tear_sealed: std::env::var("SEGLOG_CRASH_MODEL_FULL").is_ok_and(|v| v == "1"),
+            tear_sealed: std::env::var("SEGLOG_CRASH_MODEL_SEALED_WHOLE").is_err(),
         }
     }
 }
@@ -538,8 +541,13 @@ impl Case<'_> {
         Ok(())
     }
 
-    fn flush(&mut self) -> CaseResult {
-        self.p.flush().map_err(|e| fail("flush", e))?;
+    fn flush(&mut self, whole_store: bool) -> CaseResult {
+        if whole_store {
+            let store = self.store.as_ref().expect("store open");
+            store.flush().map_err(|e| fail("store flush", e))?;
+        } else {
+            self.p.flush().map_err(|e| fail("flush", e))?;
+        }
         self.model.durable = self.model.records.len();
         self.disk = read_files(&self.pdir());
         Ok(())
@@ -555,7 +563,7 @@ impl Case<'_> {
         check_counters(&self.p, &self.model, false)?;
         // Truncation is durable only after a flush: flush at once, so that a crash never
         // meets an unflushed truncation (the model then needs no "either state").
-        self.flush()
+        self.flush(false)
     }
 
     fn reopen(&mut self) -> CaseResult {
@@ -654,11 +662,12 @@ fn run_case(cfg: TopicConfig, ops: Vec<Op>, rules: CutRules, cov: &Coverage) -> 
     };
     case.disk = read_files(&case.pdir());
     for (i, op) in ops.iter().enumerate() {
-        let after_flush = matches!(op, Op::Flush | Op::Truncate(_));
+        let after_flush = matches!(op, Op::Flush | Op::StoreFlush | Op::Truncate(_));
         match op {
             Op::Append(recs) => case.append(recs),
             Op::Read { at, max_bytes } => case.read(*at, *max_bytes),
-            Op::Flush => case.flush(),
+            Op::Flush => case.flush(false),
+            Op::StoreFlush => case.flush(true),
             Op::Truncate(to) => case.truncate(*to),
             Op::Reopen => case.reopen(),
             Op::Crash(choices) => case.crash(choices),
@@ -720,8 +729,7 @@ fn partition_matches_model_across_crashes() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Known bugs, as minimal cases of the model above (ignored until seglog is fixed; run with
-// `cargo test --test crash_model -- --ignored`)
+// Bugs the model found, as minimal cases
 
 fn minimal_two_segment_config() -> TopicConfig {
     TopicConfig::default()
@@ -748,8 +756,7 @@ fn two_unflushed_segments() -> Vec<Op> {
     vec![Op::Append(vec![rec(0)]), Op::Append(vec![rec(3001)])]
 }
 
-/// KNOWN BUG (found by `partition_matches_model_across_crashes` with
-/// `SEGLOG_CRASH_MODEL_FULL=1`, shrunk): recovery after a crash trusts every segment but
+/// Found by `partition_matches_model_across_crashes`, shrunk: recovery after a crash trusts every segment but
 /// the last, even when it was never flushed. Append one record, append another that rolls
 /// a new segment (base offset 1), crash before any flush; the power cut loses the unflushed
 /// bytes of `00000000000000000000.log` but keeps the (empty) `00000000000000000001.log`.
@@ -757,40 +764,29 @@ fn two_unflushed_segments() -> Vec<Op> {
 /// next append gets offset 1. Recovery should cut the log at the end of the first segment
 /// that lost data and delete the segments after it (log end offset 0).
 #[test]
-#[ignore = "seglog bug: a hole in the offsets after a power cut that empties an unflushed sealed segment"]
-fn known_bug_hole_after_unflushed_sealed_segment_lost_its_data() {
+fn regression_hole_after_unflushed_sealed_segment_lost_its_data() {
     let ops = [two_unflushed_segments(), vec![Op::Crash(vec![1])]].concat();
     run_full_model(minimal_two_segment_config(), ops);
 }
 
-/// KNOWN BUG, the same cause: as above, but the power cut tears the first segment's only
+/// The same cause: as above, but the power cut tears the first segment's only
 /// batch (31 of its 68 bytes reach the disk). `Store::open` fails with
 /// `Error::Corrupt` ("truncated at byte 31") instead of cutting the torn batch and the
 /// segments after it.
 #[test]
-#[ignore = "seglog bug: Store::open fails on a torn unflushed sealed segment after a power cut"]
-fn known_bug_torn_unflushed_sealed_segment() {
+fn regression_torn_unflushed_sealed_segment() {
     let ops = [two_unflushed_segments(), vec![Op::Crash(vec![1, 0, 31])]].concat();
     run_full_model(minimal_two_segment_config(), ops);
 }
 
-/// KNOWN BUG: a flush right after a truncation syncs nothing, so neither the truncation
-/// nor records below it are durable, though `flush()` returned and `durable_offset()` says
-/// so. (The model above flushes after every truncation and takes the flushed files as the
-/// disk; this checks that assumption.)
-///
-/// Ten records in one batch, flushed; `truncate_to(5)` cuts the file to the batch's start
-/// (`ftruncate`) and writes a rewritten batch holding records 0..5; `flush()` returns at
-/// once: the durable offset (5, lowered by the truncation) already covers the log end
-/// offset (`stats().flushes` does not move; strace shows no fdatasync). A power cut may
-/// then leave the cut file without the rewritten batch: records 0..5, flushed before the
-/// truncation and still claimed durable, are gone. Two fixes are needed: a flush after a
-/// truncation must sync (the truncated segment, and the directory when segments were
-/// deleted), and a truncation that rewrites a batch must lower the durable offset to that
-/// batch's base offset until then.
+/// Found by review of the model's assumption: a flush right after a truncation synced
+/// nothing (the durable offset, lowered by the truncation, already covered the log end),
+/// so a power cut could keep the file's cut but not the rewritten batch, losing records
+/// flushed before the truncation. Ten records in one batch, flushed; `truncate_to(5)`
+/// rewrites the batch with records 0..5; the truncation itself must sync (one more fsync
+/// round), and a power cut from the synced state keeps records 0..5.
 #[test]
-#[ignore = "seglog bug: flush() after truncate_to() syncs nothing; flushed records below the truncation point can be lost"]
-fn known_bug_flush_after_truncation_syncs_nothing() {
+fn regression_truncation_is_synced() {
     let dir = tempfile::tempdir().unwrap();
     let pdir = dir.path().join(format!("{TOPIC}-0"));
     let store = Store::open(dir.path()).unwrap();
@@ -808,9 +804,9 @@ fn known_bug_flush_after_truncation_syncs_nothing() {
     let disk = read_files(&pdir);
     let flushes = p.stats().flushes;
     p.truncate_to(5).unwrap();
-    p.flush().unwrap();
     assert_eq!(p.durable_offset(), 5);
     let synced = p.stats().flushes > flushes;
+    assert!(synced, "truncate_to synced nothing");
     drop(p);
     store.simulate_crash();
     let current = read_files(&pdir);

@@ -201,8 +201,17 @@ impl Partition {
                     break;
                 }
             }
-            let (seg, recovered) =
+            let (seg, mut recovered) =
                 Segment::recover(&dir, base, opts, last, recovery_point, next, now)?;
+            if let (Recovered::Intact, Some(next)) = (recovered, next) {
+                // Appends fill a segment up to the next one's base offset; one that ends
+                // short lost its tail in the crash (a power cut can keep a later file
+                // and not the earlier one's last pages): the log ends here.
+                if seg.next_offset() < next {
+                    seg.check_end_after_recovery_point(recovery_point, next)?;
+                    recovered = Recovered::CutAt(seg.size());
+                }
+            }
             let seg = Arc::new(seg);
             segments.push(Arc::clone(&seg));
             if let Recovered::CutAt(_) = recovered {
@@ -527,7 +536,8 @@ impl Partition {
 
     /// Removes every record at or past `offset`; the log end offset becomes `offset`.
     /// A batch holding both kept and removed records is rewritten with only the kept ones.
-    /// Readers wait while the truncation runs.
+    /// Readers wait while the truncation runs. The truncation is durable when this returns
+    /// (the segment cut is synced, and the directory when segments were deleted).
     ///
     /// # Errors
     /// [`Error::OffsetOutOfRange`] outside `[log_start_offset, log_end_offset]`;
@@ -535,7 +545,7 @@ impl Partition {
     pub fn truncate_to(&self, offset: u64) -> Result<()> {
         let inner = &*self.inner;
         // No flush may run meanwhile: it would mark offsets durable that this removes.
-        let _no_flush = inner.sync.lock();
+        let mut sync = inner.sync.lock();
         let mut w = inner.writer.lock();
         self.check_open()?;
         if offset < self.log_start_offset() || offset > self.log_end_offset() {
@@ -573,6 +583,14 @@ impl Partition {
                 w.unflushed.retain(|s| !Arc::ptr_eq(s, &target));
                 w.active = Arc::clone(&target);
             }
+            // Durable before returning: a later flush may find nothing to do (nothing
+            // appended since), and a crash must not bring back what was removed.
+            target.flush()?;
+            if w.dir_dirty {
+                crate::fs::sync_dir(&inner.dir)?;
+                w.dir_dirty = false;
+            }
+            sync.flushes += 1;
             Ok(())
         })())?;
         inner.log_end_offset.store(offset, Ordering::Release);

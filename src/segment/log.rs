@@ -71,6 +71,12 @@ impl LogFile {
         }
     }
 
+    /// Lowers the published size to `len` (readers stop seeing what follows), leaving the
+    /// file as it is, so that bytes from `len` on can be rewritten.
+    pub(crate) fn unpublish(&self, len: u64) {
+        self.data.unpublish(len)
+    }
+
     /// Truncates the file (and the published size) to `len` bytes.
     pub(crate) fn set_len(&self, len: u64) -> Result<()> {
         self.data

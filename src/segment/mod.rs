@@ -373,6 +373,32 @@ impl Segment {
         Ok(seg)
     }
 
+    /// After recovery found this segment whole but ending before `next_base` (the next
+    /// segment's base offset): fine when that end lies at or past the recovery point (an
+    /// unflushed tail was lost), corruption of flushed data otherwise.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] at the end of the log when it lies below `recovery_point`.
+    pub(crate) fn check_end_after_recovery_point(
+        &self,
+        recovery_point: u64,
+        next_base: u64,
+    ) -> Result<()> {
+        if self.next_offset() >= recovery_point {
+            return Ok(());
+        }
+        Err(Error::Corrupt {
+            path: self.log.path().to_path_buf(),
+            position: self.size(),
+            reason: format!(
+                "the log ends at offset {} but the next segment starts at {next_base}; the \
+                 offsets below the recovery point {recovery_point} were flushed, so this is \
+                 corruption, not a torn write",
+                self.next_offset()
+            ),
+        })
+    }
+
     /// Wraps an open `.log` file and opens its index files.
     fn assemble(
         log_path: PathBuf,
@@ -648,8 +674,14 @@ impl Segment {
     /// Truncates the log file to `len` (a batch boundary) and drops index entries at or
     /// past it.
     fn cut_log(&self, len: u64) -> Result<()> {
-        self.checked_to.fetch_min(len, Ordering::AcqRel);
         self.log.set_len(len)?;
+        self.drop_from(len);
+        Ok(())
+    }
+
+    /// Forgets what lies at or past `len` in the log: index entries and checked bytes.
+    fn drop_from(&self, len: u64) {
+        self.checked_to.fetch_min(len, Ordering::AcqRel);
         let mut idx = self.index.write();
         let keep = (0..idx.len())
             .take_while(|&i| (decode_offset_entry(idx.entry(i)).1 as u64) < len)
@@ -666,7 +698,6 @@ impl Segment {
         tidx.truncate_entries(keep_t);
         drop(tidx);
         self.refresh_indexes_full(&mut self.writer.lock());
-        Ok(())
     }
 
     /// The base offset (the first offset this segment can hold).
@@ -1078,9 +1109,18 @@ impl Segment {
             rewritten = kept.unwrap_or_default();
         }
         let new_end = pos + rewritten.len() as u64;
-        self.cut_log(pos)?;
-        if !rewritten.is_empty() {
+        if rewritten.is_empty() {
+            self.cut_log(pos)?;
+        } else {
+            // The kept batch is the old one with a new header and fewer records, so it is
+            // written over the old bytes before the file is cut: at no moment do the
+            // records below `offset` (which may be durable) leave the file. A crash in
+            // between leaves the new batch followed by the old batch's remains, which
+            // recovery cuts (the recovery point was lowered to `offset` first).
+            self.drop_from(pos);
+            self.log.unpublish(pos);
             self.log.write_at(&rewritten, pos)?;
+            self.log.set_len(new_end)?;
             self.log.publish(new_end);
         }
         // Recompute what the tail determined: next offset, max timestamp, index spacing.
