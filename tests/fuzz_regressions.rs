@@ -141,7 +141,7 @@ fn fuzz_index_load_empty_timeindex_of_sealed_segment() {
 
 // Postmortem: a .timeindex missing its last entries still passes the sanity check (it only checks that entries increase), so the segment's max timestamp is too low and offset_for_timestamp skips records above it.
 #[test]
-#[ignore = "known limitation: a sealed segment's index files are trusted after a clean shutdown, as Kafka does; detecting a truncated .timeindex needs log reads at open (durability issue)"]
+#[ignore = "known limitation: the index files of a sealed segment below the recovery point are trusted when they pass the sanity check, as Kafka trusts them; a .timeindex that lost its last entries is only caught by reading the whole log"]
 fn fuzz_index_load_truncated_timeindex_of_sealed_segment() {
     // index_load crash input [0x1d, 0x10]: patch (bit 2) the .timeindex (bits 0-1 = 1) of
     // segment 3 by cutting 0x10 bytes from its end. Here: drop the last whole entry.
