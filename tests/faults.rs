@@ -156,3 +156,77 @@ fn failed_metadata_write_leaves_topics_unchanged() {
         assert_eq!(store.topics(), ["before", "t"], "{op:?}");
     }
 }
+
+/// A failure while writing the checkpoints or the clean-shutdown marker at close: close
+/// reports it, no marker is left (the next open recovers), and nothing is lost.
+#[test]
+fn failed_checkpoint_or_marker_write_at_close_means_an_unclean_open() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Close writes two checkpoint files then the marker, each by create, write, fsync,
+    // rename: fail each of the three renames in turn, and the first create.
+    for (op, nth) in [
+        (FaultOp::Rename, 1),
+        (FaultOp::Rename, 2),
+        (FaultOp::Rename, 3),
+        (FaultOp::Create, 1),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let p = store
+            .create_topic("c", config())
+            .unwrap()
+            .partition(0)
+            .unwrap()
+            .clone();
+        append(&p, 100).unwrap();
+        drop(p);
+        faults::fail_nth(op, nth, ENOSPC);
+        let r = store.close();
+        faults::clear();
+        assert!(
+            matches!(&r, Err(Error::Io { source, .. }) if source.raw_os_error() == Some(ENOSPC)),
+            "{op:?} #{nth}: {r:?}"
+        );
+        assert!(!dir.path().join(seglog::CLEAN_SHUTDOWN_FILE).exists());
+        let store = Store::open(dir.path()).unwrap();
+        assert!(!store.opened_clean(), "{op:?} #{nth}");
+        let p = store.topic("c").unwrap().partition(0).unwrap().clone();
+        assert_eq!(p.log_end_offset(), 100);
+        check(&p, 100);
+        drop(p);
+        store.close().unwrap();
+        assert!(Store::open(dir.path()).unwrap().opened_clean());
+    }
+}
+
+/// A truncation that cannot lower the recovery point in the checkpoint changes nothing and
+/// poisons the partition (the log and the checkpoint must not disagree).
+#[test]
+fn failed_recovery_point_write_at_truncation_poisons_and_changes_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let p = store
+        .create_topic("c", config())
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .clone();
+    append(&p, 100).unwrap();
+    store.flush().unwrap();
+    faults::fail_nth(FaultOp::Rename, 1, EIO);
+    let r = p.truncate_to(50);
+    faults::clear();
+    assert!(matches!(r, Err(Error::Io { .. })), "{r:?}");
+    assert_eq!(p.log_end_offset(), 100);
+    assert!(matches!(append(&p, 1), Err(Error::Poisoned { .. })));
+    check(&p, 100);
+    drop(p);
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    let p = store.topic("c").unwrap().partition(0).unwrap().clone();
+    assert_eq!(p.log_end_offset(), 100);
+    check(&p, 100);
+    p.truncate_to(50).unwrap();
+    assert_eq!(p.log_end_offset(), 50);
+}
