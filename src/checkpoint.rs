@@ -28,6 +28,9 @@ use crate::error::{Error, Result};
 pub const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
 /// Log start offsets, at the data-dir root (Kafka's file name and format).
 pub const LOG_START_FILE: &str = "log-start-offset-checkpoint";
+/// Compaction progress (the first offset not yet cleaned), at the data-dir root (Kafka's
+/// file name and format).
+pub const CLEANER_FILE: &str = "cleaner-offset-checkpoint";
 /// Present at the data-dir root only while the store is closed after a clean shutdown
 /// (Kafka's file name). Removed first thing at open, so a crash while open is unclean.
 pub const CLEAN_SHUTDOWN_FILE: &str = ".kafka_cleanshutdown";
@@ -131,6 +134,7 @@ pub(crate) struct Checkpoints {
 pub(crate) struct Written {
     pub(crate) recovery_points: Offsets,
     pub(crate) log_starts: Offsets,
+    pub(crate) cleaner: Offsets,
 }
 
 impl Checkpoints {
@@ -178,15 +182,50 @@ impl CheckpointGuard<'_> {
         Ok(())
     }
 
+    /// Sets the first dirty offset of `key` in `cleaner-offset-checkpoint`, durably.
+    pub(crate) fn set_first_dirty(&mut self, key: &(String, u32), offset: u64) -> Result<()> {
+        if self.written.cleaner.get(key) == Some(&offset) {
+            return Ok(());
+        }
+        let mut cleaner = self.written.cleaner.clone();
+        cleaner.insert(key.clone(), offset);
+        crate::fs::write_atomic(&self.dir.join(CLEANER_FILE), format(&cleaner).as_bytes())?;
+        self.written.cleaner = cleaner;
+        Ok(())
+    }
+
+    /// Drops the entries of partitions that are not in `live` from the cleaner file.
+    pub(crate) fn retain_cleaner(&mut self, live: &Offsets) -> Result<()> {
+        let cleaner: Offsets = self
+            .written
+            .cleaner
+            .iter()
+            .filter(|(k, _)| live.contains_key(*k))
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        if cleaner != self.written.cleaner {
+            crate::fs::write_atomic(&self.dir.join(CLEANER_FILE), format(&cleaner).as_bytes())?;
+            self.written.cleaner = cleaner;
+        }
+        Ok(())
+    }
+
+    /// What the files say now: `(recovery points, log start offsets)`.
+    pub(crate) fn current(&self) -> (Offsets, Offsets) {
+        (
+            self.written.recovery_points.clone(),
+            self.written.log_starts.clone(),
+        )
+    }
+
     /// Lowers the recovery point of `key` to at most `offset`, durably, before a change
     /// of the log at `offset` (a truncation): data written there later is not yet flushed
     /// and must be checked by the next recovery.
     pub(crate) fn lower_recovery_point(&mut self, key: &(String, u32), offset: u64) -> Result<()> {
         match self.written.recovery_points.get(key) {
             Some(&rp) if rp > offset => {
-                let mut points = self.written.recovery_points.clone();
+                let (mut points, starts) = self.current();
                 points.insert(key.clone(), offset);
-                let starts = self.written.log_starts.clone();
                 self.write(points, starts)
             }
             _ => Ok(()),

@@ -60,6 +60,47 @@ impl FlushPolicy {
     }
 }
 
+/// What happens to old data (Kafka's `cleanup.policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CleanupPolicy {
+    /// Segments are deleted by time and size retention (the default).
+    #[default]
+    Delete,
+    /// Only the latest record per key is kept; time and size retention do not apply.
+    Compact,
+    /// Compaction, and deletion by time and size retention (`compact,delete`).
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    /// True for `Compact` and `CompactDelete`.
+    pub fn compacts(self) -> bool {
+        self != CleanupPolicy::Delete
+    }
+
+    /// True for `Delete` and `CompactDelete`.
+    pub fn deletes(self) -> bool {
+        self != CleanupPolicy::Compact
+    }
+
+    fn to_setting(self) -> &'static str {
+        match self {
+            CleanupPolicy::Delete => "delete",
+            CleanupPolicy::Compact => "compact",
+            CleanupPolicy::CompactDelete => "compact,delete",
+        }
+    }
+
+    fn from_setting(v: &str) -> std::result::Result<CleanupPolicy, String> {
+        match v {
+            "delete" => Ok(CleanupPolicy::Delete),
+            "compact" => Ok(CleanupPolicy::Compact),
+            "compact,delete" | "delete,compact" => Ok(CleanupPolicy::CompactDelete),
+            _ => Err(format!("unknown cleanup policy {v:?}")),
+        }
+    }
+}
+
 /// Per-topic settings. Every field has Kafka's default; build with the setters and let
 /// [`Store::create_topic`](crate::Store::create_topic) validate.
 ///
@@ -69,7 +110,7 @@ impl FlushPolicy {
 /// assert!(cfg.validate().is_ok());
 /// assert!(TopicConfig::default().partitions(0).validate().is_err());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TopicConfig {
     /// Number of partitions. Default 1; allowed 1..=10,000.
     pub partitions: u32,
@@ -93,6 +134,30 @@ pub struct TopicConfig {
     /// only explicit flushes); `EveryRecords(n)` needs `n >= 1`, `EveryMillis(ms)` needs
     /// `ms >= 1`.
     pub flush_policy: FlushPolicy,
+    /// Delete, compact, or both. Default [`CleanupPolicy::Delete`].
+    pub cleanup_policy: CleanupPolicy,
+    /// Time retention: a segment whose largest timestamp is older than this is deleted
+    /// (policies that delete). Default 7 days; `None` keeps data forever.
+    pub retention_ms: Option<u64>,
+    /// Size retention per partition: the oldest segments are deleted while the log stays
+    /// at least this large without them (policies that delete). Default `None` (no limit).
+    pub retention_bytes: Option<u64>,
+    /// Largest amount a record's timestamp may be ahead of the store clock at append
+    /// (Kafka's `message.timestamp.after.max.ms`): a batch with a later one is refused,
+    /// so that a far-future timestamp cannot pin a segment against time retention.
+    /// Create-time topics only. Default 1 hour (Kafka 4's default); `None` accepts any.
+    pub max_timestamp_skew_ms: Option<u64>,
+    /// How long a tombstone (record with a null value) survives in a compacted topic,
+    /// counted from the first cleaning that saw it. Default 1 day.
+    pub delete_retention_ms: u64,
+    /// A record is not compacted until it is at least this old (by timestamp). Default 0.
+    pub min_compaction_lag_ms: u64,
+    /// A segment holding a record older than this is cleaned even when the log's dirty
+    /// ratio is below `min_cleanable_dirty_ratio`. Default `None` (never forced).
+    pub max_compaction_lag_ms: Option<u64>,
+    /// A compacted log is cleaned once its dirty part (written since the last cleaning)
+    /// is at least this fraction of its cleanable part. Default 0.5; allowed 0.0..=1.0.
+    pub min_cleanable_dirty_ratio: f64,
 }
 
 impl Default for TopicConfig {
@@ -106,6 +171,14 @@ impl Default for TopicConfig {
             max_batch_bytes: 1 << 20,
             timestamp_type: TimestampType::CreateTime,
             flush_policy: FlushPolicy::Never,
+            cleanup_policy: CleanupPolicy::Delete,
+            retention_ms: Some(7 * 24 * 60 * 60 * 1000),
+            retention_bytes: None,
+            max_timestamp_skew_ms: Some(60 * 60 * 1000),
+            delete_retention_ms: 24 * 60 * 60 * 1000,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: None,
+            min_cleanable_dirty_ratio: 0.5,
         }
     }
 }
@@ -157,6 +230,54 @@ impl TopicConfig {
         self
     }
 
+    /// Sets `cleanup_policy`.
+    pub fn cleanup_policy(mut self, p: CleanupPolicy) -> Self {
+        self.cleanup_policy = p;
+        self
+    }
+
+    /// Sets `retention_ms`.
+    pub fn retention_ms(mut self, ms: Option<u64>) -> Self {
+        self.retention_ms = ms;
+        self
+    }
+
+    /// Sets `retention_bytes`.
+    pub fn retention_bytes(mut self, bytes: Option<u64>) -> Self {
+        self.retention_bytes = bytes;
+        self
+    }
+
+    /// Sets `max_timestamp_skew_ms`.
+    pub fn max_timestamp_skew_ms(mut self, ms: Option<u64>) -> Self {
+        self.max_timestamp_skew_ms = ms;
+        self
+    }
+
+    /// Sets `delete_retention_ms`.
+    pub fn delete_retention_ms(mut self, ms: u64) -> Self {
+        self.delete_retention_ms = ms;
+        self
+    }
+
+    /// Sets `min_compaction_lag_ms`.
+    pub fn min_compaction_lag_ms(mut self, ms: u64) -> Self {
+        self.min_compaction_lag_ms = ms;
+        self
+    }
+
+    /// Sets `max_compaction_lag_ms`.
+    pub fn max_compaction_lag_ms(mut self, ms: Option<u64>) -> Self {
+        self.max_compaction_lag_ms = ms;
+        self
+    }
+
+    /// Sets `min_cleanable_dirty_ratio`.
+    pub fn min_cleanable_dirty_ratio(mut self, ratio: f64) -> Self {
+        self.min_cleanable_dirty_ratio = ratio;
+        self
+    }
+
     /// Checks every field against its allowed range.
     ///
     /// # Errors
@@ -188,12 +309,36 @@ impl TopicConfig {
             FlushPolicy::EveryMillis(ms) => check("flush_policy ms", ms, 1, i64::MAX as u64)?,
             FlushPolicy::Never | FlushPolicy::EveryAppend => {}
         }
+        let ms_max = i64::MAX as u64;
+        for (field, v) in [
+            ("retention_ms", self.retention_ms),
+            ("max_timestamp_skew_ms", self.max_timestamp_skew_ms),
+            ("max_compaction_lag_ms", self.max_compaction_lag_ms),
+            ("delete_retention_ms", Some(self.delete_retention_ms)),
+            ("min_compaction_lag_ms", Some(self.min_compaction_lag_ms)),
+        ] {
+            if let Some(v) = v {
+                check(field, v, 0, ms_max)?;
+            }
+        }
+        if let Some(b) = self.retention_bytes {
+            check("retention_bytes", b, 0, i64::MAX as u64)?;
+        }
+        let ratio = self.min_cleanable_dirty_ratio;
+        if !(0.0..=1.0).contains(&ratio) {
+            return Err(Error::InvalidConfig {
+                field: "min_cleanable_dirty_ratio",
+                value: ratio.to_string(),
+                expected: "allowed 0.0..=1.0".into(),
+            });
+        }
         Ok(())
     }
 
     /// Serializes as `key=value` lines (the topic metadata file's body).
     pub(crate) fn to_lines(&self) -> String {
-        format!(
+        let opt = |v: Option<u64>| v.map_or("-1".to_string(), |v| v.to_string());
+        let mut lines = format!(
             "partitions={}\nsegment_bytes={}\nsegment_ms={}\nsegment_index_bytes={}\nindex_interval_bytes={}\nmax_batch_bytes={}\ntimestamp_type={}\nflush_policy={}\n",
             self.partitions,
             self.segment_bytes,
@@ -206,13 +351,33 @@ impl TopicConfig {
                 TimestampType::LogAppendTime => "LogAppendTime",
             },
             self.flush_policy.to_setting()
-        )
+        );
+        lines.push_str(&format!(
+            "cleanup_policy={}\nretention_ms={}\nretention_bytes={}\nmax_timestamp_skew_ms={}\ndelete_retention_ms={}\nmin_compaction_lag_ms={}\nmax_compaction_lag_ms={}\nmin_cleanable_dirty_ratio={}\n",
+            self.cleanup_policy.to_setting(),
+            opt(self.retention_ms),
+            opt(self.retention_bytes),
+            opt(self.max_timestamp_skew_ms),
+            self.delete_retention_ms,
+            self.min_compaction_lag_ms,
+            opt(self.max_compaction_lag_ms),
+            self.min_cleanable_dirty_ratio,
+        ));
+        lines
     }
 
     /// Sets one field from its `to_lines` spelling; unknown keys are an error.
     pub(crate) fn set(&mut self, key: &str, value: &str) -> std::result::Result<(), String> {
         fn num<T: std::str::FromStr>(v: &str) -> std::result::Result<T, String> {
             v.parse().map_err(|_| format!("not a number: {v:?}"))
+        }
+        /// `-1` (Kafka's spelling of "none") or a number.
+        fn opt(v: &str) -> std::result::Result<Option<u64>, String> {
+            if v == "-1" {
+                Ok(None)
+            } else {
+                num(v).map(Some)
+            }
         }
         match key {
             "partitions" => self.partitions = num(value)?,
@@ -229,6 +394,14 @@ impl TopicConfig {
                 }
             }
             "flush_policy" => self.flush_policy = FlushPolicy::from_setting(value)?,
+            "cleanup_policy" => self.cleanup_policy = CleanupPolicy::from_setting(value)?,
+            "retention_ms" => self.retention_ms = opt(value)?,
+            "retention_bytes" => self.retention_bytes = opt(value)?,
+            "max_timestamp_skew_ms" => self.max_timestamp_skew_ms = opt(value)?,
+            "delete_retention_ms" => self.delete_retention_ms = num(value)?,
+            "min_compaction_lag_ms" => self.min_compaction_lag_ms = num(value)?,
+            "max_compaction_lag_ms" => self.max_compaction_lag_ms = opt(value)?,
+            "min_cleanable_dirty_ratio" => self.min_cleanable_dirty_ratio = num(value)?,
             k => return Err(format!("unknown setting {k:?}")),
         }
         Ok(())
@@ -275,6 +448,15 @@ pub struct StoreConfig {
     /// checks what was appended since the last one. [`Store::flush`](crate::Store::flush)
     /// and close also write it.
     pub checkpoint_interval: std::time::Duration,
+    /// How often the background thread enforces retention and compacts topics that need
+    /// it (Kafka's `log.retention.check.interval.ms`, default 5 minutes); `None` turns
+    /// the background maintenance off ([`Store::enforce_retention`](crate::Store::enforce_retention)
+    /// and [`Store::compact`](crate::Store::compact) still work).
+    pub maintenance_interval: Option<std::time::Duration>,
+    /// Memory for the compactor's map of keys to their latest offsets (Kafka's
+    /// `log.cleaner.dedupe.buffer.size`, default 128 MiB). A dirty range with more keys
+    /// than fit is cleaned in several passes.
+    pub cleaner_buffer_bytes: usize,
 }
 
 impl Default for StoreConfig {
@@ -282,11 +464,25 @@ impl Default for StoreConfig {
         StoreConfig {
             clock: Arc::new(SystemClock),
             checkpoint_interval: std::time::Duration::from_secs(60),
+            maintenance_interval: Some(std::time::Duration::from_secs(300)),
+            cleaner_buffer_bytes: 128 << 20,
         }
     }
 }
 
 impl StoreConfig {
+    /// Sets [`StoreConfig::maintenance_interval`].
+    pub fn maintenance_interval(mut self, interval: Option<std::time::Duration>) -> Self {
+        self.maintenance_interval = interval;
+        self
+    }
+
+    /// Sets [`StoreConfig::cleaner_buffer_bytes`].
+    pub fn cleaner_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.cleaner_buffer_bytes = bytes;
+        self
+    }
+
     /// Sets [`StoreConfig::checkpoint_interval`].
     pub fn checkpoint_interval(mut self, interval: std::time::Duration) -> Self {
         self.checkpoint_interval = interval;

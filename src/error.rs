@@ -125,6 +125,21 @@ pub enum Error {
         /// The original error.
         cause: String,
     },
+    /// A record's timestamp is further ahead of the store clock than the topic's
+    /// `max_timestamp_skew_ms` allows.
+    #[error(
+        "{partition}: timestamp {timestamp} is more than {max_skew_ms} ms ahead of the clock ({now}); see TopicConfig::max_timestamp_skew_ms"
+    )]
+    InvalidTimestamp {
+        /// `<topic>-<partition>`.
+        partition: String,
+        /// The largest timestamp of the batch.
+        timestamp: i64,
+        /// The store clock at the append.
+        now: i64,
+        /// The topic's limit.
+        max_skew_ms: u64,
+    },
     /// The partition, topic or store was closed or deleted.
     #[error("{0} is closed")]
     Closed(String),

@@ -63,18 +63,22 @@ mod store;
 mod topic;
 pub mod verify;
 
-pub use checkpoint::{CLEAN_SHUTDOWN_FILE, LOG_START_FILE, RECOVERY_POINT_FILE};
+pub use checkpoint::{CLEANER_FILE, CLEAN_SHUTDOWN_FILE, LOG_START_FILE, RECOVERY_POINT_FILE};
 pub use config::{
-    Clock, FlushPolicy, StoreConfig, SystemClock, TimestampType, TopicConfig, MAX_PARTITIONS,
+    CleanupPolicy, Clock, FlushPolicy, StoreConfig, SystemClock, TimestampType, TopicConfig,
+    MAX_PARTITIONS,
 };
 pub use error::{Error, Result};
 #[cfg(feature = "fault-injection")]
 pub use fs::faults;
 pub use fs::FaultOp;
-pub use partition::{AppendInfo, Fetch, Partition, PartitionStats, TimestampOffset};
+pub use partition::{
+    AppendInfo, CompactionReport, Fetch, Partition, PartitionStats, RetentionReport,
+    TimestampOffset,
+};
 pub use record::{Header, Record, RecordView};
 pub use segment::Segment;
-pub use store::{Store, TOPICS_FILE};
+pub use store::{MaintenanceFailure, MaintenanceReport, Store, TOPICS_FILE};
 pub use topic::{murmur2, partition_for_key, validate_topic_name, RecordMetadata, Topic};
 
 /// The README's example, compiled and run as a doctest.

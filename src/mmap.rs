@@ -92,6 +92,11 @@ impl LogMap {
         self.file.write_all_at(bytes, pos)
     }
 
+    /// The file's metadata.
+    pub(crate) fn metadata(&self) -> io::Result<std::fs::Metadata> {
+        self.file.metadata()
+    }
+
     /// fdatasync.
     pub(crate) fn sync_data(&self) -> io::Result<()> {
         crate::fs::inject(crate::fs::FaultOp::Fsync)?;

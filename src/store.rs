@@ -9,7 +9,8 @@ use std::time::Duration;
 use parking_lot::RwLock;
 
 use crate::checkpoint::{
-    self, Checkpoints, Offsets, Written, CLEAN_SHUTDOWN_FILE, LOG_START_FILE, RECOVERY_POINT_FILE,
+    self, Checkpoints, Offsets, Written, CLEANER_FILE, CLEAN_SHUTDOWN_FILE, LOG_START_FILE,
+    RECOVERY_POINT_FILE,
 };
 use crate::config::{FlushPolicy, StoreConfig, TopicConfig};
 use crate::error::{Error, Result};
@@ -46,8 +47,114 @@ pub struct Store {
     /// only the defaults apply.
     found: Found,
     flusher: Option<Flusher>,
+    maintainer: Option<Maintainer>,
+    last_maintenance: Arc<parking_lot::Mutex<Option<MaintenanceReport>>>,
     closed: bool,
     _lock: DirLock,
+}
+
+/// What a maintenance pass ([`Store::enforce_retention`], [`Store::compact`], or the
+/// background thread) did across the store.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MaintenanceReport {
+    /// Segments deleted by retention.
+    pub segments_deleted: usize,
+    /// `.log` bytes deleted by retention.
+    pub bytes_deleted: u64,
+    /// Partitions compaction cleaned.
+    pub partitions_compacted: usize,
+    /// Dirty bytes compaction read.
+    pub dirty_bytes_cleaned: u64,
+    /// `.log` bytes of the segments compaction rewrote, before and after.
+    pub compacted_bytes_before: u64,
+    /// See `compacted_bytes_before`.
+    pub compacted_bytes_after: u64,
+    /// Partitions that failed; the others were still maintained.
+    pub failures: Vec<MaintenanceFailure>,
+}
+
+/// One partition's failure in a maintenance pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaintenanceFailure {
+    /// `<topic>-<partition>`.
+    pub partition: String,
+    /// The error, as text.
+    pub error: String,
+}
+
+impl MaintenanceReport {
+    fn fail(&mut self, p: &Partition, e: &Error) {
+        self.failures.push(MaintenanceFailure {
+            partition: p.name().to_string(),
+            error: e.to_string(),
+        });
+    }
+}
+
+/// Runs retention on every partition of `topics`.
+fn enforce_retention(topics: &[Topic], report: &mut MaintenanceReport) {
+    for p in topics.iter().flat_map(|t| t.partitions().iter()) {
+        match p.enforce_retention() {
+            Ok(r) => {
+                report.segments_deleted += r.segments_deleted;
+                report.bytes_deleted += r.bytes_deleted;
+            }
+            Err(Error::Closed(_)) => {}
+            Err(e) => report.fail(p, &e),
+        }
+    }
+}
+
+/// Runs a compaction pass on every partition of `topics` that needs one.
+fn compact(topics: &[Topic], report: &mut MaintenanceReport) {
+    for p in topics.iter().flat_map(|t| t.partitions().iter()) {
+        match p.compact() {
+            Ok(r) if r.cleaned => {
+                report.partitions_compacted += 1;
+                report.dirty_bytes_cleaned += r.dirty_bytes;
+                report.compacted_bytes_before += r.bytes_before;
+                report.compacted_bytes_after += r.bytes_after;
+            }
+            Ok(_) | Err(Error::Closed(_)) => {}
+            Err(e) => report.fail(p, &e),
+        }
+    }
+}
+
+/// The background maintenance thread: retention and compaction every interval.
+#[derive(Debug)]
+struct Maintainer {
+    stop: mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Maintainer {
+    fn spawn(
+        topics: Arc<RwLock<BTreeMap<String, Topic>>>,
+        interval: Duration,
+        last: Arc<parking_lot::Mutex<Option<MaintenanceReport>>>,
+    ) -> std::io::Result<Maintainer> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("seglog-maintenance".into())
+            .spawn(move || loop {
+                match stopped.recv_timeout(interval) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+                let list: Vec<Topic> = topics.read().values().cloned().collect();
+                let mut report = MaintenanceReport::default();
+                enforce_retention(&list, &mut report);
+                compact(&list, &mut report);
+                *last.lock() = Some(report);
+            })?;
+        Ok(Maintainer { stop, thread })
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
 }
 
 /// The background thread that flushes topics with [`FlushPolicy::EveryMillis`].
@@ -132,12 +239,14 @@ impl Store {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
         let lock = DirLock::acquire(&dir)?;
-        let found = read_shutdown_state(&dir)?;
+        let mut found = read_shutdown_state(&dir)?;
+        found.cleaner_buffer_bytes = config.cleaner_buffer_bytes;
         let checkpoints = Arc::new(Checkpoints::new(
             dir.clone(),
             Written {
                 recovery_points: found.recovery_points.clone(),
                 log_starts: found.log_starts.clone(),
+                cleaner: found.cleaner.clone(),
             },
         ));
         let configs = read_topics(&dir)?;
@@ -154,6 +263,14 @@ impl Store {
             config.checkpoint_interval,
         )
         .map_err(|e| Error::io("start flusher thread for", &dir, e))?;
+        let last_maintenance = Arc::new(parking_lot::Mutex::new(None));
+        let maintainer = config
+            .maintenance_interval
+            .map(|interval| {
+                Maintainer::spawn(Arc::clone(&topics), interval, Arc::clone(&last_maintenance))
+            })
+            .transpose()
+            .map_err(|e| Error::io("start maintenance thread for", &dir, e))?;
         Ok(Store {
             dir,
             config,
@@ -161,6 +278,8 @@ impl Store {
             checkpoints,
             found,
             flusher: Some(flusher),
+            maintainer,
+            last_maintenance,
             closed: false,
             _lock: lock,
         })
@@ -193,6 +312,7 @@ impl Store {
         // A new topic's partitions are empty: nothing to recover, nothing checkpointed.
         let fresh = Found {
             clean: true,
+            cleaner_buffer_bytes: self.config.cleaner_buffer_bytes,
             ..Found::default()
         };
         let topic = open_topic(
@@ -265,6 +385,31 @@ impl Store {
         write_checkpoints(&topics, &self.checkpoints)
     }
 
+    /// Enforces retention on every partition now (see [`Partition::enforce_retention`]).
+    /// A partition that fails is reported in the result and does not stop the others.
+    pub fn enforce_retention(&self) -> MaintenanceReport {
+        let topics: Vec<Topic> = self.topics.read().values().cloned().collect();
+        let mut report = MaintenanceReport::default();
+        enforce_retention(&topics, &mut report);
+        report
+    }
+
+    /// Runs a compaction pass on every partition of a compacted topic that needs one (see
+    /// [`Partition::compact`]). A partition that fails is reported in the result and does
+    /// not stop the others.
+    pub fn compact(&self) -> MaintenanceReport {
+        let topics: Vec<Topic> = self.topics.read().values().cloned().collect();
+        let mut report = MaintenanceReport::default();
+        compact(&topics, &mut report);
+        report
+    }
+
+    /// The report of the background maintenance thread's last pass (retention, then
+    /// compaction), if it ran yet.
+    pub fn last_maintenance(&self) -> Option<MaintenanceReport> {
+        self.last_maintenance.lock().clone()
+    }
+
     /// True when the last shutdown was clean (the marker written by [`Store::close`] was
     /// there at open): nothing was recovered.
     pub fn opened_clean(&self) -> bool {
@@ -293,6 +438,9 @@ impl Store {
         if let Some(f) = self.flusher.take() {
             f.stop();
         }
+        if let Some(m) = self.maintainer.take() {
+            m.stop();
+        }
         for t in self.topics.read().values() {
             for p in t.partitions() {
                 p.mark_closed();
@@ -307,6 +455,14 @@ impl Store {
         self.closed = true;
         if let Some(f) = self.flusher.take() {
             f.stop();
+        }
+        // A compaction pass in the maintenance thread stops early once its partition is
+        // closing.
+        for t in self.topics.read().values() {
+            t.partitions().iter().for_each(Partition::begin_close);
+        }
+        if let Some(m) = self.maintainer.take() {
+            m.stop();
         }
         let mut first = Ok(());
         let topics = self.topics.read();
@@ -344,6 +500,8 @@ struct Found {
     clean: bool,
     recovery_points: Offsets,
     log_starts: Offsets,
+    cleaner: Offsets,
+    cleaner_buffer_bytes: usize,
 }
 
 impl Found {
@@ -352,6 +510,8 @@ impl Found {
             clean: self.clean,
             recovery_point: self.recovery_points.get(key).copied(),
             log_start: self.log_starts.get(key).copied(),
+            first_dirty: self.cleaner.get(key).copied(),
+            cleaner_buffer_bytes: self.cleaner_buffer_bytes,
         }
     }
 }
@@ -395,6 +555,7 @@ fn write_checkpoints(topics: &BTreeMap<String, Topic>, checkpoints: &Checkpoints
             log_starts.insert(key, p.log_start_offset());
         }
     }
+    guard.retain_cleaner(&recovery_points)?;
     guard.write(recovery_points, log_starts)
 }
 
@@ -412,6 +573,7 @@ fn read_shutdown_state(dir: &Path) -> Result<Found> {
         TOPICS_FILE,
         RECOVERY_POINT_FILE,
         LOG_START_FILE,
+        CLEANER_FILE,
         CLEAN_SHUTDOWN_FILE,
     ] {
         let tmp = crate::fs::tmp_path(&dir.join(name));
@@ -431,10 +593,17 @@ fn read_shutdown_state(dir: &Path) -> Result<Found> {
         .flatten()
         .unwrap_or_default();
     let log_starts = checkpoint::read(dir, LOG_START_FILE)?.unwrap_or_default();
+    // Compaction progress only saves work too: a damaged file means cleaning again.
+    let cleaner = checkpoint::read(dir, CLEANER_FILE)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
     Ok(Found {
         clean,
         recovery_points,
         log_starts,
+        cleaner,
+        cleaner_buffer_bytes: 0,
     })
 }
 

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::process::Command;
 
 use seglog::{
-    partition_for_key, Error, FlushPolicy, Record, Store, TimestampType, TopicConfig, TOPICS_FILE,
+    partition_for_key, CleanupPolicy, Error, FlushPolicy, Record, Store, TimestampType,
+    TopicConfig, TOPICS_FILE,
 };
 
 const CHILD_MODE: &str = "SEGLOG_TEST_CHILD_MODE";
@@ -223,6 +224,14 @@ fn topic_configs_are_restored_on_reopen() {
         max_batch_bytes: 9_999,
         timestamp_type: TimestampType::LogAppendTime,
         flush_policy: FlushPolicy::EveryRecords(3),
+        cleanup_policy: CleanupPolicy::CompactDelete,
+        retention_ms: None,
+        retention_bytes: Some(1 << 40),
+        max_timestamp_skew_ms: Some(5),
+        delete_retention_ms: 17,
+        min_compaction_lag_ms: 19,
+        max_compaction_lag_ms: Some(23),
+        min_cleanable_dirty_ratio: 0.125,
     };
     // Every field differs from the default, so none can come back by accident.
     let d = TopicConfig::default();
@@ -235,6 +244,14 @@ fn topic_configs_are_restored_on_reopen() {
             && custom.max_batch_bytes != d.max_batch_bytes
             && custom.timestamp_type != d.timestamp_type
             && custom.flush_policy != d.flush_policy
+            && custom.cleanup_policy != d.cleanup_policy
+            && custom.retention_ms != d.retention_ms
+            && custom.retention_bytes != d.retention_bytes
+            && custom.max_timestamp_skew_ms != d.max_timestamp_skew_ms
+            && custom.delete_retention_ms != d.delete_retention_ms
+            && custom.min_compaction_lag_ms != d.min_compaction_lag_ms
+            && custom.max_compaction_lag_ms != d.max_compaction_lag_ms
+            && custom.min_cleanable_dirty_ratio != d.min_cleanable_dirty_ratio
     );
     let other = TopicConfig::default().partitions(2).index_interval_bytes(0);
     let store = Store::open(dir.path()).unwrap();

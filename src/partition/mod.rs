@@ -6,7 +6,9 @@
 //! Truncation takes an exclusive lock that readers share, so a read sees the log either
 //! before or after a truncation, never during.
 
+mod compaction;
 mod fetch;
+mod retention;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,7 +16,9 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 
+pub use compaction::CompactionReport;
 pub use fetch::Fetch;
+pub use retention::RetentionReport;
 
 use crate::checkpoint::Checkpoints;
 use crate::config::{Clock, FlushPolicy, TimestampType, TopicConfig};
@@ -77,7 +81,7 @@ struct Writer {
 }
 
 /// How the store was shut down, and what its checkpoints hold for one partition.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct OpenState {
     /// The clean-shutdown marker was present.
     pub(crate) clean: bool,
@@ -85,6 +89,10 @@ pub(crate) struct OpenState {
     pub(crate) recovery_point: Option<u64>,
     /// From `log-start-offset-checkpoint`.
     pub(crate) log_start: Option<u64>,
+    /// From `cleaner-offset-checkpoint`.
+    pub(crate) first_dirty: Option<u64>,
+    /// The store's [`StoreConfig::cleaner_buffer_bytes`](crate::StoreConfig).
+    pub(crate) cleaner_buffer_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -108,7 +116,16 @@ struct Inner {
     /// durable is no longer known), reads go on. Reopening recovers.
     poisoned: std::sync::OnceLock<String>,
     closed: AtomicBool,
+    /// Set first thing by `close`, so that a long compaction gives up.
+    closing: AtomicBool,
     checkpoints: Arc<Checkpoints>,
+    /// Serializes the operations that change sealed segments (compaction, retention,
+    /// truncation, close). Taken before any other lock of the partition.
+    maintenance: Mutex<()>,
+    /// Compaction: the first offset not yet cleaned.
+    first_dirty: AtomicU64,
+    /// Memory for compaction's key map.
+    cleaner_buffer_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -277,7 +294,11 @@ impl Partition {
                 }),
                 poisoned: std::sync::OnceLock::new(),
                 closed: AtomicBool::new(false),
+                closing: AtomicBool::new(false),
                 checkpoints,
+                maintenance: Mutex::new(()),
+                first_dirty: AtomicU64::new(state.first_dirty.unwrap_or(0).max(log_start)),
+                cleaner_buffer_bytes: state.cleaner_buffer_bytes,
             }),
         };
         if fresh {
@@ -350,7 +371,8 @@ impl Partition {
     ///
     /// # Errors
     /// [`Error::EmptyAppend`]; [`Error::BatchTooLarge`] when the encoded batch exceeds
-    /// `max_batch_bytes` or `segment_bytes`; [`Error::Encode`]; [`Error::Closed`];
+    /// `max_batch_bytes` or `segment_bytes`; [`Error::InvalidTimestamp`] when a record's
+    /// timestamp is more than `max_timestamp_skew_ms` ahead of the clock; [`Error::Encode`]; [`Error::Closed`];
     /// [`Error::Poisoned`] after an earlier failed write or fsync; I/O errors (a failed
     /// write or fsync poisons the partition: reads go on, writes need a reopen).
     pub fn append(&self, records: &[Record]) -> Result<AppendInfo> {
@@ -371,6 +393,19 @@ impl Partition {
         let encoded = encode_batch(&mut buf, &spec, records);
         let result = encoded.map_err(Error::from).and_then(|header| {
             let size = buf.len();
+            if let (TimestampType::CreateTime, Some(skew)) = (
+                inner.config.timestamp_type,
+                inner.config.max_timestamp_skew_ms,
+            ) {
+                if header.max_timestamp > now.saturating_add(skew.min(i64::MAX as u64) as i64) {
+                    return Err(Error::InvalidTimestamp {
+                        partition: inner.name.clone(),
+                        timestamp: header.max_timestamp,
+                        now,
+                        max_skew_ms: skew,
+                    });
+                }
+            }
             for (limit_name, limit) in [
                 ("max_batch_bytes", inner.config.max_batch_bytes as u64),
                 ("segment_bytes", inner.config.segment_bytes),
@@ -474,6 +509,10 @@ impl Partition {
         while next < end {
             let seg = {
                 let segs = self.inner.segments.read();
+                if segs[0].base_offset() > next {
+                    // Retention deleted the segment holding `next` since the range check.
+                    return Err(self.out_of_range(next));
+                }
                 let i = Self::segment_index(&segs, next);
                 let seg = Arc::clone(&segs[i]);
                 // Past this segment's data (a gap), continue at the next segment's base.
@@ -544,6 +583,7 @@ impl Partition {
     /// [`Error::Closed`]; [`Error::Poisoned`]; I/O errors (which poison the partition).
     pub fn truncate_to(&self, offset: u64) -> Result<()> {
         let inner = &*self.inner;
+        let _maintenance = inner.maintenance.lock();
         // No flush may run meanwhile: it would mark offsets durable that this removes.
         let mut sync = inner.sync.lock();
         let mut w = inner.writer.lock();
@@ -672,8 +712,15 @@ impl Partition {
         self.flush()
     }
 
+    /// Tells a running compaction pass to stop early: the partition is about to close.
+    pub(crate) fn begin_close(&self) {
+        self.inner.closing.store(true, Ordering::Release);
+    }
+
     /// Flushes, trims the active segment's index files and refuses further writes.
     pub(crate) fn close(&self) -> Result<()> {
+        self.begin_close();
+        let _maintenance = self.inner.maintenance.lock();
         {
             let w = self.inner.writer.lock();
             if self.inner.closed.swap(true, Ordering::AcqRel) {
@@ -693,6 +740,8 @@ impl Partition {
 
     /// Marks the partition closed without flushing (its files are being deleted).
     pub(crate) fn mark_closed(&self) {
+        self.begin_close();
+        let _maintenance = self.inner.maintenance.lock();
         let _w = self.inner.writer.lock();
         self.inner.closed.store(true, Ordering::Release);
     }

@@ -219,6 +219,12 @@ impl BatchHeader {
     pub fn is_transactional(&self) -> bool {
         self.attributes & TRANSACTIONAL_BIT != 0
     }
+
+    /// The delete horizon a compaction set (KIP-534): with the delete-horizon attribute
+    /// bit, the base timestamp is the time after which the batch's tombstones may go.
+    pub fn delete_horizon(&self) -> Option<i64> {
+        (self.attributes & DELETE_HORIZON_BIT != 0).then_some(self.base_timestamp)
+    }
 }
 
 /// One whole, CRC-checked record batch borrowed from a buffer.
@@ -352,6 +358,75 @@ impl<'a> Batch<'a> {
         BigEndian::write_u32(&mut out[CRC_OFFSET..], crc);
         Ok(Some(out))
     }
+}
+
+impl Batch<'_> {
+    /// This batch with only the records `keep` accepts (compaction). The header keeps its
+    /// base offset, `lastOffsetDelta`, producer fields, leader epoch and attributes, so the
+    /// batch still spans the same offsets (the removed ones become gaps); `recordsCount`,
+    /// `maxTimestamp` (the kept records' largest, or unchanged when none is kept),
+    /// `batchLength` and the CRC are recomputed. Kept records are copied byte for byte —
+    /// unless `delete_horizon` is given: then the delete-horizon bit is set, the base
+    /// timestamp becomes the horizon and each record's `timestampDelta` is re-encoded
+    /// against it (Kafka's layout, KIP-534), so record timestamps do not change.
+    /// Returns the new batch and the number of records kept.
+    ///
+    /// # Errors
+    /// A record-level [`DecodeError`] (including compressed batches).
+    pub fn filtered(
+        &self,
+        mut keep: impl FnMut(&RecordView<'_>) -> bool,
+        delete_horizon: Option<i64>,
+    ) -> Result<(Vec<u8>, usize), DecodeError> {
+        let mut h = self.header;
+        let mut out = self.bytes[..BATCH_HEADER_SIZE].to_vec();
+        let mut it = self.records();
+        let (mut kept, mut max_ts) = (0usize, None::<i64>);
+        let mut start = it.pos;
+        while let Some(r) = it.next() {
+            let r = r?;
+            let end = it.pos;
+            if keep(&r) {
+                kept += 1;
+                max_ts = Some(max_ts.map_or(r.timestamp(), |m| m.max(r.timestamp())));
+                let raw = &self.bytes[start..end];
+                match delete_horizon {
+                    None => out.extend_from_slice(raw),
+                    Some(horizon) => rebase_record(&mut out, raw, r.timestamp() - horizon)?,
+                }
+            }
+            start = end;
+        }
+        if let Some(horizon) = delete_horizon {
+            h.attributes |= DELETE_HORIZON_BIT;
+            h.base_timestamp = horizon;
+        }
+        h.records_count = kept as i32;
+        if let (Some(ts), false) = (max_ts, h.is_log_append_time()) {
+            h.max_timestamp = ts;
+        }
+        h.batch_length = (out.len() - LOG_OVERHEAD) as i32;
+        write_header(&mut out, &h);
+        let crc = crc32c(&out[ATTRIBUTES_OFFSET..]);
+        BigEndian::write_u32(&mut out[CRC_OFFSET..], crc);
+        Ok((out, kept))
+    }
+}
+
+/// Appends the record `raw` (length-framed) to `out` with its `timestampDelta` replaced.
+fn rebase_record(out: &mut Vec<u8>, raw: &[u8], ts_delta: i64) -> Result<(), DecodeError> {
+    let mut pos = 0;
+    read_varint(raw, &mut pos)?; // length
+    let attributes_at = pos;
+    pos += 1;
+    read_varlong(raw, &mut pos)?; // the old timestampDelta
+    let rest = &raw[pos..];
+    let body = 1 + varlong_len(ts_delta) + rest.len();
+    write_varint(out, body as i32);
+    out.push(raw[attributes_at]);
+    write_varlong(out, ts_delta);
+    out.extend_from_slice(rest);
+    Ok(())
 }
 
 /// Iterator over the records of a [`Batch`].

@@ -84,6 +84,18 @@ impl LogFile {
             .map_err(|e| Error::io("truncate", &self.path, e))
     }
 
+    /// The file's modification time in milliseconds since the Unix epoch.
+    pub(crate) fn modified_ms(&self) -> Result<i64> {
+        let modified = self
+            .data
+            .metadata()
+            .and_then(|m| m.modified())
+            .map_err(|e| Error::io("stat", &self.path, e))?;
+        Ok(modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64))
+    }
+
     /// fdatasync.
     pub(crate) fn sync(&self) -> Result<()> {
         self.data

@@ -127,6 +127,9 @@ pub struct Segment {
     indexes_loaded: std::sync::atomic::AtomicBool,
     /// Serializes lazy index loads.
     load_lock: Mutex<()>,
+    /// The files are deleted (retention, truncation, compaction): readers that still hold
+    /// the segment read the open file, and a lazy index load creates nothing.
+    deleted: std::sync::atomic::AtomicBool,
 }
 
 /// How [`Segment::assemble`] treats the index files.
@@ -446,6 +449,7 @@ impl Segment {
             opts,
             indexes_loaded: std::sync::atomic::AtomicBool::new(indexes != Indexes::Lazy),
             load_lock: Mutex::new(()),
+            deleted: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -502,6 +506,11 @@ impl Segment {
         }
         let _one_loader = self.load_lock.lock();
         if self.indexes_loaded.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if self.deleted.load(Ordering::Acquire) {
+            // Gone from the directory: lookups scan the still-open log without an index.
+            self.indexes_loaded.store(true, Ordering::Release);
             return Ok(());
         }
         let index_path = self.index.read().path().to_path_buf();
@@ -724,6 +733,20 @@ impl Segment {
     pub fn max_timestamp(&self) -> Result<i64> {
         self.ensure_indexes()?;
         Ok(self.max_ts())
+    }
+
+    /// The largest timestamp for time retention: the largest record timestamp, or when
+    /// no record has one (all negative), the `.log` file's modification time (Kafka's
+    /// `LogSegment.largestTimestamp`).
+    ///
+    /// # Errors
+    /// As [`Segment::max_timestamp`]; I/O errors reading the file's metadata.
+    pub fn largest_timestamp(&self) -> Result<i64> {
+        let ts = self.max_timestamp()?;
+        if ts >= 0 {
+            return Ok(ts);
+        }
+        self.log.modified_ms()
     }
 
     fn max_ts(&self) -> i64 {
@@ -1055,6 +1078,41 @@ impl Segment {
         Ok(Some(next))
     }
 
+    /// Calls `f` with every batch from the one holding `from_offset` (or the first after
+    /// it) to the end, each checked (CRC, records), until `f` returns false.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] at a bad batch; I/O errors.
+    pub(crate) fn for_each_batch(
+        &self,
+        from_offset: u64,
+        mut f: impl FnMut(&Batch<'_>) -> bool,
+    ) -> Result<()> {
+        let end = self.size();
+        let Some((pos, _)) = self.locate(from_offset, end)? else {
+            return Ok(());
+        };
+        let walk = self.log.walk_batches(pos, end, |_, b| f(b))?;
+        match walk.error {
+            Some((p, e)) => Err(Error::corrupt(self.log.path(), p, e)),
+            None => Ok(()),
+        }
+    }
+
+    /// The max timestamp of the first batch (the oldest data, for the compaction lag),
+    /// `None` for an empty segment.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub(crate) fn first_batch_timestamp(&self) -> Result<Option<i64>> {
+        let mut first = None;
+        let _ = self.log.scan_headers(0, self.size(), |_, h| {
+            first = Some(h.max_timestamp);
+            false
+        })?;
+        Ok(first)
+    }
+
     /// The first record with timestamp `>= target` at or after `from_offset`:
     /// `(offset, timestamp)`, or `None` when this segment holds none.
     pub fn find_offset_by_timestamp(
@@ -1149,8 +1207,14 @@ impl Segment {
         self.load_rolling_timestamp()
     }
 
-    /// Deletes the segment's three files.
+    /// Deletes the segment's three files, the `.log` first (once it is gone, the segment
+    /// is; index files without a `.log` are removed at open). Readers holding the segment
+    /// go on reading the open file, which the OS frees when the last of them drops it.
     pub(crate) fn delete_files(&self) -> Result<()> {
+        {
+            let _no_loader = self.load_lock.lock();
+            self.deleted.store(true, Ordering::Release);
+        }
         let idx = self.index.read();
         let tidx = self.time_index.read();
         remove_if_exists(self.log.path())?;
@@ -1235,6 +1299,23 @@ pub(crate) fn finish_interrupted(dir: &Path) -> Result<bool> {
             }
         }
         changed = true;
+    }
+    // Index files whose `.log` is gone: the rest of a deletion.
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| Error::io("list", dir, e))?
+        .filter_map(|e| e.ok()?.file_name().to_str().map(str::to_owned))
+        .collect();
+    for name in &names {
+        let orphan = [".index", ".timeindex"].iter().any(|suffix| {
+            name.strip_suffix(suffix).is_some_and(|digits| {
+                let log = format!("{digits}.log");
+                parse_log_name(&log).is_some() && !names.contains(&log)
+            })
+        });
+        if orphan {
+            remove_if_exists(&dir.join(name))?;
+            changed = true;
+        }
     }
     for name in index_swaps {
         let committed = name

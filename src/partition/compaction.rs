@@ -1,0 +1,419 @@
+//! Compaction (Kafka's log cleaner): keep the latest record per key in the sealed segments
+//! of topics whose cleanup policy compacts.
+//!
+//! One pass: build a map of each key's latest offset over the dirty part of the log (from
+//! the first dirty offset up to the first uncleanable one), as far as the map's memory
+//! allows; then rewrite every segment from the start of the log up to where the map ends,
+//! keeping a record when it has a key, no later record of its key is in the map, and it
+//! is not a tombstone whose delete horizon has passed. Small cleaned segments are merged.
+//! Each rewritten group of segments is swapped in through `.cleaned` and `.swap` files
+//! (FORMAT.md §10), so a crash at any step leaves the old or the new contents.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::Partition;
+use crate::error::{Error, Result};
+use crate::record::Batch;
+use crate::segment::{file_name, Recovered, Segment, SegmentOptions, MAX_RELATIVE_OFFSET};
+
+/// Bytes the key map is charged per key on top of the key itself (hash table slot,
+/// allocation and offset), so that its memory stays within the configured buffer.
+pub(crate) const KEY_OVERHEAD: usize = 64;
+
+/// What one compaction pass did to one partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactionReport {
+    /// False when the partition needed no cleaning (not compacted, nothing dirty, or the
+    /// dirty ratio below `min_cleanable_dirty_ratio` and no segment past
+    /// `max_compaction_lag_ms`); the other fields are then zero.
+    pub cleaned: bool,
+    /// Dirty bytes read into the key map.
+    pub dirty_bytes: u64,
+    /// Distinct keys in the key map.
+    pub keys: u64,
+    /// Segments rewritten, and how many they became (small ones are merged).
+    pub segments_before: usize,
+    /// See `segments_before`.
+    pub segments_after: usize,
+    /// `.log` bytes of the rewritten segments before and after.
+    pub bytes_before: u64,
+    /// See `bytes_before`.
+    pub bytes_after: u64,
+    /// Records dropped (superseded, unkeyed, or tombstones past their delete horizon).
+    pub records_removed: u64,
+    /// The first offset not cleaned yet, after the pass.
+    pub first_dirty_offset: u64,
+}
+
+/// The latest offset of each key in the dirty range, within a memory budget.
+struct KeyMap {
+    latest: HashMap<Vec<u8>, u64>,
+    used: usize,
+    budget: usize,
+}
+
+impl KeyMap {
+    /// Records `offset` for `key`; false when a new key does not fit (the map then ends
+    /// before this record). The first key always fits, so every pass makes progress.
+    fn put(&mut self, key: &[u8], offset: u64) -> bool {
+        if let Some(o) = self.latest.get_mut(key) {
+            *o = offset;
+            return true;
+        }
+        let cost = key.len() + KEY_OVERHEAD;
+        if self.used + cost > self.budget && !self.latest.is_empty() {
+            return false;
+        }
+        self.used += cost;
+        self.latest.insert(key.to_vec(), offset);
+        true
+    }
+}
+
+impl Partition {
+    /// Runs one compaction pass if the partition needs one: its cleanup policy compacts,
+    /// and its dirty part is at least `min_cleanable_dirty_ratio` of the cleanable log, or
+    /// holds data older than `max_compaction_lag_ms`. See [`Partition::compact_now`].
+    ///
+    /// # Errors
+    /// As [`Partition::compact_now`].
+    pub fn compact(&self) -> Result<CompactionReport> {
+        self.compact_pass(false)
+    }
+
+    /// Runs one compaction pass whatever the dirty ratio (for a compacted topic; others
+    /// are left alone). The cleanable log is every sealed segment before the first one
+    /// holding a record younger than `min_compaction_lag_ms`; the active segment is never
+    /// touched. Keys beyond the key map's memory ([`StoreConfig::cleaner_buffer_bytes`])
+    /// are left for the next pass, which starts where this one ended.
+    ///
+    /// Readers go on meanwhile and see either the old or the cleaned segments. Appends go
+    /// on too; retention, truncation and close wait for the pass (close makes it stop
+    /// early, leaving the log as it was).
+    ///
+    /// [`StoreConfig::cleaner_buffer_bytes`]: crate::StoreConfig::cleaner_buffer_bytes
+    ///
+    /// # Errors
+    /// [`Error::Closed`], [`Error::Poisoned`], [`Error::Corrupt`] when a batch to clean is
+    /// bad, I/O errors. A failure before a swap commits leaves the log unchanged; after
+    /// it, the partition is poisoned and the next open completes the swap.
+    pub fn compact_now(&self) -> Result<CompactionReport> {
+        self.compact_pass(true)
+    }
+
+    fn compact_pass(&self, force: bool) -> Result<CompactionReport> {
+        let inner = &*self.inner;
+        let _maintenance = inner.maintenance.lock();
+        self.check_open()?;
+        let cfg = &inner.config;
+        let mut report = CompactionReport {
+            first_dirty_offset: inner.first_dirty.load(Ordering::Acquire),
+            ..CompactionReport::default()
+        };
+        if !cfg.cleanup_policy.compacts() {
+            return Ok(report);
+        }
+        let now = inner.clock.now_ms();
+        let segs = inner.segments.read().clone();
+        // Cleanable: sealed segments up to the first one with a record younger than the
+        // minimum compaction lag.
+        let mut end = segs.len() - 1;
+        if cfg.min_compaction_lag_ms > 0 {
+            let lag = cfg.min_compaction_lag_ms.min(i64::MAX as u64) as i64;
+            for (i, seg) in segs[..end].iter().enumerate() {
+                if seg.largest_timestamp()? > now.saturating_sub(lag) {
+                    end = i;
+                    break;
+                }
+            }
+        }
+        if end == 0 {
+            return Ok(report);
+        }
+        let uncleanable = segs[end].base_offset();
+        let first_dirty = report
+            .first_dirty_offset
+            .max(self.log_start_offset())
+            .max(segs[0].base_offset());
+        if first_dirty >= uncleanable {
+            return Ok(report);
+        }
+        let dirty_idx = Self::segment_index(&segs[..end], first_dirty);
+        let total: u64 = segs[..end].iter().map(|s| s.size()).sum();
+        let dirty: u64 = segs[dirty_idx..end].iter().map(|s| s.size()).sum();
+        let ratio = if total == 0 {
+            0.0
+        } else {
+            dirty as f64 / total as f64
+        };
+        let overdue = match cfg.max_compaction_lag_ms {
+            Some(lag) => segs[dirty_idx]
+                .first_batch_timestamp()?
+                .is_some_and(|ts| now.saturating_sub(ts) > lag.min(i64::MAX as u64) as i64),
+            None => false,
+        };
+        if !(force || ratio >= cfg.min_cleanable_dirty_ratio || overdue) {
+            return Ok(report);
+        }
+        // Only flushed data is rewritten (the cleaned segments are synced before they
+        // replace anything, and recovery never re-checks data below the recovery point).
+        self.flush()?;
+
+        let mut map = KeyMap {
+            latest: HashMap::new(),
+            used: 0,
+            budget: inner.cleaner_buffer_bytes,
+        };
+        let mut map_end = first_dirty;
+        let mut full = false;
+        for (i, seg) in segs[dirty_idx..end].iter().enumerate() {
+            self.check_not_closing()?;
+            let upper = segs[dirty_idx + i + 1].base_offset();
+            let mut result = Ok(());
+            seg.for_each_batch(map_end, |b| {
+                report.dirty_bytes += b.as_bytes().len() as u64;
+                for r in b.records() {
+                    let r = match r {
+                        Ok(r) => r,
+                        Err(e) => {
+                            result = Err(e);
+                            return false;
+                        }
+                    };
+                    if r.offset() < map_end {
+                        continue;
+                    }
+                    if let Some(key) = r.key() {
+                        if !map.put(key, r.offset()) {
+                            full = true;
+                            map_end = r.offset();
+                            return false;
+                        }
+                    }
+                }
+                map_end = b.last_offset() + 1;
+                true
+            })?;
+            result.map_err(|e| Error::corrupt(seg.log_path(), 0, e))?;
+            if full {
+                break;
+            }
+            map_end = upper;
+        }
+        report.keys = map.latest.len() as u64;
+
+        // Rewrite every segment that starts below the map's end, merging small neighbours.
+        let count = segs[..end].partition_point(|s| s.base_offset() < map_end);
+        let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+        let mut start = 0;
+        while start < count {
+            let mut stop = start + 1;
+            let mut size = segs[start].size();
+            while stop < count {
+                let next_size = size + segs[stop].size();
+                let span = segs[stop + 1].base_offset() - segs[start].base_offset();
+                if next_size > cfg.segment_bytes || span > MAX_RELATIVE_OFFSET + 1 {
+                    break;
+                }
+                size = next_size;
+                stop += 1;
+            }
+            groups.push(start..stop);
+            start = stop;
+        }
+        let delete_retention = cfg.delete_retention_ms.min(i64::MAX as u64) as i64;
+        for group in groups {
+            self.check_not_closing()?;
+            let old = &segs[group.clone()];
+            let next_base = segs[group.end].base_offset();
+            let cleaned = self.clean_group(old, &map, now, delete_retention, &mut report)?;
+            self.swap_in(old, next_base, &cleaned, &mut report)?;
+        }
+        report.cleaned = true;
+        report.first_dirty_offset = map_end;
+        inner
+            .checkpoints
+            .lock()
+            .set_first_dirty(&inner.key, map_end)?;
+        inner.first_dirty.store(map_end, Ordering::Release);
+        Ok(report)
+    }
+
+    fn check_not_closing(&self) -> Result<()> {
+        if self.inner.closing.load(Ordering::Acquire) {
+            return Err(Error::Closed(self.inner.name.clone()));
+        }
+        Ok(())
+    }
+
+    /// Writes the cleaned contents of the segments `old` to `<base>.log.cleaned` (synced)
+    /// and returns its path.
+    fn clean_group(
+        &self,
+        old: &[Arc<Segment>],
+        map: &KeyMap,
+        now: i64,
+        delete_retention: i64,
+        report: &mut CompactionReport,
+    ) -> Result<std::path::PathBuf> {
+        let dir = &self.inner.dir;
+        let base = old[0].base_offset();
+        let path = dir.join(format!("{}.cleaned", file_name(base, ".log")));
+        let file = crate::fs::create_new(&path).or_else(|_| {
+            // A leftover of an interrupted pass (open removes them; a failed pass too).
+            let _ = std::fs::remove_file(&path);
+            crate::fs::create_new(&path)
+        })?;
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        let write = |out: &mut std::io::BufWriter<std::fs::File>, bytes: &[u8]| {
+            crate::fs::inject(crate::fs::FaultOp::Write)
+                .and_then(|()| out.write_all(bytes))
+                .map_err(|e| Error::io("write", &path, e))
+        };
+        let result = (|| {
+            for (i, seg) in old.iter().enumerate() {
+                report.segments_before += 1;
+                report.bytes_before += seg.size();
+                let last_segment = i + 1 == old.len();
+                // Batches are written one behind, so that the last one is known.
+                let mut pending: Option<(Vec<u8>, usize)> = None;
+                let mut failed = Ok(());
+                seg.for_each_batch(seg.base_offset(), |b| {
+                    match filter_batch(b, map, now, delete_retention) {
+                        Ok((bytes, kept, removed)) => {
+                            report.records_removed += removed as u64;
+                            if let Some((prev, n)) = pending.replace((bytes, kept)) {
+                                if n > 0 {
+                                    if let Err(e) = write(&mut out, &prev) {
+                                        failed = Err(e);
+                                        return false;
+                                    }
+                                    report.bytes_after += prev.len() as u64;
+                                }
+                            }
+                            true
+                        }
+                        Err(e) => {
+                            failed = Err(Error::corrupt(seg.log_path(), 0, e));
+                            false
+                        }
+                    }
+                })?;
+                failed?;
+                // The last batch of the group stays even when empty: it keeps the segment's
+                // offset range, so the log end offset and the next base offset still match.
+                if let Some((bytes, n)) = pending {
+                    if n > 0 || last_segment {
+                        write(&mut out, &bytes)?;
+                        report.bytes_after += bytes.len() as u64;
+                    }
+                }
+            }
+            let file = out
+                .into_inner()
+                .map_err(|e| Error::io("write", &path, e.into_error()))?;
+            crate::fs::inject(crate::fs::FaultOp::Fsync)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| Error::io("fsync", &path, e))
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        Ok(path)
+    }
+
+    /// Replaces the segments `old` with the cleaned segment at `cleaned`: rename to
+    /// `.swap` (the commit point), delete the old files, rename into place, reopen.
+    fn swap_in(
+        &self,
+        old: &[Arc<Segment>],
+        next_base: u64,
+        cleaned: &std::path::Path,
+        report: &mut CompactionReport,
+    ) -> Result<()> {
+        let inner = &*self.inner;
+        let dir = &inner.dir;
+        let base = old[0].base_offset();
+        let final_path = dir.join(file_name(base, ".log"));
+        let swap = crate::fs::with_suffix(&final_path, crate::segment::SWAP_SUFFIX);
+        if let Err(e) = crate::fs::rename(cleaned, &swap).and_then(|()| crate::fs::sync_dir(dir)) {
+            let _ = std::fs::remove_file(cleaned);
+            let _ = std::fs::remove_file(&swap);
+            return Err(e);
+        }
+        // Committed: from here a failure leaves the swap for the next open to complete.
+        let done = (|| {
+            for seg in old {
+                seg.delete_files()?;
+            }
+            crate::fs::rename(&swap, &final_path)?;
+            crate::fs::sync_dir(dir)?;
+            let opts = SegmentOptions::from_config(&inner.config);
+            let now = inner.clock.now_ms();
+            let (seg, recovered) =
+                Segment::recover(dir, base, opts, false, 0, Some(next_base), now)?;
+            if let Recovered::CutAt(pos) = recovered {
+                return Err(Error::Corrupt {
+                    path: final_path.clone(),
+                    position: pos,
+                    reason: "a cleaned segment failed its check".into(),
+                });
+            }
+            seg.flush()?;
+            Ok(seg)
+        })();
+        let seg = Arc::new(self.poison_on_io(done)?);
+        let mut segs = inner.segments.write();
+        let at = segs
+            .iter()
+            .position(|s| Arc::ptr_eq(s, &old[0]))
+            .expect("segments being cleaned stay in the list: the maintenance lock is held");
+        segs.splice(at..at + old.len(), [seg]);
+        report.segments_after += 1;
+        Ok(())
+    }
+}
+
+/// A batch with the records compaction keeps: `(bytes, kept, removed)`. A record goes
+/// when it has no key, when the map holds a later offset for its key, or when it is a
+/// tombstone whose batch's delete horizon has passed. A batch whose kept records include
+/// a tombstone and that has no delete horizon yet gets one (`now + delete_retention`).
+/// A batch that keeps everything and needs no horizon is copied unchanged.
+fn filter_batch(
+    b: &Batch<'_>,
+    map: &KeyMap,
+    now: i64,
+    delete_retention: i64,
+) -> std::result::Result<(Vec<u8>, usize, usize), crate::record::DecodeError> {
+    let horizon = b.header().delete_horizon();
+    let horizon_passed = horizon.is_some_and(|h| now >= h);
+    let (mut total, mut tombstones_kept) = (0usize, false);
+    let keep = |r: &crate::record::RecordView<'_>| {
+        let Some(key) = r.key() else {
+            return false;
+        };
+        if map.latest.get(key).is_some_and(|&o| o > r.offset()) {
+            return false;
+        }
+        !(r.is_tombstone() && horizon_passed)
+    };
+    for r in b.records() {
+        let r = r?;
+        total += 1;
+        if keep(&r) && r.is_tombstone() {
+            tombstones_kept = true;
+        }
+    }
+    let new_horizon =
+        (tombstones_kept && horizon.is_none()).then(|| now.saturating_add(delete_retention));
+    let kept_all = b.records().filter_map(|r| r.ok()).all(|r| keep(&r));
+    if kept_all && new_horizon.is_none() {
+        return Ok((b.as_bytes().to_vec(), total, 0));
+    }
+    let (bytes, kept) = b.filtered(keep, new_horizon)?;
+    Ok((bytes, kept, total - kept))
+}
