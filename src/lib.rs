@@ -42,6 +42,12 @@
 //!   Kafka's settings with Kafka's defaults.
 //! - [`Partition`]: `append`, `read`, `offset_for_timestamp`, `truncate_to`, `flush`, and
 //!   the concurrency contract (one writer, many readers that never block it).
+//! - [`FlushPolicy`] and [`Partition::flush`]: when appends become durable; the README's
+//!   "Guarantees" section says exactly what survives a crash, and how a [`Store`] recovers
+//!   from Kafka's checkpoint files ([`RECOVERY_POINT_FILE`], [`CLEAN_SHUTDOWN_FILE`]).
+//! - [`CleanupPolicy`], [`Partition::enforce_retention`], [`Partition::compact`],
+//!   [`Partition::delete_records_before`]: Kafka's retention and compaction, run by the
+//!   store's background thread ([`StoreConfig::maintenance_interval`]) or on demand.
 //! - [`record`]: the v2 batch codec as pure functions over byte slices, for tools that
 //!   want to decode or build Kafka batches themselves.
 //! - [`Segment::open_read_only`]: open one segment file for dumping or verification.
