@@ -6,6 +6,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::{Partition, Writer};
+#[cfg(doc)]
+use crate::error::Error;
 use crate::error::Result;
 use crate::segment::Segment;
 

@@ -1241,7 +1241,7 @@ pub(crate) fn delete_segment_files(dir: &Path, base: u64) -> Result<()> {
 
 /// Suffix of a segment file whose replacement by a cleaned segment has committed.
 pub const SWAP_SUFFIX: &str = ".swap";
-/// Suffixes of files that are removed at open (see [`finish_interrupted`]).
+/// Suffixes of files that are removed at open (FORMAT.md §10).
 pub const DISCARDED_SUFFIXES: [&str; 3] = [".tmp", ".cleaned", ".deleted"];
 
 /// Ends the operations a crash interrupted in the partition directory `dir`, from the
