@@ -64,7 +64,9 @@ impl Partition {
     ///
     /// The active segment's data goes too when retention covers it: a new, empty active
     /// segment is rolled first, so a partition always has one. The log start offset
-    /// becomes the first remaining segment's base offset (or stays higher).
+    /// becomes the first remaining segment's base offset (or stays higher). The deletions
+    /// are durable when this returns; appends wait only while the segments are taken out
+    /// of the partition, not while their files are deleted.
     ///
     /// Readers that hold data of a deleted segment keep reading it safely: reads copy
     /// batches out, and a segment's open file lives until its last reader drops it. A read
@@ -94,8 +96,9 @@ impl Partition {
             remaining -= seg.size();
             n += 1;
         }
-        let report = self.poison_on_io(self.delete_oldest(&mut w, n, now))?;
-        Ok(report)
+        let removed = self.poison_on_io(self.detach_oldest(&mut w, n, now))?;
+        drop(w);
+        self.poison_on_io(self.delete_detached(removed))
     }
 
     /// Raises the log start offset to `offset` (Kafka's DeleteRecords): records below it
@@ -132,21 +135,21 @@ impl Partition {
                     upper <= offset && !(i + 1 == segs.len() && segs[i].size() == 0)
                 })
                 .count();
-            self.delete_oldest(&mut w, below, inner.clock.now_ms())
+            let removed = self.detach_oldest(&mut w, below, inner.clock.now_ms())?;
+            drop(w);
+            self.delete_detached(removed)
         })())?;
         Ok(self.log_start_offset())
     }
 
-    /// Deletes the `n` oldest segments (rolling an empty active segment first when that is
-    /// all of them) and raises the log start offset to the first remaining base offset.
-    fn delete_oldest(&self, w: &mut Writer, n: usize, now: i64) -> Result<RetentionReport> {
+    /// Takes the `n` oldest segments out of the partition (rolling an empty active segment
+    /// first when that is all of them) and raises the log start offset to the first
+    /// remaining base offset. Runs under the writer lock; the files are deleted after it
+    /// (`delete_detached`), so that appends do not wait for the file system.
+    fn detach_oldest(&self, w: &mut Writer, n: usize, now: i64) -> Result<Vec<Arc<Segment>>> {
         let inner = &*self.inner;
-        let mut report = RetentionReport {
-            log_start_offset: self.log_start_offset(),
-            ..RetentionReport::default()
-        };
         if n == 0 {
-            return Ok(report);
+            return Ok(Vec::new());
         }
         if n >= inner.segments.read().len() {
             let base = self.log_end_offset();
@@ -162,14 +165,23 @@ impl Partition {
         };
         w.unflushed
             .retain(|s| !removed.iter().any(|r| Arc::ptr_eq(r, s)));
-        for seg in &removed {
-            seg.delete_files()?;
-            report.segments_deleted += 1;
-            report.bytes_deleted += seg.size();
+        Ok(removed)
+    }
+
+    /// Deletes the files of segments `detach_oldest` took out, then fsyncs the directory
+    /// (with a rolled segment's creation), so the deletions are durable on return.
+    fn delete_detached(&self, removed: Vec<Arc<Segment>>) -> Result<RetentionReport> {
+        let mut report = RetentionReport::default();
+        if !removed.is_empty() {
+            for seg in &removed {
+                seg.delete_files()?;
+                report.segments_deleted += 1;
+                report.bytes_deleted += seg.size();
+            }
+            // Unmapping and closing the files happens as the last holders drop them.
+            drop(removed);
+            crate::fs::sync_dir(&self.inner.dir)?;
         }
-        // The deletions are durable at the next flush (a segment that comes back after a
-        // crash is deleted again by the next pass).
-        w.dir_dirty = true;
         report.log_start_offset = self.log_start_offset();
         Ok(report)
     }

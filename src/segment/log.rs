@@ -180,6 +180,18 @@ impl LogFile {
         &self,
         from: u64,
         end: u64,
+        f: impl FnMut(u64, &Batch<'_>) -> bool,
+    ) -> Result<WalkEnd> {
+        self.walk_batches_checking(from, end, true, f)
+    }
+
+    /// [`LogFile::walk_batches`], checking each batch's records only with `records`
+    /// (otherwise header and CRC only: for callers that decode every record anyway).
+    pub(crate) fn walk_batches_checking(
+        &self,
+        from: u64,
+        end: u64,
+        records: bool,
         mut f: impl FnMut(u64, &Batch<'_>) -> bool,
     ) -> Result<WalkEnd> {
         let window = self.window(WALK_WINDOW);
@@ -221,7 +233,8 @@ impl LogFile {
                         break; // re-read from this batch
                     }
                 }
-                let batch = match Batch::parse(&buf[at..]).and_then(check_records) {
+                let parsed = Batch::parse(&buf[at..]);
+                let batch = match if records { parsed.and_then(check_records) } else { parsed } {
                     Ok(b) => b,
                     Err(e) => return bad(e),
                 };

@@ -1079,7 +1079,8 @@ impl Segment {
     }
 
     /// Calls `f` with every batch from the one holding `from_offset` (or the first after
-    /// it) to the end, each checked (CRC, records), until `f` returns false.
+    /// it) to the end, each CRC-checked, until `f` returns false. The records are not
+    /// checked: the caller decodes them.
     ///
     /// # Errors
     /// [`Error::Corrupt`] at a bad batch; I/O errors.
@@ -1092,7 +1093,7 @@ impl Segment {
         let Some((pos, _)) = self.locate(from_offset, end)? else {
             return Ok(());
         };
-        let walk = self.log.walk_batches(pos, end, |_, b| f(b))?;
+        let walk = self.log.walk_batches_checking(pos, end, false, |_, b| f(b))?;
         match walk.error {
             Some((p, e)) => Err(Error::corrupt(self.log.path(), p, e)),
             None => Ok(()),
