@@ -631,12 +631,11 @@ fn tombstone_horizon_counts_from_the_first_cleaning_that_saw_it() {
 /// A tombstone past its delete horizon goes at the next cleaning even when nothing new
 /// was written (Kafka cleans logs whose tombstones' horizon has passed, KIP-534).
 ///
-/// seglog bug, reproduction: compacted topic; `k1=v1`, tombstone `k1`, roll, one active
+/// Regression (a bug these tests found), reproduction: compacted topic; `k1=v1`, tombstone `k1`, roll, one active
 /// record; `compact_now()` at `T`; clock to `T + delete_retention_ms`; `compact_now()`
 /// returns `cleaned: false` (nothing dirty: `first_dirty >= uncleanable`) and the
 /// tombstone stays forever unless new data is appended and rolled.
 #[test]
-#[ignore = "seglog bug: expired tombstones are never removed from a log without new dirty data"]
 fn expired_tombstones_go_without_new_writes() {
     let _shared = shared();
     let dir = tempfile::tempdir().unwrap();
@@ -958,14 +957,13 @@ fn small_key_map_converges_to_one_big_pass() {
 /// dropped while an older value of its key survives (that would bring the deleted key
 /// back).
 ///
-/// seglog bug, reproduction: `cleaner_buffer_bytes(1)`, `delete_retention_ms(0)`; in one
+/// Regression (a bug these tests found), reproduction: `cleaner_buffer_bytes(1)`, `delete_retention_ms(0)`; in one
 /// segment `a=1`, `b=2`, `k=v`, tombstone `k`; roll; `compact_now()` three times. Pass 1's
 /// map ends at offset 1 but rewrites the whole segment, stamping the tombstone's delete
 /// horizon; pass 2's map holds only `b` (ends at 2) and rewrites the segment again: the
 /// tombstone (horizon passed) is dropped, `k=v` is kept since `k` is not in the map. `k`
 /// reads as `v` again. (A tombstone beyond the map's end must be kept.)
 #[test]
-#[ignore = "seglog bug: a small key map drops an expired tombstone beyond the map's end and resurrects its key"]
 fn small_key_map_never_resurrects_a_deleted_key() {
     let _shared = shared();
     let dir = tempfile::tempdir().unwrap();
@@ -997,13 +995,12 @@ fn small_key_map_never_resurrects_a_deleted_key() {
 /// dirty: the next cleaning must see them (Kafka lowers the cleaner checkpoint on
 /// truncation).
 ///
-/// seglog bug, reproduction: compacted topic; `k=v1`, `x=1`, roll, `y=2`; `compact_now()`
+/// Regression (a bug these tests found), reproduction: compacted topic; `k=v1`, `x=1`, roll, `y=2`; `compact_now()`
 /// (first dirty offset 2); `truncate_to(1)`; append `k=v2`, roll, `z=3`; `compact_now()`
 /// returns `cleaned: false` (the first dirty offset stayed 2) and `k=v1` is never removed.
 /// With a tombstone in place of `k=v2`, the tombstone is later dropped at its horizon and
 /// `k=v1` comes back.
 #[test]
-#[ignore = "seglog bug: truncate_to does not lower the first dirty offset; rewritten offsets are never cleaned"]
 fn truncation_below_the_first_dirty_offset_is_cleaned_again() {
     let _shared = shared();
     let dir = tempfile::tempdir().unwrap();
@@ -1644,11 +1641,10 @@ proptest! {
         ..ProptestConfig::default()
     })]
 
-    /// A one-key map with tombstones whose horizon (1 s) passes: finds the bug reproduced
+    /// A one-key map with tombstones whose horizon (1 s) passes: found the bug reproduced
     /// by `small_key_map_never_resurrects_a_deleted_key` (a deleted key comes back) within
-    /// a few hundred cases.
+    /// a few hundred cases (fixed: expired tombstones past the map's end are kept).
     #[test]
-    #[ignore = "seglog bug: a small key map drops an expired tombstone beyond the map's end and resurrects its key"]
     fn compaction_with_a_one_key_map_and_expiring_tombstones_matches_a_hashmap_model(
         ops in prop::collection::vec(op(), 1..60),
     ) {

@@ -174,11 +174,17 @@ impl Partition {
         let first_dirty = report
             .first_dirty_offset
             .max(self.log_start_offset())
-            .max(segs[0].base_offset());
-        if first_dirty >= uncleanable {
-            return Ok(report);
-        }
-        let dirty_idx = Self::segment_index(&segs[..end], first_dirty);
+            .max(segs[0].base_offset())
+            .min(uncleanable);
+        // Tombstones whose delete horizon passed are removed by a pass even when nothing
+        // is dirty (Kafka's cleaner does the same for logs with expired tombstones).
+        let tombstones_expired = inner.tombstone_expiry.load(Ordering::Acquire) <= now;
+        let has_dirty = first_dirty < uncleanable;
+        let dirty_idx = if has_dirty {
+            Self::segment_index(&segs[..end], first_dirty)
+        } else {
+            end
+        };
         let total: u64 = segs[..end].iter().map(|s| s.size()).sum();
         let dirty: u64 = segs[dirty_idx..end].iter().map(|s| s.size()).sum();
         let ratio = if total == 0 {
@@ -186,13 +192,14 @@ impl Partition {
         } else {
             dirty as f64 / total as f64
         };
-        let overdue = match cfg.max_compaction_lag_ms {
-            Some(lag) => segs[dirty_idx]
+        let overdue = match (has_dirty, cfg.max_compaction_lag_ms) {
+            (true, Some(lag)) => segs[dirty_idx]
                 .first_batch_timestamp()?
                 .is_some_and(|ts| now.saturating_sub(ts) > lag.min(i64::MAX as u64) as i64),
-            None => false,
+            _ => false,
         };
-        if !(force || ratio >= cfg.min_cleanable_dirty_ratio || overdue) {
+        let wanted = has_dirty && (force || ratio >= cfg.min_cleanable_dirty_ratio || overdue);
+        if !(wanted || tombstones_expired) {
             return Ok(report);
         }
         // Only flushed data is rewritten (the cleaned segments are synced before they
@@ -263,14 +270,26 @@ impl Partition {
             groups.push(start..stop);
             start = stop;
         }
-        let delete_retention = cfg.delete_retention_ms.min(i64::MAX as u64) as i64;
+        let rules = Rules {
+            map: &map,
+            map_end,
+            now,
+            delete_retention: cfg.delete_retention_ms.min(i64::MAX as u64) as i64,
+        };
+        let mut expiry = i64::MAX;
         for group in groups {
             self.check_not_closing()?;
             let old = &segs[group.clone()];
             let next_base = segs[group.end].base_offset();
-            let cleaned = self.clean_group(old, &map, now, delete_retention, &mut report)?;
+            let cleaned = self.clean_group(old, &rules, &mut expiry, &mut report)?;
             self.swap_in(old, next_base, &cleaned, &mut report)?;
         }
+        // A pass that reached the uncleanable section rewrote every tombstone there is:
+        // `expiry` is exact. A partial one keeps the earlier expiry too.
+        if map_end < uncleanable {
+            expiry = expiry.min(inner.tombstone_expiry.load(Ordering::Acquire));
+        }
+        inner.tombstone_expiry.store(expiry, Ordering::Release);
         report.cleaned = true;
         report.first_dirty_offset = map_end;
         inner
@@ -290,12 +309,13 @@ impl Partition {
 
     /// Writes the cleaned contents of the segments `old` to `<base>.log.cleaned` (synced)
     /// and returns its path.
+    /// `expiry` is lowered to the delete horizon of every written batch that keeps a
+    /// tombstone.
     fn clean_group(
         &self,
         old: &[Arc<Segment>],
-        map: &KeyMap,
-        now: i64,
-        delete_retention: i64,
+        rules: &Rules<'_>,
+        expiry: &mut i64,
         report: &mut CompactionReport,
     ) -> Result<std::path::PathBuf> {
         let dir = &self.inner.dir;
@@ -322,9 +342,17 @@ impl Partition {
                 let mut failed = Ok(());
                 let mut decisions = Vec::new();
                 seg.for_each_batch(seg.base_offset(), |b| {
-                    match filter_batch(b, map, now, delete_retention, &mut decisions) {
-                        Ok((bytes, kept, removed)) => {
+                    match filter_batch(b, rules, &mut decisions) {
+                        Ok(Filtered {
+                            bytes,
+                            kept,
+                            removed,
+                            tombstone_horizon,
+                        }) => {
                             report.records_removed += removed as u64;
+                            if let Some(h) = tombstone_horizon {
+                                *expiry = (*expiry).min(h);
+                            }
                             if let Some((prev, n)) = pending.replace((bytes, kept)) {
                                 if n > 0 {
                                     if let Err(e) = write(&mut out, &prev) {
@@ -418,21 +446,39 @@ impl Partition {
     }
 }
 
-/// A batch with the records compaction keeps: `(bytes, kept, removed)`. A record goes
-/// when it has no key, when the map holds a later offset for its key, or when it is a
-/// tombstone whose batch's delete horizon has passed. A batch whose kept records include
-/// a tombstone and that has no delete horizon yet gets one (`now + delete_retention`).
-/// A batch that keeps everything and needs no horizon is copied unchanged. `decisions`
-/// is scratch space reused across batches.
-fn filter_batch(
-    b: &Batch<'_>,
-    map: &KeyMap,
+/// What decides which records a pass keeps.
+struct Rules<'a> {
+    /// Each key's latest offset in `[first dirty offset, map_end)`.
+    map: &'a KeyMap,
+    /// Where the map ends: records at or past it were not looked at for this pass.
+    map_end: u64,
     now: i64,
     delete_retention: i64,
+}
+
+/// A batch as compaction rewrites it.
+struct Filtered {
+    bytes: Vec<u8>,
+    kept: usize,
+    removed: usize,
+    /// The batch's delete horizon when it keeps a tombstone.
+    tombstone_horizon: Option<i64>,
+}
+
+/// A batch with the records compaction keeps. A record goes when it has no key, when the
+/// map holds a later offset for its key, or when it is a tombstone whose batch's delete
+/// horizon has passed and that lies below the map's end (past it, an older value of its
+/// key may still be in the log, which only a pass whose map covers the tombstone removes).
+/// A batch whose kept records include a tombstone and that has no delete horizon yet gets
+/// one (`now + delete_retention`). A batch that keeps everything and needs no horizon is
+/// copied unchanged. `decisions` is scratch space reused across batches.
+fn filter_batch(
+    b: &Batch<'_>,
+    rules: &Rules<'_>,
     decisions: &mut Vec<bool>,
-) -> std::result::Result<(Vec<u8>, usize, usize), crate::record::DecodeError> {
+) -> std::result::Result<Filtered, crate::record::DecodeError> {
     let horizon = b.header().delete_horizon();
-    let horizon_passed = horizon.is_some_and(|h| now >= h);
+    let horizon_passed = horizon.is_some_and(|h| rules.now >= h);
     decisions.clear();
     let mut tombstones_kept = false;
     for r in b.records() {
@@ -440,18 +486,24 @@ fn filter_batch(
         let keep = match r.key() {
             None => false,
             Some(key) => {
-                map.latest.get(key).is_none_or(|&o| o <= r.offset())
-                    && !(r.is_tombstone() && horizon_passed)
+                rules.map.latest.get(key).is_none_or(|&o| o <= r.offset())
+                    && !(r.is_tombstone() && horizon_passed && r.offset() < rules.map_end)
             }
         };
         tombstones_kept |= keep && r.is_tombstone();
         decisions.push(keep);
     }
     let total = decisions.len();
-    let new_horizon =
-        (tombstones_kept && horizon.is_none()).then(|| now.saturating_add(delete_retention));
+    let new_horizon = (tombstones_kept && horizon.is_none())
+        .then(|| rules.now.saturating_add(rules.delete_retention));
+    let tombstone_horizon = tombstones_kept.then(|| new_horizon.or(horizon)).flatten();
     if new_horizon.is_none() && decisions.iter().all(|&k| k) {
-        return Ok((b.as_bytes().to_vec(), total, 0));
+        return Ok(Filtered {
+            bytes: b.as_bytes().to_vec(),
+            kept: total,
+            removed: 0,
+            tombstone_horizon,
+        });
     }
     let mut i = 0;
     let (bytes, kept) = b.filtered(
@@ -461,5 +513,10 @@ fn filter_batch(
         },
         new_horizon,
     )?;
-    Ok((bytes, kept, total - kept))
+    Ok(Filtered {
+        bytes,
+        kept,
+        removed: total - kept,
+        tombstone_horizon,
+    })
 }

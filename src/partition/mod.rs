@@ -126,6 +126,10 @@ struct Inner {
     first_dirty: AtomicU64,
     /// Memory for compaction's key map.
     cleaner_buffer_bytes: usize,
+    /// Compaction: the earliest delete horizon of a tombstone it kept (`i64::MAX`: none
+    /// known). Once passed, a pass runs even with nothing dirty. Not persisted: after a
+    /// reopen, such tombstones go with the next pass that new data triggers.
+    tombstone_expiry: std::sync::atomic::AtomicI64,
 }
 
 #[derive(Debug)]
@@ -299,6 +303,7 @@ impl Partition {
                 maintenance: Mutex::new(()),
                 first_dirty: AtomicU64::new(state.first_dirty.unwrap_or(0).max(log_start)),
                 cleaner_buffer_bytes: state.cleaner_buffer_bytes,
+                tombstone_expiry: std::sync::atomic::AtomicI64::new(i64::MAX),
             }),
         };
         if fresh {
@@ -600,6 +605,12 @@ impl Partition {
             let mut checkpoints = inner.checkpoints.lock();
             inner.durable_offset.fetch_min(offset, Ordering::AcqRel);
             self.poison_on_io(checkpoints.lower_recovery_point(&inner.key, offset))?;
+            // What is appended at `offset` next is dirty: compaction must see it again
+            // (Kafka lowers the cleaner checkpoint on truncation too).
+            if inner.first_dirty.load(Ordering::Acquire) > offset {
+                self.poison_on_io(checkpoints.set_first_dirty(&inner.key, offset))?;
+                inner.first_dirty.store(offset, Ordering::Release);
+            }
         }
         let _exclusive = inner.truncation.write();
         let mut segs = inner.segments.write();

@@ -372,7 +372,9 @@ impl Batch<'_> {
     /// Returns the new batch and the number of records kept.
     ///
     /// # Errors
-    /// A record-level [`DecodeError`] (including compressed batches).
+    /// A record-level [`DecodeError`] (including compressed batches), and
+    /// `BadField("timestampDelta")` when a record's timestamp is too far from the horizon
+    /// for a 64-bit delta.
     pub fn filtered(
         &self,
         mut keep: impl FnMut(&RecordView<'_>) -> bool,
@@ -392,7 +394,17 @@ impl Batch<'_> {
                 let raw = &self.bytes[start..end];
                 match delete_horizon {
                     None => out.extend_from_slice(raw),
-                    Some(horizon) => rebase_record(&mut out, raw, r.timestamp() - horizon)?,
+                    Some(horizon) => {
+                        let delta =
+                            r.timestamp()
+                                .checked_sub(horizon)
+                                .ok_or(DecodeError::BadField {
+                                    field: "timestampDelta",
+                                    position: start,
+                                    value: r.timestamp(),
+                                })?;
+                        rebase_record(&mut out, raw, delta)?
+                    }
                 }
             }
             start = end;

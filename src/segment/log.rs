@@ -234,7 +234,11 @@ impl LogFile {
                     }
                 }
                 let parsed = Batch::parse(&buf[at..]);
-                let batch = match if records { parsed.and_then(check_records) } else { parsed } {
+                let batch = match if records {
+                    parsed.and_then(check_records)
+                } else {
+                    parsed
+                } {
                     Ok(b) => b,
                     Err(e) => return bad(e),
                 };

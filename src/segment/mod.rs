@@ -1093,7 +1093,9 @@ impl Segment {
         let Some((pos, _)) = self.locate(from_offset, end)? else {
             return Ok(());
         };
-        let walk = self.log.walk_batches_checking(pos, end, false, |_, b| f(b))?;
+        let walk = self
+            .log
+            .walk_batches_checking(pos, end, false, |_, b| f(b))?;
         match walk.error {
             Some((p, e)) => Err(Error::corrupt(self.log.path(), p, e)),
             None => Ok(()),
