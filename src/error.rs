@@ -140,6 +140,15 @@ pub enum Error {
         /// The topic's limit.
         max_skew_ms: u64,
     },
+    /// A consumer group has no committed offset for a partition and its reset policy is
+    /// `OffsetReset::None`.
+    #[error("group {group} has no committed offset for {partition} (reset policy None)")]
+    NoCommittedOffset {
+        /// The group.
+        group: String,
+        /// `<topic>-<partition>`.
+        partition: String,
+    },
     /// The partition, topic or store was closed or deleted.
     #[error("{0} is closed")]
     Closed(String),

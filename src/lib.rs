@@ -59,9 +59,11 @@
 
 mod checkpoint;
 mod config;
+mod consumer;
 mod error;
 mod fs;
 mod mmap;
+mod notify;
 mod partition;
 pub mod record;
 pub mod segment;
@@ -73,6 +75,9 @@ pub use checkpoint::{CLEANER_FILE, CLEAN_SHUTDOWN_FILE, LOG_START_FILE, RECOVERY
 pub use config::{
     CleanupPolicy, Clock, FlushPolicy, StoreConfig, SystemClock, TimestampType, TopicConfig,
     MAX_PARTITIONS,
+};
+pub use consumer::{
+    Assignor, Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, PartitionLag, OFFSETS_TOPIC,
 };
 pub use error::{Error, Result};
 #[cfg(feature = "fault-injection")]

@@ -13,8 +13,10 @@ use crate::checkpoint::{
     RECOVERY_POINT_FILE,
 };
 use crate::config::{FlushPolicy, StoreConfig, TopicConfig};
+use crate::consumer::{Consumer, ConsumerConfig, Coordinator, PartitionLag, OFFSETS_TOPIC};
 use crate::error::{Error, Result};
 use crate::fs::DirLock;
+use crate::notify::Notify;
 use crate::partition::{OpenState, Partition};
 use crate::record::crc32c;
 use crate::topic::{validate_topic_name, Topic};
@@ -49,6 +51,7 @@ pub struct Store {
     flusher: Option<Flusher>,
     maintainer: Option<Maintainer>,
     last_maintenance: Arc<parking_lot::Mutex<Option<MaintenanceReport>>>,
+    groups: Arc<Coordinator>,
     closed: bool,
     _lock: DirLock,
 }
@@ -280,6 +283,7 @@ impl Store {
             flusher: Some(flusher),
             maintainer,
             last_maintenance,
+            groups: Arc::new(Coordinator::default()),
             closed: false,
             _lock: lock,
         })
@@ -410,6 +414,121 @@ impl Store {
         self.last_maintenance.lock().clone()
     }
 
+    /// A consumer of every partition of `topic`, on its own (no group): positions start
+    /// per `config.reset` and are not committed.
+    ///
+    /// ```
+    /// # fn main() -> seglog::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use std::time::Duration;
+    /// use seglog::{ConsumerConfig, OffsetReset, Record, Store, TopicConfig};
+    /// let store = Store::open(dir.path())?;
+    /// let topic = store.create_topic("events", TopicConfig::default())?;
+    /// let mut consumer =
+    ///     store.consumer("events", ConsumerConfig::default().reset(OffsetReset::Earliest))?;
+    /// topic.send(Record::new("hello"))?;
+    /// let records = consumer.poll(100, Duration::from_secs(1))?;
+    /// assert_eq!(records[0].value.as_deref(), Some(&b"hello"[..]));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::UnknownTopic`].
+    pub fn consumer(&self, topic: &str, config: ConsumerConfig) -> Result<Consumer> {
+        let topic = self.topic(topic)?;
+        let all = (0..topic.partition_count()).collect();
+        Ok(Consumer::standalone(topic, all, config))
+    }
+
+    /// A consumer of some partitions of `topic`, on its own (Kafka's `assign`).
+    ///
+    /// # Errors
+    /// [`Error::UnknownTopic`], [`Error::UnknownPartition`].
+    pub fn consumer_of(
+        &self,
+        topic: &str,
+        partitions: &[u32],
+        config: ConsumerConfig,
+    ) -> Result<Consumer> {
+        let topic = self.topic(topic)?;
+        for &p in partitions {
+            topic.partition(p)?;
+        }
+        Ok(Consumer::standalone(topic, partitions.to_vec(), config))
+    }
+
+    /// Joins the consumer group `group` on `topic`: the group's members (in this store)
+    /// share the topic's partitions, each partition owned by one member and reassigned
+    /// when a member joins or leaves (dropping or closing its [`Consumer`]); each record
+    /// goes to one member. A partition starts at the group's committed offset (kept in
+    /// the internal topic [`OFFSETS_TOPIC`], created on first use), else per
+    /// `config.reset`; a partition that moves continues where its last owner stopped.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTopic`]; errors opening or reading the offsets topic.
+    pub fn join_group(&self, group: &str, topic: &str, config: ConsumerConfig) -> Result<Consumer> {
+        let topic = self.topic(topic)?;
+        drop(self.groups.committed(|| self.offsets_topic())?);
+        let g = self.groups.group(group, &topic, config.assignor);
+        Ok(Consumer::member(
+            topic,
+            g,
+            Arc::clone(&self.groups),
+            self.config.clock.clone(),
+            config,
+        ))
+    }
+
+    /// The offsets `group` committed on `topic`, by partition.
+    ///
+    /// # Errors
+    /// Errors opening or reading the offsets topic.
+    pub fn committed_offsets(&self, group: &str, topic: &str) -> Result<BTreeMap<u32, u64>> {
+        let committed = self.groups.committed(|| self.offsets_topic())?;
+        Ok(crate::consumer::committed_of(&committed, group, topic))
+    }
+
+    /// The lag of `group` on every partition of `topic`: log end offset minus the
+    /// committed offset.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTopic`]; errors reading the offsets topic.
+    pub fn group_lag(&self, group: &str, topic: &str) -> Result<Vec<PartitionLag>> {
+        let t = self.topic(topic)?;
+        let committed = self.committed_offsets(group, topic)?;
+        Ok(t.partitions()
+            .iter()
+            .map(|p| {
+                let c = committed.get(&p.number()).copied();
+                let end = p.log_end_offset();
+                PartitionLag {
+                    partition: p.number(),
+                    log_end_offset: end,
+                    committed: c,
+                    lag: end.saturating_sub(c.unwrap_or(p.log_start_offset())),
+                }
+            })
+            .collect())
+    }
+
+    /// The offsets topic, created (compacted, one partition) when missing.
+    fn offsets_topic(&self) -> Result<Topic> {
+        match self.topic(OFFSETS_TOPIC) {
+            Ok(t) => Ok(t),
+            Err(Error::UnknownTopic(_)) => {
+                let config = TopicConfig::default()
+                    .cleanup_policy(crate::CleanupPolicy::Compact)
+                    .segment_bytes(100 << 20)
+                    .retention_ms(None);
+                match self.create_topic(OFFSETS_TOPIC, config) {
+                    Err(Error::TopicExists(_)) => self.topic(OFFSETS_TOPIC),
+                    r => r,
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// True when the last shutdown was clean (the marker written by [`Store::close`] was
     /// there at open): nothing was recovered.
     pub fn opened_clean(&self) -> bool {
@@ -524,6 +643,7 @@ fn open_topic(
     found: &Found,
     checkpoints: &Arc<Checkpoints>,
 ) -> Result<Topic> {
+    let notify = Arc::new(Notify::default());
     let partitions = (0..cfg.partitions)
         .map(|p| {
             let key = (name.to_string(), p);
@@ -535,10 +655,11 @@ fn open_topic(
                 store.clock.clone(),
                 found.state(&key),
                 Arc::clone(checkpoints),
+                Arc::clone(&notify),
             )
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(Topic::new(name.to_string(), cfg, partitions))
+    Ok(Topic::new(name.to_string(), cfg, partitions, notify))
 }
 
 /// Writes both checkpoint files from the partitions' durable offsets (recovery points)

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::config::TopicConfig;
 use crate::error::{Error, Result};
+use crate::notify::Notify;
 use crate::partition::{AppendInfo, Partition};
 use crate::record::Record;
 
@@ -25,6 +26,7 @@ struct Inner {
     config: TopicConfig,
     partitions: Vec<Partition>,
     round_robin: AtomicU32,
+    notify: Arc<Notify>,
 }
 
 /// A named set of partitions. Cheap to clone (a handle).
@@ -74,15 +76,26 @@ pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
 }
 
 impl Topic {
-    pub(crate) fn new(name: String, config: TopicConfig, partitions: Vec<Partition>) -> Topic {
+    pub(crate) fn new(
+        name: String,
+        config: TopicConfig,
+        partitions: Vec<Partition>,
+        notify: Arc<Notify>,
+    ) -> Topic {
         Topic {
             inner: Arc::new(Inner {
                 name,
                 config,
                 partitions,
                 round_robin: AtomicU32::new(0),
+                notify,
             }),
         }
+    }
+
+    /// Notified on every append and flush of any partition (for waiting consumers).
+    pub(crate) fn notify(&self) -> &Notify {
+        &self.inner.notify
     }
 
     /// The topic's name.

@@ -23,6 +23,7 @@ pub use retention::RetentionReport;
 use crate::checkpoint::Checkpoints;
 use crate::config::{Clock, FlushPolicy, TimestampType, TopicConfig};
 use crate::error::{Error, Result};
+use crate::notify::Notify;
 use crate::record::{encode_batch, BatchIter, BatchSpec, Record, TIMESTAMP_TYPE_BIT};
 use crate::segment::{parse_log_name, Recovered, Segment, SegmentOptions};
 
@@ -130,6 +131,8 @@ struct Inner {
     /// known). Once passed, a pass runs even with nothing dirty. Not persisted: after a
     /// reopen, such tombstones go with the next pass that new data triggers.
     tombstone_expiry: std::sync::atomic::AtomicI64,
+    /// The topic's wake-up for waiting readers: appends and flushes notify it.
+    notify: Arc<Notify>,
 }
 
 #[derive(Debug)]
@@ -155,6 +158,7 @@ impl Partition {
     /// holding offsets at or past the recovery point is recovered (see
     /// [`Segment::recover`]); after a segment cut at a torn batch, later segments are
     /// deleted, since nothing in them was flushed.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn open(
         dir: PathBuf,
         key: (String, u32),
@@ -163,6 +167,7 @@ impl Partition {
         clock: Arc<dyn Clock>,
         state: OpenState,
         checkpoints: Arc<Checkpoints>,
+        notify: Arc<Notify>,
     ) -> Result<Partition> {
         let created = !dir.exists();
         if created {
@@ -304,6 +309,7 @@ impl Partition {
                 first_dirty: AtomicU64::new(state.first_dirty.unwrap_or(0).max(log_start)),
                 cleaner_buffer_bytes: state.cleaner_buffer_bytes,
                 tombstone_expiry: std::sync::atomic::AtomicI64::new(i64::MAX),
+                notify,
             }),
         };
         if fresh {
@@ -315,6 +321,11 @@ impl Partition {
     /// `<topic>-<partition>`.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// The partition's number in its topic.
+    pub fn number(&self) -> u32 {
+        self.inner.key.1
     }
 
     /// The partition's directory.
@@ -436,6 +447,7 @@ impl Partition {
             inner
                 .log_end_offset
                 .store(header.next_offset(), Ordering::Release);
+            inner.notify.notify();
             Ok(AppendInfo {
                 base_offset: base,
                 last_offset: header.last_offset(),
@@ -500,8 +512,40 @@ impl Partition {
     /// [`Error::OffsetOutOfRange`] below the log start or past the log end offset;
     /// [`Error::Corrupt`] when a batch fails its CRC; I/O errors.
     pub fn read(&self, offset: u64, max_bytes: usize) -> Result<Fetch> {
+        self.read_below(offset, max_bytes, Partition::log_end_offset)
+    }
+
+    /// As [`Partition::read`], but returns only durable batches: those below
+    /// [`Partition::durable_offset`] (flushed, so they survive a crash). `offset` may lie
+    /// up to the log end offset; past the durable offset the fetch is empty.
+    ///
+    /// # Errors
+    /// As [`Partition::read`].
+    pub fn read_durable(&self, offset: u64, max_bytes: usize) -> Result<Fetch> {
+        self.read_below(offset, max_bytes, Partition::durable_offset)
+    }
+
+    /// Reads like `read`, with the end of what is visible given by `end` (the log end
+    /// offset, or the durable offset, loaded once).
+    fn read_below(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        end: fn(&Partition) -> u64,
+    ) -> Result<Fetch> {
         let _no_truncation = self.inner.truncation.read();
-        let end = self.log_end_offset();
+        let log_end = self.log_end_offset();
+        if offset > log_end {
+            return Err(self.out_of_range(offset));
+        }
+        let end = end(self).min(log_end);
+        if offset > end {
+            return Ok(Fetch {
+                buf: Vec::new(),
+                offset,
+                next_offset: offset,
+            });
+        }
         if offset < self.log_start_offset() || offset > end {
             return Err(self.out_of_range(offset));
         }
@@ -709,6 +753,7 @@ impl Partition {
         sync.flushes += 1;
         sync.last = std::time::Instant::now();
         inner.durable_offset.fetch_max(end, Ordering::AcqRel);
+        inner.notify.notify();
         Ok(())
     }
 

@@ -1,0 +1,573 @@
+//! Consumers: tailing reads over a topic's partitions, seeking, Kafka's offset reset
+//! policy, and consumer groups with durable committed offsets.
+//!
+//! A [`Consumer`] made by [`Store::consumer`](crate::Store::consumer) reads partitions
+//! on its own; one made by [`Store::join_group`](crate::Store::join_group) is a member of
+//! a named group: the group's members share the topic's partitions (each partition has one
+//! owner, reassigned whenever a member joins or leaves), and commit their positions to the
+//! internal topic `__consumer_offsets`, from which a restarted group resumes.
+
+mod group;
+mod offsets;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub(crate) use group::{committed_of, Coordinator};
+pub use offsets::OFFSETS_TOPIC;
+
+use crate::config::Clock;
+use crate::error::{Error, Result};
+use crate::partition::{Fetch, Partition};
+use crate::record::Header;
+use crate::topic::Topic;
+use group::Group;
+
+/// Where a consumer starts, or goes on, when it has no valid position: no committed
+/// offset yet, or its position left the log (retention deleted it, or a truncation
+/// removed it). Kafka's `auto.offset.reset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OffsetReset {
+    /// The log start offset: everything still held.
+    Earliest,
+    /// The log end offset: only what is appended from now on (Kafka's default).
+    #[default]
+    Latest,
+    /// No reset: `poll` fails with [`Error::OffsetOutOfRange`] (or
+    /// [`Error::NoCommittedOffset`] when a group has no committed offset).
+    None,
+}
+
+/// How a group's partitions are spread over its members (Kafka's assignors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Assignor {
+    /// Contiguous ranges of partitions, in join order; the first members get one more
+    /// when the count does not divide (Kafka's `RangeAssignor`, its default).
+    #[default]
+    Range,
+    /// Partition `p` goes to member `p % members` (Kafka's `RoundRobinAssignor`).
+    RoundRobin,
+}
+
+/// Consumer settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerConfig {
+    /// What to do without a valid position. Default [`OffsetReset::Latest`].
+    pub reset: OffsetReset,
+    /// For group members: commit the positions of the records returned so far every
+    /// this often, from `poll`, and when leaving the group (Kafka's
+    /// `enable.auto.commit` with `auto.commit.interval.ms`, default 5 s). `None`: only
+    /// [`Consumer::commit`] commits.
+    pub auto_commit: Option<Duration>,
+    /// Read only durable (flushed) records, which survive a crash
+    /// ([`Partition::read_durable`]). Default false: everything appended.
+    pub durable_reads: bool,
+    /// Bytes read from one partition at a time (Kafka's `max.partition.fetch.bytes`,
+    /// default 1 MiB; a larger batch is still read whole).
+    pub fetch_bytes: usize,
+    /// How a group's partitions are assigned. Default [`Assignor::Range`]; every member
+    /// of a group should use the same (the first member's is kept).
+    pub assignor: Assignor,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            reset: OffsetReset::Latest,
+            auto_commit: Some(Duration::from_secs(5)),
+            durable_reads: false,
+            fetch_bytes: 1 << 20,
+            assignor: Assignor::Range,
+        }
+    }
+}
+
+impl ConsumerConfig {
+    /// Sets `reset`.
+    pub fn reset(mut self, reset: OffsetReset) -> Self {
+        self.reset = reset;
+        self
+    }
+    /// Sets `auto_commit`.
+    pub fn auto_commit(mut self, every: Option<Duration>) -> Self {
+        self.auto_commit = every;
+        self
+    }
+    /// Sets `durable_reads`.
+    pub fn durable_reads(mut self, on: bool) -> Self {
+        self.durable_reads = on;
+        self
+    }
+    /// Sets `fetch_bytes`.
+    pub fn fetch_bytes(mut self, bytes: usize) -> Self {
+        self.fetch_bytes = bytes;
+        self
+    }
+    /// Sets `assignor`.
+    pub fn assignor(mut self, assignor: Assignor) -> Self {
+        self.assignor = assignor;
+        self
+    }
+}
+
+/// A record as a consumer receives it: owned, with its partition and offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    /// The partition it was read from.
+    pub partition: u32,
+    /// Its offset in that partition.
+    pub offset: u64,
+    /// Its timestamp (milliseconds since the Unix epoch).
+    pub timestamp: i64,
+    /// Its key, if any.
+    pub key: Option<Vec<u8>>,
+    /// Its value; `None` for a tombstone.
+    pub value: Option<Vec<u8>>,
+    /// Its headers.
+    pub headers: Vec<Header>,
+}
+
+/// A group's lag on one partition (see [`Store::group_lag`](crate::Store::group_lag)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionLag {
+    /// The partition.
+    pub partition: u32,
+    /// Its log end offset.
+    pub log_end_offset: u64,
+    /// The group's committed offset, if it committed one.
+    pub committed: Option<u64>,
+    /// `log_end_offset - committed` (from the log start offset when nothing is committed).
+    pub lag: u64,
+}
+
+/// What the consumer reads and where it stands.
+#[derive(Debug)]
+enum Mode {
+    /// Its own partitions and positions.
+    Standalone {
+        partitions: Vec<u32>,
+        positions: BTreeMap<u32, u64>,
+    },
+    /// A member of a group: partitions and positions are the group's.
+    Member {
+        group: Arc<Group>,
+        id: u64,
+        coordinator: Arc<Coordinator>,
+        clock: Arc<dyn Clock>,
+    },
+}
+
+/// Reads records from a topic's partitions, blocking in [`Consumer::poll`] until some are
+/// appended. Not `Sync` (one thread polls); make one consumer per thread.
+#[derive(Debug)]
+pub struct Consumer {
+    topic: Topic,
+    config: ConsumerConfig,
+    mode: Mode,
+    /// Where the next poll starts among the assigned partitions (fairness).
+    next_partition: usize,
+    last_commit: Instant,
+    /// Positions reached by the records returned so far, not yet committed (members).
+    dirty: bool,
+}
+
+impl Consumer {
+    pub(crate) fn standalone(topic: Topic, partitions: Vec<u32>, config: ConsumerConfig) -> Self {
+        Consumer {
+            topic,
+            config,
+            mode: Mode::Standalone {
+                partitions,
+                positions: BTreeMap::new(),
+            },
+            next_partition: 0,
+            last_commit: Instant::now(),
+            dirty: false,
+        }
+    }
+
+    pub(crate) fn member(
+        topic: Topic,
+        group: Arc<Group>,
+        coordinator: Arc<Coordinator>,
+        clock: Arc<dyn Clock>,
+        config: ConsumerConfig,
+    ) -> Self {
+        let id = coordinator.member_id();
+        group.join(id);
+        Consumer {
+            topic,
+            config,
+            mode: Mode::Member {
+                group,
+                id,
+                coordinator,
+                clock,
+            },
+            next_partition: 0,
+            last_commit: Instant::now(),
+            dirty: false,
+        }
+    }
+
+    /// The topic read.
+    pub fn topic(&self) -> &Topic {
+        &self.topic
+    }
+
+    /// The group's name, for a group member.
+    pub fn group(&self) -> Option<&str> {
+        match &self.mode {
+            Mode::Member { group, .. } => Some(&group.name),
+            Mode::Standalone { .. } => None,
+        }
+    }
+
+    /// The partitions this consumer reads now (a member's change when others join or
+    /// leave its group).
+    pub fn assignment(&self) -> Vec<u32> {
+        match &self.mode {
+            Mode::Standalone { partitions, .. } => partitions.clone(),
+            Mode::Member { group, id, .. } => Group::assigned(&group.state.read(), *id),
+        }
+    }
+
+    /// Returns up to `max_records` records as soon as any are available in the assigned
+    /// partitions, waiting up to `timeout` for an append (no busy waiting: appends wake
+    /// the consumer). An empty result means the timeout passed. Records of one partition
+    /// come in offset order. A group member with auto-commit commits here when due.
+    ///
+    /// # Errors
+    /// [`Error::OffsetOutOfRange`] / [`Error::NoCommittedOffset`] when a position is
+    /// invalid and the reset policy is [`OffsetReset::None`]; read errors
+    /// ([`Error::Corrupt`], I/O); commit errors.
+    pub fn poll(&mut self, max_records: usize, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        let deadline = Instant::now() + timeout;
+        let notify = self.topic.clone();
+        loop {
+            let seen = notify.notify().seq();
+            let records = self.fetch(max_records.max(1))?;
+            if !records.is_empty() {
+                self.dirty = true;
+                self.maybe_auto_commit()?;
+                return Ok(records);
+            }
+            self.maybe_auto_commit()?;
+            if !notify.notify().wait(seen, deadline) {
+                return Ok(Vec::new());
+            }
+        }
+    }
+
+    /// One round over the assigned partitions, starting after the one the last round
+    /// started with.
+    fn fetch(&mut self, max_records: usize) -> Result<Vec<ConsumerRecord>> {
+        let mut out = Vec::new();
+        match &mut self.mode {
+            Mode::Standalone {
+                partitions,
+                positions,
+            } => {
+                let n = partitions.len();
+                for i in 0..n {
+                    let p = partitions[(self.next_partition + i) % n];
+                    let part = self.topic.partition(p)?;
+                    let pos = positions.get(&p).copied();
+                    let start = match pos {
+                        Some(pos) => pos,
+                        None => reset_position(part, self.config.reset, None)?,
+                    };
+                    let next = read_into(part, start, &self.config, max_records, &mut out)?;
+                    positions.insert(p, next);
+                    if out.len() >= max_records {
+                        break;
+                    }
+                }
+                self.next_partition = (self.next_partition + 1) % n.max(1);
+            }
+            Mode::Member {
+                group,
+                id,
+                coordinator,
+                ..
+            } => {
+                // Held while reading: a rebalance waits, so a partition never has two
+                // readers and moves exactly at a delivered position.
+                let state = group.state.read();
+                let mine = Group::assigned(&state, *id);
+                let n = mine.len();
+                for i in 0..n {
+                    let p = mine[(self.next_partition + i) % n];
+                    let part = self.topic.partition(p)?;
+                    let mut slot = group.positions[p as usize].lock();
+                    let start = match *slot {
+                        Some(pos) => pos,
+                        None => {
+                            let committed = coordinator
+                                .loaded()?
+                                .offsets
+                                .get(&(group.name.clone(), self.topic.name().to_string(), p))
+                                .copied();
+                            match committed {
+                                Some(c)
+                                    if c >= part.log_start_offset()
+                                        && c <= part.log_end_offset() =>
+                                {
+                                    c
+                                }
+                                Some(c) => reset_position(part, self.config.reset, Some(c))?,
+                                None if self.config.reset == OffsetReset::None => {
+                                    return Err(Error::NoCommittedOffset {
+                                        group: group.name.clone(),
+                                        partition: part.name().to_string(),
+                                    })
+                                }
+                                None => reset_position(part, self.config.reset, None)?,
+                            }
+                        }
+                    };
+                    let next = read_into(part, start, &self.config, max_records, &mut out)?;
+                    *slot = Some(next);
+                    if out.len() >= max_records {
+                        break;
+                    }
+                }
+                self.next_partition = (self.next_partition + 1) % n.max(1);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The next offset this consumer will read from `partition`, if it has one yet.
+    pub fn position(&self, partition: u32) -> Option<u64> {
+        match &self.mode {
+            Mode::Standalone { positions, .. } => positions.get(&partition).copied(),
+            Mode::Member { group, .. } => group
+                .positions
+                .get(partition as usize)
+                .and_then(|p| *p.lock()),
+        }
+    }
+
+    /// Moves the position of `partition` to `offset` (the next record read is the first
+    /// at or after it).
+    ///
+    /// # Errors
+    /// [`Error::UnknownPartition`]; [`Error::InvalidConfig`] when a group member seeks a
+    /// partition it does not own.
+    pub fn seek(&mut self, partition: u32, offset: u64) -> Result<()> {
+        self.topic.partition(partition)?;
+        match &mut self.mode {
+            Mode::Standalone { positions, .. } => {
+                positions.insert(partition, offset);
+            }
+            Mode::Member { group, id, .. } => {
+                let state = group.state.read();
+                if state.owner.get(partition as usize).copied().flatten() != Some(*id) {
+                    return Err(Error::config(
+                        "seek partition",
+                        partition,
+                        "a partition assigned to this member",
+                    ));
+                }
+                *group.positions[partition as usize].lock() = Some(offset);
+            }
+        }
+        Ok(())
+    }
+
+    /// Seeks every assigned partition to its log start offset.
+    ///
+    /// # Errors
+    /// As [`Consumer::seek`].
+    pub fn seek_to_beginning(&mut self) -> Result<()> {
+        self.seek_each(|p| Ok(p.log_start_offset()))
+    }
+
+    /// Seeks every assigned partition to its log end offset (only new records follow).
+    ///
+    /// # Errors
+    /// As [`Consumer::seek`].
+    pub fn seek_to_end(&mut self) -> Result<()> {
+        self.seek_each(|p| Ok(p.log_end_offset()))
+    }
+
+    /// Seeks every assigned partition to its first record with a timestamp at or after
+    /// `timestamp` (via the time index), or to its log end offset when there is none.
+    ///
+    /// # Errors
+    /// As [`Consumer::seek`], and [`Partition::offset_for_timestamp`]'s.
+    pub fn seek_to_timestamp(&mut self, timestamp: i64) -> Result<()> {
+        self.seek_each(|p| {
+            Ok(p.offset_for_timestamp(timestamp)?
+                .map_or(p.log_end_offset(), |t| t.offset))
+        })
+    }
+
+    fn seek_each(&mut self, to: impl Fn(&Partition) -> Result<u64>) -> Result<()> {
+        for p in self.assignment() {
+            let offset = to(self.topic.partition(p)?)?;
+            self.seek(p, offset)?;
+        }
+        Ok(())
+    }
+
+    /// Commits the positions of the records returned so far for every partition this
+    /// member owns: durable (flushed to `__consumer_offsets`) when this returns. A
+    /// restarted group resumes from them.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a consumer that is not a group member; write errors.
+    pub fn commit(&mut self) -> Result<()> {
+        let Mode::Member {
+            group,
+            id,
+            coordinator,
+            clock,
+        } = &self.mode
+        else {
+            return Err(Error::config(
+                "commit",
+                "standalone consumer",
+                "a group member (Store::join_group)",
+            ));
+        };
+        let positions: Vec<(u32, u64)> = {
+            let state = group.state.read();
+            Group::assigned(&state, *id)
+                .into_iter()
+                .filter_map(|p| group.positions[p as usize].lock().map(|o| (p, o)))
+                .collect()
+        };
+        let now = clock.now_ms();
+        let mut committed = coordinator.loaded()?;
+        group::commit(
+            &mut committed,
+            &group.name,
+            self.topic.name(),
+            &positions,
+            now,
+        )?;
+        drop(committed);
+        self.dirty = false;
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+
+    fn maybe_auto_commit(&mut self) -> Result<()> {
+        match self.config.auto_commit {
+            Some(every) if self.dirty && self.last_commit.elapsed() >= every => self.commit(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Leaves the group (for a member), committing first when auto-commit is on.
+    /// Dropping the consumer does the same but cannot report a failed commit.
+    ///
+    /// # Errors
+    /// The commit's.
+    pub fn close(mut self) -> Result<()> {
+        let r = self.leave();
+        std::mem::forget(self);
+        r
+    }
+
+    fn leave(&mut self) -> Result<()> {
+        let result = if self.config.auto_commit.is_some() && self.dirty {
+            self.commit()
+        } else {
+            Ok(())
+        };
+        if let Mode::Member { group, id, .. } = &self.mode {
+            group.leave(*id);
+        }
+        result
+    }
+
+    /// For each assigned partition: log end offset minus this consumer's position.
+    pub fn lag(&self) -> Vec<(u32, u64)> {
+        self.assignment()
+            .into_iter()
+            .filter_map(|p| {
+                let part = self.topic.partition(p).ok()?;
+                let pos = self.position(p).unwrap_or(part.log_start_offset());
+                Some((p, part.log_end_offset().saturating_sub(pos)))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        let _ = self.leave();
+    }
+}
+
+/// Where a consumer without a valid position goes, per `reset`.
+fn reset_position(part: &Partition, reset: OffsetReset, invalid: Option<u64>) -> Result<u64> {
+    match reset {
+        OffsetReset::Earliest => Ok(part.log_start_offset()),
+        OffsetReset::Latest => Ok(part.log_end_offset()),
+        OffsetReset::None => Err(Error::OffsetOutOfRange {
+            partition: part.name().to_string(),
+            offset: invalid.unwrap_or(0),
+            log_start: part.log_start_offset(),
+            log_end: part.log_end_offset(),
+        }),
+    }
+}
+
+/// Reads from `start` and appends up to `max - out.len()` records to `out`; returns the
+/// next position. A position outside the log is reset per the consumer's policy.
+fn read_into(
+    part: &Partition,
+    start: u64,
+    config: &ConsumerConfig,
+    max: usize,
+    out: &mut Vec<ConsumerRecord>,
+) -> Result<u64> {
+    let read = |at: u64| -> Result<Fetch> {
+        if config.durable_reads {
+            part.read_durable(at, config.fetch_bytes)
+        } else {
+            part.read(at, config.fetch_bytes)
+        }
+    };
+    let (start, fetch) = match read(start) {
+        Ok(f) => (start, f),
+        Err(Error::OffsetOutOfRange { .. }) => {
+            let at = reset_position(part, config.reset, Some(start))?;
+            (at, read(at)?)
+        }
+        Err(e) => return Err(e),
+    };
+    let partition = part.number();
+    let mut next = start;
+    for r in fetch.records() {
+        if r.offset() < start {
+            continue;
+        }
+        if out.len() >= max {
+            return Ok(next);
+        }
+        out.push(ConsumerRecord {
+            partition,
+            offset: r.offset(),
+            timestamp: r.timestamp(),
+            key: r.key().map(<[u8]>::to_vec),
+            value: r.value().map(<[u8]>::to_vec),
+            headers: r
+                .headers()
+                .iter()
+                .map(|(k, v)| Header {
+                    key: String::from_utf8_lossy(k).into_owned(),
+                    value: v.map(<[u8]>::to_vec),
+                })
+                .collect(),
+        });
+        next = r.offset() + 1;
+    }
+    // Past the batches read, including gaps and empty batches compaction left.
+    Ok(next.max(fetch.next_offset()))
+}
