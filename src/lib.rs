@@ -48,6 +48,9 @@
 //! - [`CleanupPolicy`], [`Partition::enforce_retention`], [`Partition::compact`],
 //!   [`Partition::delete_records_before`]: Kafka's retention and compaction, run by the
 //!   store's background thread ([`StoreConfig::maintenance_interval`]) or on demand.
+//! - [`Consumer`] ([`Store::consumer`], [`Store::join_group`]): tailing reads that block
+//!   until data arrives, seeking, Kafka's offset reset policies, and consumer groups with
+//!   durable committed offsets in [`OFFSETS_TOPIC`].
 //! - [`record`]: the v2 batch codec as pure functions over byte slices, for tools that
 //!   want to decode or build Kafka batches themselves.
 //! - [`Segment::open_read_only`]: open one segment file for dumping or verification.
