@@ -170,6 +170,8 @@ pub struct Consumer {
     last_commit: Instant,
     /// Positions reached by the records returned so far, not yet committed (members).
     dirty: bool,
+    /// `close` ran (dropping then does nothing more).
+    left: bool,
 }
 
 impl Consumer {
@@ -184,6 +186,7 @@ impl Consumer {
             next_partition: 0,
             last_commit: Instant::now(),
             dirty: false,
+            left: false,
         }
     }
 
@@ -208,6 +211,7 @@ impl Consumer {
             next_partition: 0,
             last_commit: Instant::now(),
             dirty: false,
+            left: false,
         }
     }
 
@@ -236,7 +240,8 @@ impl Consumer {
     /// Returns up to `max_records` records as soon as any are available in the assigned
     /// partitions, waiting up to `timeout` for an append (no busy waiting: appends wake
     /// the consumer). An empty result means the timeout passed. Records of one partition
-    /// come in offset order. A group member with auto-commit commits here when due.
+    /// come in offset order. A group member with auto-commit commits here when due: the
+    /// positions of the records earlier polls returned.
     ///
     /// # Errors
     /// [`Error::OffsetOutOfRange`] / [`Error::NoCommittedOffset`] when a position is
@@ -246,14 +251,15 @@ impl Consumer {
         let deadline = Instant::now() + timeout;
         let notify = self.topic.clone();
         loop {
+            // Before fetching: what earlier polls returned has been handled by now (as
+            // Kafka's auto-commit, which commits the previous poll's positions).
+            self.maybe_auto_commit()?;
             let seen = notify.notify().seq();
             let records = self.fetch(max_records.max(1))?;
             if !records.is_empty() {
                 self.dirty = true;
-                self.maybe_auto_commit()?;
                 return Ok(records);
             }
-            self.maybe_auto_commit()?;
             if !notify.notify().wait(seen, deadline) {
                 return Ok(Vec::new());
             }
@@ -468,12 +474,13 @@ impl Consumer {
     /// # Errors
     /// The commit's.
     pub fn close(mut self) -> Result<()> {
-        let r = self.leave();
-        std::mem::forget(self);
-        r
+        self.leave()
     }
 
     fn leave(&mut self) -> Result<()> {
+        if std::mem::replace(&mut self.left, true) {
+            return Ok(());
+        }
         let result = if self.config.auto_commit.is_some() && self.dirty {
             self.commit()
         } else {
