@@ -104,6 +104,8 @@ struct Inner {
 struct SyncState {
     /// A flush is running (its fsyncs take place without the lock).
     running: bool,
+    /// Threads waiting for the running flush to end.
+    waiting: usize,
     flushes: u64,
     last: std::time::Instant,
 }
@@ -185,6 +187,7 @@ impl Partition {
                 durable_offset: AtomicU64::new(log_start),
                 sync: Mutex::new(SyncState {
                     running: false,
+                    waiting: 0,
                     flushes: 0,
                     last: std::time::Instant::now(),
                 }),
@@ -540,7 +543,9 @@ impl Partition {
             if !sync.running {
                 break;
             }
+            sync.waiting += 1;
             inner.flushed.wait(&mut sync);
+            sync.waiting -= 1;
         }
         if let Some(cause) = inner.poisoned.get() {
             // A flush failed while this one waited: syncing again could report success for
@@ -551,7 +556,14 @@ impl Partition {
             });
         }
         sync.running = true;
+        let others = sync.waiting > 0;
         drop(sync);
+        if others {
+            // The appenders the last flush covered were just woken: letting them run first
+            // lets this flush cover their next appends too, rather than leaving them to the
+            // one after (with no waiter, as with one appending thread, nothing waits here).
+            std::thread::yield_now();
+        }
         let synced = self.poison_on_io(self.sync_pending());
         let mut sync = inner.sync.lock();
         sync.running = false;
