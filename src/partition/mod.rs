@@ -652,6 +652,8 @@ impl Partition {
 
     /// Offsets, segment count and size.
     pub fn stats(&self) -> PartitionStats {
+        // Not under the segments lock: `truncate_to` takes the sync lock before it.
+        let flushes = self.inner.sync.lock().flushes;
         let segs = self.inner.segments.read();
         PartitionStats {
             log_start_offset: self.log_start_offset(),
@@ -659,7 +661,7 @@ impl Partition {
             segments: segs.len(),
             size_bytes: segs.iter().map(|s| s.size()).sum(),
             durable_offset: self.durable_offset(),
-            flushes: self.inner.sync.lock().flushes,
+            flushes,
         }
     }
 }
