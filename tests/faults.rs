@@ -230,3 +230,64 @@ fn failed_recovery_point_write_at_truncation_poisons_and_changes_nothing() {
     p.truncate_to(50).unwrap();
     assert_eq!(p.log_end_offset(), 50);
 }
+
+/// Group commit after a failed fsync: appenders that were waiting for the failed flush
+/// (or arrive after it) get an error rather than running an fsync of their own, which
+/// could succeed for pages the failed one dropped. So no append that reported an error
+/// is ever counted durable.
+#[test]
+fn waiters_for_a_failed_flush_do_not_retry_it() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let topic = store
+        .create_topic(
+            "g",
+            config()
+                .segment_bytes(1 << 20)
+                .flush_policy(FlushPolicy::EveryAppend),
+        )
+        .unwrap();
+    let p = topic.partition(0).unwrap().clone();
+    faults::fail_nth(FaultOp::Fsync, 20, EIO);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                for i in 0..500 {
+                    let value = format!("t{t}-{i}");
+                    if let Err(e) = p.append(&[Record::new(value.clone())]) {
+                        return Some((value, e));
+                    }
+                }
+                None
+            })
+        })
+        .collect();
+    let failed: Vec<(String, Error)> = threads
+        .into_iter()
+        .filter_map(|h| h.join().unwrap())
+        .collect();
+    faults::clear();
+    assert!(
+        failed.iter().any(|(_, e)| matches!(e, Error::Io { .. })),
+        "{failed:?}"
+    );
+    let durable = p.durable_offset();
+    let mut next = 0;
+    while next < p.log_end_offset() {
+        let f = p.read(next, 1 << 20).unwrap();
+        for r in f.records() {
+            let value = r.value().unwrap();
+            if let Some((_, e)) = failed.iter().find(|(v, _)| v.as_bytes() == value) {
+                assert!(
+                    r.offset() >= durable,
+                    "offset {} counted durable (durable offset {durable}) after its append failed: {e}",
+                    r.offset()
+                );
+            }
+        }
+        next = f.next_offset();
+    }
+    assert!(matches!(store.close(), Err(Error::Poisoned { .. })));
+}

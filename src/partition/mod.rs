@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
 
 pub use compaction::CompactionReport;
 pub use fetch::Fetch;
@@ -111,8 +111,12 @@ struct Inner {
     log_end_offset: AtomicU64,
     /// Every offset below it is durable.
     durable_offset: AtomicU64,
-    /// Serializes flushes; appends do not take it, so they go on while one runs.
+    /// Serializes flushes (`SyncState::running`); appends do not take it, so they go on
+    /// while one runs. Held only briefly, never across an fsync.
     sync: Mutex<SyncState>,
+    /// Notified (with `sync`) when a flush ends: its waiters look again whether it covered
+    /// their target, and one of those it did not becomes the next flush.
+    flushed: Condvar,
     /// Set by the first failed write or fsync: from then on writes are refused (what is
     /// durable is no longer known), reads go on. Reopening recovers.
     poisoned: std::sync::OnceLock<String>,
@@ -137,6 +141,10 @@ struct Inner {
 
 #[derive(Debug)]
 struct SyncState {
+    /// A flush is running (its fsyncs take place without the lock).
+    running: bool,
+    /// Threads waiting for the running flush to end.
+    waiting: usize,
     flushes: u64,
     last: std::time::Instant,
 }
@@ -298,9 +306,12 @@ impl Partition {
                 log_end_offset: AtomicU64::new(log_end),
                 durable_offset: AtomicU64::new(durable),
                 sync: Mutex::new(SyncState {
+                    running: false,
+                    waiting: 0,
                     flushes: 0,
                     last: std::time::Instant::now(),
                 }),
+                flushed: Condvar::new(),
                 poisoned: std::sync::OnceLock::new(),
                 closed: AtomicBool::new(false),
                 closing: AtomicBool::new(false),
@@ -634,7 +645,11 @@ impl Partition {
         let inner = &*self.inner;
         let _maintenance = inner.maintenance.lock();
         // No flush may run meanwhile: it would mark offsets durable that this removes.
+        // Holding the lock keeps new ones from starting once the running one has ended.
         let mut sync = inner.sync.lock();
+        while sync.running {
+            inner.flushed.wait(&mut sync);
+        }
         let mut w = inner.writer.lock();
         self.check_open()?;
         if offset < self.log_start_offset() || offset > self.log_end_offset() {
@@ -719,11 +734,58 @@ impl Partition {
         if !force && self.durable_offset() >= target {
             return Ok(());
         }
+        // One flush runs at a time, and its fsyncs run without the lock: the others wait for
+        // it to end, then look again, since it may have covered their target (group commit).
+        // (Waiting on a lock held across the fsync instead made appends that the last fsync
+        // had covered queue behind the next one: about two appends per fsync at any thread
+        // count.)
         let mut sync = inner.sync.lock();
-        // A flush that ran while this one waited may have covered `target`.
-        if !force && self.durable_offset() >= target {
-            return Ok(());
+        loop {
+            if !force && self.durable_offset() >= target {
+                return Ok(());
+            }
+            if !sync.running {
+                break;
+            }
+            sync.waiting += 1;
+            inner.flushed.wait(&mut sync);
+            sync.waiting -= 1;
         }
+        if let Some(cause) = inner.poisoned.get() {
+            // A flush failed while this one waited: syncing again could report success for
+            // pages the failed fsync dropped.
+            return Err(Error::Poisoned {
+                partition: inner.name.clone(),
+                cause: cause.clone(),
+            });
+        }
+        sync.running = true;
+        let others = sync.waiting > 0;
+        drop(sync);
+        if others {
+            // The appenders the last flush covered were just woken: letting them run first
+            // lets this flush cover their next appends too, rather than leaving them to the
+            // one after (with no waiter, as with one appending thread, nothing waits here).
+            std::thread::yield_now();
+        }
+        let synced = self.poison_on_io(self.sync_pending());
+        let mut sync = inner.sync.lock();
+        sync.running = false;
+        if let Ok(end) = synced {
+            sync.flushes += 1;
+            sync.last = std::time::Instant::now();
+            inner.durable_offset.fetch_max(end, Ordering::AcqRel);
+            // Consumers in durable-read mode wait for this.
+            inner.notify.notify();
+        }
+        inner.flushed.notify_all();
+        synced.map(|_| ())
+    }
+
+    /// The work of one flush (see `sync_to`, which runs one at a time): syncs what was
+    /// written since the last one and returns the log end offset it covers.
+    fn sync_pending(&self) -> Result<u64> {
+        let inner = &*self.inner;
         // What to sync, taken under the writer lock briefly; the syncs run without it.
         let (end, segments, dir_dirty) = {
             let mut w = inner.writer.lock();
@@ -750,11 +812,7 @@ impl Partition {
             w.dir_dirty |= dir_dirty;
             return Err(e);
         }
-        sync.flushes += 1;
-        sync.last = std::time::Instant::now();
-        inner.durable_offset.fetch_max(end, Ordering::AcqRel);
-        inner.notify.notify();
-        Ok(())
+        Ok(end)
     }
 
     /// For the store's background flusher: flushes when appends are pending and the last
@@ -809,6 +867,8 @@ impl Partition {
 
     /// Offsets, segment count and size.
     pub fn stats(&self) -> PartitionStats {
+        // Not under the segments lock: `truncate_to` takes the sync lock before it.
+        let flushes = self.inner.sync.lock().flushes;
         let segs = self.inner.segments.read();
         PartitionStats {
             log_start_offset: self.log_start_offset(),
@@ -816,7 +876,7 @@ impl Partition {
             segments: segs.len(),
             size_bytes: segs.iter().map(|s| s.size()).sum(),
             durable_offset: self.durable_offset(),
-            flushes: self.inner.sync.lock().flushes,
+            flushes,
         }
     }
 }
