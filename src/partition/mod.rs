@@ -81,6 +81,16 @@ struct Writer {
     records_since_flush: u64,
 }
 
+/// Ends a running flush if it unwinds (see `Partition::sync_to`).
+struct RunningFlush<'a>(&'a Inner);
+
+impl Drop for RunningFlush<'_> {
+    fn drop(&mut self) {
+        self.0.sync.lock().running = false;
+        self.0.flushed.notify_all();
+    }
+}
+
 /// How the store was shut down, and what its checkpoints hold for one partition.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct OpenState {
@@ -768,7 +778,11 @@ impl Partition {
             // one after (with no waiter, as with one appending thread, nothing waits here).
             std::thread::yield_now();
         }
+        // Should `sync_pending` ever panic, the guard still ends this flush, so that later
+        // ones do not wait for it forever.
+        let running = RunningFlush(inner);
         let synced = self.poison_on_io(self.sync_pending());
+        std::mem::forget(running);
         let mut sync = inner.sync.lock();
         sync.running = false;
         if let Ok(end) = synced {
