@@ -140,11 +140,13 @@ pub enum Error {
         /// The topic's limit.
         max_skew_ms: u64,
     },
-    /// A consumer group has no committed offset for a partition and its reset policy is
-    /// `OffsetReset::None`.
-    #[error("group {group} has no committed offset for {partition} (reset policy None)")]
+    /// A consumer has no position for a partition (a group: no committed offset) and its
+    /// reset policy is `OffsetReset::None`.
+    #[error(
+        "no committed offset or position for {partition} (group {group:?}) and the reset policy is None"
+    )]
     NoCommittedOffset {
-        /// The group.
+        /// The group; empty for a consumer outside any group.
         group: String,
         /// `<topic>-<partition>`.
         partition: String,

@@ -33,17 +33,22 @@ impl Notify {
         self.seq.load(Ordering::SeqCst)
     }
 
-    /// Waits until the counter differs from `seen` or `deadline` passes; true when it
-    /// changed.
-    pub(crate) fn wait(&self, seen: u64, deadline: Instant) -> bool {
+    /// Waits until the counter differs from `seen` or `deadline` passes (`None`: no
+    /// deadline); true when it changed.
+    pub(crate) fn wait(&self, seen: u64, deadline: Option<Instant>) -> bool {
         let mut locked = self.lock.lock();
         self.waiters.fetch_add(1, Ordering::SeqCst);
         let changed = loop {
             if self.seq() != seen {
                 break true;
             }
-            if self.cv.wait_until(&mut locked, deadline).timed_out() {
-                break self.seq() != seen;
+            match deadline {
+                Some(d) => {
+                    if self.cv.wait_until(&mut locked, d).timed_out() {
+                        break self.seq() != seen;
+                    }
+                }
+                None => self.cv.wait(&mut locked),
             }
         };
         self.waiters.fetch_sub(1, Ordering::SeqCst);

@@ -348,12 +348,18 @@ impl Store {
         self.topics.read().keys().cloned().collect()
     }
 
-    /// Deletes a topic and all its data. Handles to it still held fail with
-    /// [`Error::Closed`] on writes.
+    /// Deletes a topic and all its data, and the offsets consumer groups committed on it.
+    /// Handles to it still held fail with [`Error::Closed`] on writes.
     ///
     /// # Errors
     /// [`Error::UnknownTopic`]; I/O errors.
     pub fn delete_topic(&self, name: &str) -> Result<()> {
+        // Groups' committed offsets of the topic go first (Kafka deletes them too), so
+        // that a topic created again under the name starts afresh.
+        if name != OFFSETS_TOPIC && self.topic(name).is_ok() && self.topic(OFFSETS_TOPIC).is_ok() {
+            let mut committed = self.groups.committed(|| self.offsets_topic())?;
+            crate::consumer::forget_topic(&mut committed, name, self.config.clock.now_ms())?;
+        }
         let mut topics = self.topics.write();
         let Some(topic) = topics.get(name).cloned() else {
             return Err(Error::UnknownTopic(name.to_string()));
@@ -373,6 +379,9 @@ impl Store {
                 .map_err(|e| Error::io("remove directory", p.dir(), e))?;
         }
         crate::fs::sync_dir(&self.dir)?;
+        if name == OFFSETS_TOPIC {
+            self.groups.forget_offsets_topic();
+        }
         // Before a topic of the same name can be created: its partitions must not inherit
         // these recovery points.
         write_checkpoints(&topics, &self.checkpoints)
@@ -465,8 +474,17 @@ impl Store {
     /// `config.reset`; a partition that moves continues where its last owner stopped.
     ///
     /// # Errors
+    /// [`Error::InvalidConfig`] for an empty group name or one over 32,767 bytes;
     /// [`Error::UnknownTopic`]; errors opening or reading the offsets topic.
     pub fn join_group(&self, group: &str, topic: &str, config: ConsumerConfig) -> Result<Consumer> {
+        // Kafka's strings are int16-length-prefixed (the offsets topic's keys).
+        if group.is_empty() || group.len() > i16::MAX as usize {
+            return Err(Error::config(
+                "group",
+                format!("{} bytes", group.len()),
+                format!("a name of 1..={} bytes", i16::MAX),
+            ));
+        }
         let topic = self.topic(topic)?;
         drop(self.groups.committed(|| self.offsets_topic())?);
         let g = self.groups.group(group, &topic, config.assignor);

@@ -93,6 +93,12 @@ impl Topic {
         }
     }
 
+    /// True when `other` is a handle to this very topic (not one deleted and created
+    /// again under the same name).
+    pub(crate) fn same_as(&self, other: &Topic) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Notified on every append and flush of any partition (for waiting consumers).
     pub(crate) fn notify(&self) -> &Notify {
         &self.inner.notify

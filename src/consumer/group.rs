@@ -56,13 +56,24 @@ impl Coordinator {
             .map_err(|_| Error::Closed(OFFSETS_TOPIC.to_string()))
     }
 
+    /// Forgets the offsets topic (it was deleted): the next use opens or creates it anew.
+    pub(crate) fn forget_offsets_topic(&self) {
+        *self.committed.lock() = None;
+    }
+
     /// The group `name` consuming `topic`, created on first use.
+    /// A group of a deleted topic is replaced when a topic of the same name is consumed.
     pub(crate) fn group(&self, name: &str, topic: &Topic, assignor: Assignor) -> Arc<Group> {
         let mut groups = self.groups.lock();
-        let entry = groups
-            .entry((name.to_string(), topic.name().to_string()))
-            .or_insert_with(|| Arc::new(Group::new(name, topic.clone(), assignor)));
-        Arc::clone(entry)
+        let key = (name.to_string(), topic.name().to_string());
+        match groups.get(&key) {
+            Some(g) if g.topic.same_as(topic) => Arc::clone(g),
+            _ => {
+                let g = Arc::new(Group::new(name, topic.clone(), assignor));
+                groups.insert(key, Arc::clone(&g));
+                g
+            }
+        }
     }
 
     /// A new member id (increasing: members are ordered by when they joined).
@@ -105,6 +116,35 @@ fn load(topic: &Topic) -> Result<HashMap<OffsetKey, u64>> {
         }
     }
     Ok(offsets)
+}
+
+/// Removes every committed offset of `topic` (tombstones in the offsets topic, flushed).
+pub(crate) fn forget_topic(committed: &mut Committed, topic: &str, now_ms: i64) -> Result<()> {
+    let keys: Vec<OffsetKey> = committed
+        .offsets
+        .keys()
+        .filter(|(_, t, _)| t == topic)
+        .cloned()
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let records: Vec<Record> = keys
+        .iter()
+        .map(|(g, t, p)| Record {
+            key: Some(offsets::encode_key(g, t, *p)),
+            value: None,
+            headers: Vec::new(),
+            timestamp: Some(now_ms),
+        })
+        .collect();
+    let p = committed.topic.partition(0)?;
+    p.append(&records)?;
+    p.flush()?;
+    for k in keys {
+        committed.offsets.remove(&k);
+    }
+    Ok(())
 }
 
 /// Writes `positions` of `group` on `topic` as committed, durably.

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub(crate) use group::{committed_of, Coordinator};
+pub(crate) use group::{committed_of, forget_topic, Coordinator};
 pub use offsets::OFFSETS_TOPIC;
 
 use crate::config::Clock;
@@ -248,28 +248,34 @@ impl Consumer {
     /// invalid and the reset policy is [`OffsetReset::None`]; read errors
     /// ([`Error::Corrupt`], I/O); commit errors.
     pub fn poll(&mut self, max_records: usize, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
-        let deadline = Instant::now() + timeout;
+        // `None`: a timeout too long to represent, which is waiting without one.
+        let deadline = Instant::now().checked_add(timeout);
         let notify = self.topic.clone();
         loop {
             // Before fetching: what earlier polls returned has been handled by now (as
             // Kafka's auto-commit, which commits the previous poll's positions).
             self.maybe_auto_commit()?;
             let seen = notify.notify().seq();
-            let records = self.fetch(max_records.max(1))?;
+            let (records, moved) = self.fetch(max_records.max(1))?;
             if !records.is_empty() {
                 self.dirty = true;
                 return Ok(records);
             }
-            if !notify.notify().wait(seen, deadline) {
+            // Positions that moved past record-less batches (compaction's) may have more
+            // to read right away.
+            if !moved && !notify.notify().wait(seen, deadline) {
                 return Ok(Vec::new());
             }
         }
     }
 
     /// One round over the assigned partitions, starting after the one the last round
-    /// started with.
-    fn fetch(&mut self, max_records: usize) -> Result<Vec<ConsumerRecord>> {
+    /// started with. Returns the records and whether any position moved. An error on one
+    /// partition after records of others were taken returns those records (they are
+    /// delivered; the error comes again at the next poll).
+    fn fetch(&mut self, max_records: usize) -> Result<(Vec<ConsumerRecord>, bool)> {
         let mut out = Vec::new();
+        let mut moved = false;
         match &mut self.mode {
             Mode::Standalone {
                 partitions,
@@ -278,16 +284,29 @@ impl Consumer {
                 let n = partitions.len();
                 for i in 0..n {
                     let p = partitions[(self.next_partition + i) % n];
-                    let part = self.topic.partition(p)?;
-                    let pos = positions.get(&p).copied();
-                    let start = match pos {
-                        Some(pos) => pos,
-                        None => reset_position(part, self.config.reset, None)?,
-                    };
-                    let next = read_into(part, start, &self.config, max_records, &mut out)?;
-                    positions.insert(p, next);
-                    if out.len() >= max_records {
-                        break;
+                    let round = (|| {
+                        let part = self.topic.partition(p)?;
+                        let pos = positions.get(&p).copied();
+                        let start = match pos {
+                            Some(pos) => pos,
+                            None if self.config.reset == OffsetReset::None => {
+                                return Err(Error::NoCommittedOffset {
+                                    group: String::new(),
+                                    partition: part.name().to_string(),
+                                })
+                            }
+                            None => reset_position(part, self.config.reset, None)?,
+                        };
+                        let next = read_into(part, start, &self.config, max_records, &mut out)?;
+                        moved |= pos != Some(next);
+                        positions.insert(p, next);
+                        Ok(())
+                    })();
+                    match round {
+                        Err(_) if !out.is_empty() => break,
+                        Err(e) => return Err(e),
+                        Ok(()) if out.len() >= max_records => break,
+                        Ok(()) => {}
                     }
                 }
                 self.next_partition = (self.next_partition + 1) % n.max(1);
@@ -305,44 +324,51 @@ impl Consumer {
                 let n = mine.len();
                 for i in 0..n {
                     let p = mine[(self.next_partition + i) % n];
-                    let part = self.topic.partition(p)?;
-                    let mut slot = group.positions[p as usize].lock();
-                    let start = match *slot {
-                        Some(pos) => pos,
-                        None => {
-                            let committed = coordinator
-                                .loaded()?
-                                .offsets
-                                .get(&(group.name.clone(), self.topic.name().to_string(), p))
-                                .copied();
-                            match committed {
-                                Some(c)
-                                    if c >= part.log_start_offset()
-                                        && c <= part.log_end_offset() =>
-                                {
-                                    c
+                    let round = (|| {
+                        let part = self.topic.partition(p)?;
+                        let mut slot = group.positions[p as usize].lock();
+                        let start = match *slot {
+                            Some(pos) => pos,
+                            None => {
+                                let committed = coordinator
+                                    .loaded()?
+                                    .offsets
+                                    .get(&(group.name.clone(), self.topic.name().to_string(), p))
+                                    .copied();
+                                match committed {
+                                    Some(c)
+                                        if c >= part.log_start_offset()
+                                            && c <= part.log_end_offset() =>
+                                    {
+                                        c
+                                    }
+                                    Some(c) => reset_position(part, self.config.reset, Some(c))?,
+                                    None if self.config.reset == OffsetReset::None => {
+                                        return Err(Error::NoCommittedOffset {
+                                            group: group.name.clone(),
+                                            partition: part.name().to_string(),
+                                        })
+                                    }
+                                    None => reset_position(part, self.config.reset, None)?,
                                 }
-                                Some(c) => reset_position(part, self.config.reset, Some(c))?,
-                                None if self.config.reset == OffsetReset::None => {
-                                    return Err(Error::NoCommittedOffset {
-                                        group: group.name.clone(),
-                                        partition: part.name().to_string(),
-                                    })
-                                }
-                                None => reset_position(part, self.config.reset, None)?,
                             }
-                        }
-                    };
-                    let next = read_into(part, start, &self.config, max_records, &mut out)?;
-                    *slot = Some(next);
-                    if out.len() >= max_records {
-                        break;
+                        };
+                        let next = read_into(part, start, &self.config, max_records, &mut out)?;
+                        moved |= *slot != Some(next);
+                        *slot = Some(next);
+                        Ok(())
+                    })();
+                    match round {
+                        Err(_) if !out.is_empty() => break,
+                        Err(e) => return Err(e),
+                        Ok(()) if out.len() >= max_records => break,
+                        Ok(()) => {}
                     }
                 }
                 self.next_partition = (self.next_partition + 1) % n.max(1);
             }
         }
-        Ok(out)
+        Ok((out, moved))
     }
 
     /// The next offset this consumer will read from `partition`, if it has one yet.
@@ -439,31 +465,40 @@ impl Consumer {
                 "a group member (Store::join_group)",
             ));
         };
-        let positions: Vec<(u32, u64)> = {
-            let state = group.state.read();
-            Group::assigned(&state, *id)
-                .into_iter()
-                .filter_map(|p| group.positions[p as usize].lock().map(|o| (p, o)))
-                .collect()
-        };
-        let now = clock.now_ms();
+        // Held until the commit is written: a rebalance waits, so a commit of this
+        // member's positions never lands after the next owner's.
+        let state = group.state.read();
         let mut committed = coordinator.loaded()?;
+        let topic = self.topic.name();
+        let positions: Vec<(u32, u64)> = Group::assigned(&state, *id)
+            .into_iter()
+            .filter_map(|p| group.positions[p as usize].lock().map(|o| (p, o)))
+            .filter(|&(p, o)| {
+                let key = (group.name.clone(), topic.to_string(), p);
+                committed.offsets.get(&key) != Some(&o)
+            })
+            .collect();
         group::commit(
             &mut committed,
             &group.name,
-            self.topic.name(),
+            topic,
             &positions,
-            now,
+            clock.now_ms(),
         )?;
         drop(committed);
+        drop(state);
         self.dirty = false;
         self.last_commit = Instant::now();
         Ok(())
     }
 
+    /// Commits when auto-commit is due. Positions that differ from the committed ones
+    /// are written, whoever moved them (partitions handed over by a rebalance too).
     fn maybe_auto_commit(&mut self) -> Result<()> {
-        match self.config.auto_commit {
-            Some(every) if self.dirty && self.last_commit.elapsed() >= every => self.commit(),
+        match (&self.mode, self.config.auto_commit) {
+            (Mode::Member { .. }, Some(every)) if self.last_commit.elapsed() >= every => {
+                self.commit()
+            }
             _ => Ok(()),
         }
     }
@@ -481,10 +516,9 @@ impl Consumer {
         if std::mem::replace(&mut self.left, true) {
             return Ok(());
         }
-        let result = if self.config.auto_commit.is_some() && self.dirty {
-            self.commit()
-        } else {
-            Ok(())
+        let result = match (&self.mode, self.config.auto_commit) {
+            (Mode::Member { .. }, Some(_)) => self.commit(),
+            _ => Ok(()),
         };
         if let Mode::Member { group, id, .. } = &self.mode {
             group.leave(*id);
