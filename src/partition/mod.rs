@@ -468,7 +468,6 @@ impl Partition {
             inner
                 .log_end_offset
                 .store(header.next_offset(), Ordering::Release);
-            inner.notify.notify();
             Ok(AppendInfo {
                 base_offset: base,
                 last_offset: header.last_offset(),
@@ -490,6 +489,8 @@ impl Partition {
         // The flush runs without the writer lock: other appends go on meanwhile, and one
         // fsync then covers all of them (group commit).
         drop(w);
+        // Waiting consumers are woken outside the lock, so appenders do not wait for it.
+        inner.notify.notify();
         if flush_now {
             self.poison_on_io(self.sync_to(info.last_offset + 1, false))?;
         }
