@@ -172,6 +172,10 @@ pub struct Consumer {
     dirty: bool,
     /// `close` ran (dropping then does nothing more).
     left: bool,
+    /// Per partition, records read but not returned yet.
+    pending: BTreeMap<u32, Pending>,
+    /// A fetch buffer to read into next.
+    spare: Vec<u8>,
 }
 
 impl Consumer {
@@ -187,6 +191,8 @@ impl Consumer {
             last_commit: Instant::now(),
             dirty: false,
             left: false,
+            pending: BTreeMap::new(),
+            spare: Vec::new(),
         }
     }
 
@@ -212,6 +218,8 @@ impl Consumer {
             last_commit: Instant::now(),
             dirty: false,
             left: false,
+            pending: BTreeMap::new(),
+            spare: Vec::new(),
         }
     }
 
@@ -297,7 +305,19 @@ impl Consumer {
                             }
                             None => reset_position(part, self.config.reset, None)?,
                         };
-                        let next = read_into(part, start, &self.config, max_records, &mut out)?;
+                        let mut held = self.pending.remove(&p);
+                        let next = read_into(
+                            part,
+                            start,
+                            &self.config,
+                            max_records,
+                            &mut out,
+                            &mut held,
+                            &mut self.spare,
+                        )?;
+                        if let Some(held) = held {
+                            self.pending.insert(p, held);
+                        }
                         moved |= pos != Some(next);
                         positions.insert(p, next);
                         Ok(())
@@ -353,7 +373,19 @@ impl Consumer {
                                 }
                             }
                         };
-                        let next = read_into(part, start, &self.config, max_records, &mut out)?;
+                        let mut held = self.pending.remove(&p);
+                        let next = read_into(
+                            part,
+                            start,
+                            &self.config,
+                            max_records,
+                            &mut out,
+                            &mut held,
+                            &mut self.spare,
+                        )?;
+                        if let Some(held) = held {
+                            self.pending.insert(p, held);
+                        }
                         moved |= *slot != Some(next);
                         *slot = Some(next);
                         Ok(())
@@ -559,38 +591,64 @@ fn reset_position(part: &Partition, reset: OffsetReset, invalid: Option<u64>) ->
     }
 }
 
+/// Records read from a partition but not returned yet (the poll was full), kept for the
+/// next poll so that they are not read again.
+#[derive(Debug)]
+struct Pending {
+    fetch: Fetch,
+    /// The position it continues from.
+    next: u64,
+}
+
 /// Reads from `start` and appends up to `max - out.len()` records to `out`; returns the
-/// next position. A position outside the log is reset per the consumer's policy.
+/// next position. A position outside the log is reset per the consumer's policy. Records
+/// read beyond `max` stay in `pending` for the next call at that position.
 fn read_into(
     part: &Partition,
     start: u64,
     config: &ConsumerConfig,
     max: usize,
     out: &mut Vec<ConsumerRecord>,
+    pending: &mut Option<Pending>,
+    spare: &mut Vec<u8>,
 ) -> Result<u64> {
-    let read = |at: u64| -> Result<Fetch> {
-        if config.durable_reads {
-            part.read_durable(at, config.fetch_bytes)
-        } else {
-            part.read(at, config.fetch_bytes)
-        }
+    let mut read = |at: u64| -> Result<Fetch> {
+        part.read_reusing(
+            at,
+            config.fetch_bytes,
+            config.durable_reads,
+            std::mem::take(spare),
+        )
     };
-    let (start, fetch) = match read(start) {
-        Ok(f) => (start, f),
-        Err(Error::OffsetOutOfRange { .. }) => {
-            let at = reset_position(part, config.reset, Some(start))?;
-            (at, read(at)?)
+    let (start, fetch) = match pending.take() {
+        // Still where the position is, and neither deleted by retention nor cut off by a
+        // truncation since.
+        Some(p)
+            if p.next == start
+                && start >= part.log_start_offset()
+                && start < part.log_end_offset() =>
+        {
+            (start, p.fetch)
         }
-        Err(e) => return Err(e),
+        _ => match read(start) {
+            Ok(f) => (start, f),
+            Err(Error::OffsetOutOfRange { .. }) => {
+                let at = reset_position(part, config.reset, Some(start))?;
+                (at, read(at)?)
+            }
+            Err(e) => return Err(e),
+        },
     };
     let partition = part.number();
     let mut next = start;
+    let mut full = false;
     for r in fetch.records() {
         if r.offset() < start {
             continue;
         }
         if out.len() >= max {
-            return Ok(next);
+            full = true;
+            break;
         }
         out.push(ConsumerRecord {
             partition,
@@ -609,6 +667,12 @@ fn read_into(
         });
         next = r.offset() + 1;
     }
+    if full {
+        *pending = Some(Pending { fetch, next });
+        return Ok(next);
+    }
     // Past the batches read, including gaps and empty batches compaction left.
-    Ok(next.max(fetch.next_offset()))
+    let next = next.max(fetch.next_offset());
+    *spare = fetch.into_buffer();
+    Ok(next)
 }

@@ -12,6 +12,11 @@ pub struct Fetch {
 }
 
 impl Fetch {
+    /// The buffer, for reuse by the next read.
+    pub(crate) fn into_buffer(self) -> Vec<u8> {
+        self.buf
+    }
+
     /// The offset that was asked for.
     pub fn offset(&self) -> u64 {
         self.offset
