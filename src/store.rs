@@ -198,8 +198,9 @@ impl Flusher {
                 if last_checkpoint.elapsed() >= checkpoint_interval {
                     // A failure leaves the older checkpoint, which is still correct (it
                     // only makes the next recovery check more); the next tick retries.
-                    let topics = topics.read().clone();
-                    let _ = write_checkpoints(&topics, &checkpoints);
+                    // Under the topics lock: a topic deleted meanwhile must not come
+                    // back into the files.
+                    let _ = write_checkpoints(&topics.read(), &checkpoints);
                     last_checkpoint = std::time::Instant::now();
                 }
                 // Wake at the shortest interval (at most every 100 ms, to notice new topics).
@@ -259,6 +260,11 @@ impl Store {
             topics.insert(name, topic);
         }
         remove_orphans(&dir, &topics)?;
+        // The files now say exactly what this open found: entries of partitions that no
+        // longer exist (a delete_topic that crashed) go, and a log start offset that
+        // recovery lowered to the recovered log end is written down before anything is
+        // appended past it.
+        write_checkpoints(&topics, &checkpoints)?;
         let topics = Arc::new(RwLock::new(topics));
         let flusher = Flusher::spawn(
             Arc::clone(&topics),
@@ -356,14 +362,21 @@ impl Store {
     pub fn delete_topic(&self, name: &str) -> Result<()> {
         // Groups' committed offsets of the topic go first (Kafka deletes them too), so
         // that a topic created again under the name starts afresh.
-        if name != OFFSETS_TOPIC && self.topic(name).is_ok() && self.topic(OFFSETS_TOPIC).is_ok() {
-            let mut committed = self.groups.committed(|| self.offsets_topic())?;
-            crate::consumer::forget_topic(&mut committed, name, self.config.clock.now_ms())?;
+        if name != OFFSETS_TOPIC && self.topic(OFFSETS_TOPIC).is_ok() {
+            if let Ok(topic) = self.topic(name) {
+                let mut committed = self.groups.committed(|| self.offsets_topic())?;
+                // Set under the coordinator's lock, which commits check it under: no commit
+                // on the topic lands after its offsets are forgotten.
+                topic.mark_deleted();
+                crate::consumer::forget_topic(&mut committed, name, self.config.clock.now_ms())?;
+            }
         }
         let mut topics = self.topics.write();
         let Some(topic) = topics.get(name).cloned() else {
             return Err(Error::UnknownTopic(name.to_string()));
         };
+        // Consumers still holding the topic can no longer commit on it.
+        topic.mark_deleted();
         let configs: BTreeMap<String, TopicConfig> = topics
             .iter()
             .filter(|(n, _)| n.as_str() != name)
@@ -379,12 +392,16 @@ impl Store {
                 .map_err(|e| Error::io("remove directory", p.dir(), e))?;
         }
         crate::fs::sync_dir(&self.dir)?;
-        if name == OFFSETS_TOPIC {
-            self.groups.forget_offsets_topic();
-        }
         // Before a topic of the same name can be created: its partitions must not inherit
         // these recovery points.
-        write_checkpoints(&topics, &self.checkpoints)
+        let written = write_checkpoints(&topics, &self.checkpoints);
+        drop(topics);
+        if name == OFFSETS_TOPIC {
+            // Not under the topics lock: loading the offsets takes the coordinator's lock
+            // first, then the topics lock.
+            self.groups.forget_offsets_topic();
+        }
+        written
     }
 
     /// Flushes every partition of every topic, then writes the checkpoint files, so that
@@ -395,7 +412,9 @@ impl Store {
     pub fn flush(&self) -> Result<()> {
         let topics = self.topics.read().clone();
         topics.values().try_for_each(Topic::flush)?;
-        write_checkpoints(&topics, &self.checkpoints)
+        // Under the topics lock: a topic deleted meanwhile must not come back into the
+        // files (its partitions would inherit its offsets if created again).
+        write_checkpoints(&self.topics.read(), &self.checkpoints)
     }
 
     /// Enforces retention on every partition now (see [`Partition::enforce_retention`]).

@@ -27,6 +27,8 @@ struct Inner {
     partitions: Vec<Partition>,
     round_robin: AtomicU32,
     notify: Arc<Notify>,
+    /// `Store::delete_topic` deleted it.
+    deleted: std::sync::atomic::AtomicBool,
 }
 
 /// A named set of partitions. Cheap to clone (a handle).
@@ -89,8 +91,19 @@ impl Topic {
                 partitions,
                 round_robin: AtomicU32::new(0),
                 notify,
+                deleted: std::sync::atomic::AtomicBool::new(false),
             }),
         }
+    }
+
+    /// Marks the topic deleted (see [`Topic::is_deleted`]).
+    pub(crate) fn mark_deleted(&self) {
+        self.inner.deleted.store(true, Ordering::Release);
+    }
+
+    /// True once [`Store::delete_topic`](crate::Store::delete_topic) deleted this topic.
+    pub fn is_deleted(&self) -> bool {
+        self.inner.deleted.load(Ordering::Acquire)
     }
 
     /// True when `other` is a handle to this very topic (not one deleted and created

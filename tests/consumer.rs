@@ -2062,3 +2062,63 @@ fn run_child(dir: &Path, seed: u64, ctx: &str) -> BTreeMap<u32, u64> {
     assert!(!reported.is_empty(), "{ctx}: no commit reported");
     reported
 }
+
+/// Regression (found in review): a consumer outliving its topic's deletion committed its
+/// offsets again when dropped (auto-commit on leave), and a group on a topic created again
+/// under the name skipped records. Commits on a deleted topic now fail.
+#[test]
+fn a_consumer_of_a_deleted_topic_cannot_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let topic = store.create_topic("t", topic_config(1)).unwrap();
+    fill(topic.partition(0).unwrap(), 10);
+    let mut c = store.join_group("g", "t", earliest()).unwrap();
+    assert_eq!(poll_n(&mut c, 10).len(), 10);
+    c.commit().unwrap();
+    store.delete_topic("t").unwrap();
+    assert!(store.committed_offsets("g", "t").unwrap().is_empty());
+    assert!(matches!(c.commit(), Err(Error::UnknownTopic(_))));
+    drop(c); // auto-commit on leave must not bring the offsets back
+    assert!(store.committed_offsets("g", "t").unwrap().is_empty());
+    let topic = store.create_topic("t", topic_config(1)).unwrap();
+    fill(topic.partition(0).unwrap(), 5);
+    let mut m = store.join_group("g", "t", earliest()).unwrap();
+    let got = poll_n(&mut m, 5);
+    assert_eq!(got[0].offset, 0);
+}
+
+/// Regression (found in review): deleting `__consumer_offsets` while another thread first
+/// loaded the committed offsets took their two locks in opposite orders and hung both.
+#[test]
+fn deleting_the_offsets_topic_while_offsets_load_does_not_hang() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path());
+            store.create_topic("t", topic_config(1)).unwrap();
+            let mut c = store.join_group("g", "t", earliest()).unwrap();
+            c.commit().unwrap();
+            c.close().unwrap();
+            store.close().unwrap();
+        }
+        let store = Arc::new(open(dir.path()));
+        let (tx, rx) = mpsc::channel();
+        let barrier = Arc::new(Barrier::new(2));
+        for deleter in [true, false] {
+            let (store, tx, barrier) = (Arc::clone(&store), tx.clone(), Arc::clone(&barrier));
+            thread::spawn(move || {
+                barrier.wait();
+                if deleter {
+                    let _ = store.delete_topic(OFFSETS_TOPIC);
+                } else {
+                    let _ = store.committed_offsets("g", "t");
+                }
+                let _ = tx.send(());
+            });
+        }
+        for _ in 0..2 {
+            rx.recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("round {round}: deadlock"));
+        }
+    }
+}

@@ -454,3 +454,61 @@ fn committed_swap_replaces_the_segments_it_covers() {
         assert_eq!(found.offset, o);
     }
 }
+
+/// Regression (found in review): entries of a partition that no longer exists (a
+/// `delete_topic` that crashed before rewriting the checkpoints, or a flush racing it) were
+/// kept, and a topic created again under the name inherited its log start offset and
+/// recovery point. Open rewrites the files with what it found.
+#[test]
+fn stale_checkpoint_entries_are_dropped_at_open() {
+    let dir = closed_store(10);
+    std::fs::write(dir.path().join(LOG_START_FILE), "0\n2\ngone 0 600\nt 0 0\n").unwrap();
+    std::fs::write(
+        dir.path().join(RECOVERY_POINT_FILE),
+        "0\n2\ngone 0 1000\nt 0 10\n",
+    )
+    .unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for file in [LOG_START_FILE, RECOVERY_POINT_FILE] {
+        let text = std::fs::read_to_string(dir.path().join(file)).unwrap();
+        assert!(!text.contains("gone"), "{file}: {text}");
+    }
+    store.create_topic("gone", config()).unwrap();
+    let p = partition(&store, "gone", 0);
+    fill(&p, 1000);
+    store.flush().unwrap();
+    drop(p);
+    store.simulate_crash();
+    let store = Store::open(dir.path()).unwrap();
+    let p = partition(&store, "gone", 0);
+    assert_eq!(p.log_start_offset(), 0);
+    assert_eq!(p.log_end_offset(), 1000);
+    check_all(&p);
+}
+
+/// Regression (found in review): a log start offset that recovery lowered to the log end
+/// (the records it pointed into were lost in a crash) stayed higher in the checkpoint, and
+/// after later flushed appends and a crash it hid them. Open writes the lowered value.
+#[test]
+fn a_log_start_offset_lowered_by_recovery_is_written_at_open() {
+    let dir = closed_store(500);
+    std::fs::write(dir.path().join(LOG_START_FILE), "0\n1\nt 0 800\n").unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let p = partition(&store, "t", 0);
+    assert_eq!(p.log_start_offset(), 500);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(LOG_START_FILE)).unwrap(),
+        "0\n1\nt 0 500\n"
+    );
+    fill(&p, 1000);
+    p.flush().unwrap();
+    drop(p);
+    store.simulate_crash();
+    let store = Store::open(dir.path()).unwrap();
+    let p = partition(&store, "t", 0);
+    assert_eq!(p.log_start_offset(), 500);
+    assert_eq!(
+        p.read(500, 100).unwrap().records().next().unwrap().offset(),
+        500
+    );
+}

@@ -502,6 +502,11 @@ impl Consumer {
         let state = group.state.read();
         let mut committed = coordinator.loaded()?;
         let topic = self.topic.name();
+        // Checked under the coordinator's lock, under which `delete_topic` sets it and
+        // forgets the topic's offsets: nothing is committed on a deleted topic.
+        if self.topic.is_deleted() {
+            return Err(Error::UnknownTopic(topic.to_string()));
+        }
         let positions: Vec<(u32, u64)> = Group::assigned(&state, *id)
             .into_iter()
             .filter_map(|p| group.positions[p as usize].lock().map(|o| (p, o)))

@@ -434,7 +434,15 @@ impl Partition {
             seg.flush()?;
             Ok(seg)
         })();
-        let seg = Arc::new(self.poison_on_io(done)?);
+        // Any failure after the commit leaves memory and disk apart: poisoned, so that only
+        // a reopen (which completes the swap) writes again.
+        let seg = match done {
+            Ok(seg) => Arc::new(seg),
+            Err(e) => {
+                let _ = inner.poisoned.set(e.to_string());
+                return Err(e);
+            }
+        };
         let mut segs = inner.segments.write();
         let at = segs
             .iter()

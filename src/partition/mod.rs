@@ -688,12 +688,23 @@ impl Partition {
         if offset == self.log_end_offset() {
             return Ok(());
         }
+        let durable_before;
         {
             // Offsets at or past `offset` stop counting as durable, in the checkpoint too,
-            // before any file changes: what is appended there next is not flushed.
+            // before any file changes: what is appended there next is not flushed. When a
+            // batch holds `offset`, its header is rewritten in place: a power cut during
+            // that write may tear the batch, so the recovery point goes below it too, and
+            // recovery then cuts such a torn batch instead of failing the open.
+            let target = {
+                let segs = inner.segments.read();
+                Arc::clone(&segs[Self::segment_index(&segs, offset)])
+            };
+            let below = self
+                .poison_on_io(target.batch_base_containing(offset))?
+                .unwrap_or(offset);
             let mut checkpoints = inner.checkpoints.lock();
-            inner.durable_offset.fetch_min(offset, Ordering::AcqRel);
-            self.poison_on_io(checkpoints.lower_recovery_point(&inner.key, offset))?;
+            durable_before = inner.durable_offset.fetch_min(below, Ordering::AcqRel);
+            self.poison_on_io(checkpoints.lower_recovery_point(&inner.key, below))?;
             // What is appended at `offset` next is dirty: compaction must see it again
             // (Kafka lowers the cleaner checkpoint on truncation too).
             if inner.first_dirty.load(Ordering::Acquire) > offset {
@@ -733,6 +744,10 @@ impl Partition {
             sync.flushes += 1;
             Ok(())
         })())?;
+        // Synced: what was durable below `offset` is again.
+        inner
+            .durable_offset
+            .fetch_max(durable_before.min(offset), Ordering::AcqRel);
         inner.log_end_offset.store(offset, Ordering::Release);
         Ok(())
     }

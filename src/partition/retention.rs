@@ -113,11 +113,15 @@ impl Partition {
     pub fn delete_records_before(&self, offset: u64) -> Result<u64> {
         let inner = &*self.inner;
         let _maintenance = inner.maintenance.lock();
-        let mut w = inner.writer.lock();
         self.check_open()?;
         if offset > self.log_end_offset() {
             return Err(self.out_of_range(offset));
         }
+        // The log start offset never passes the durable offset: after a crash the log
+        // could otherwise end below a log start offset the checkpoint already holds.
+        self.poison_on_io(self.sync_to(offset, false))?;
+        let mut w = inner.writer.lock();
+        self.check_open()?;
         if offset <= self.log_start_offset() {
             return Ok(self.log_start_offset());
         }

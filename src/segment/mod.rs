@@ -1078,6 +1078,20 @@ impl Segment {
         Ok(Some(next))
     }
 
+    /// The base offset of the batch holding `offset` when that batch also holds lower
+    /// offsets (a truncation at `offset` rewrites it); `None` when `offset` starts a batch
+    /// or lies past every batch.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] and I/O errors from the lookup.
+    pub(crate) fn batch_base_containing(&self, offset: u64) -> Result<Option<u64>> {
+        let Some((_, h)) = self.locate(offset, self.size())? else {
+            return Ok(None);
+        };
+        let base = h.base_offset as u64;
+        Ok((base < offset).then_some(base))
+    }
+
     /// Calls `f` with every batch from the one holding `from_offset` (or the first after
     /// it) to the end, each CRC-checked, until `f` returns false. The records are not
     /// checked: the caller decodes them.
