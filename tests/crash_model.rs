@@ -835,3 +835,26 @@ fn regression_truncation_is_synced() {
     );
     store.close().unwrap();
 }
+
+/// Found by `PROPTEST_CASES=1000`, shrunk: a power cut brought back an empty segment file
+/// whose deletion by an earlier recovery was not yet durable, while the segment before it
+/// had grown past that segment's base offset. Recovery cut the batch that reached the
+/// stale segment's base, but had already counted it: the log end offset said 2 with only
+/// offset 0 left, and a read at 1 made no progress.
+#[test]
+fn regression_batch_past_a_resurrected_segment_is_not_counted() {
+    let rec = |ts, value: Option<Vec<u8>>| Record {
+        value,
+        timestamp: Some(TS0 + ts),
+        ..Record::default()
+    };
+    let ops = vec![
+        Op::Crash(vec![]),
+        Op::Append(vec![rec(8001, None)]),
+        Op::Crash(vec![35015, 0, 61]),
+        Op::Append(vec![rec(0, None)]),
+        Op::Append(vec![rec(0, Some(vec![0; 102]))]),
+        Op::Crash(vec![0, 32438, 0, 8166]),
+    ];
+    run_full_model(minimal_two_segment_config(), ops);
+}

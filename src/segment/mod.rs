@@ -286,27 +286,12 @@ impl Segment {
         )?;
         seg.preallocate_indexes()?;
         let mut result = Ok(());
-        let mut past_limit = None;
-        let walk = seg.walk(0, seg.size(), |pos, b| {
-            if limit.is_some_and(|l| b.last_offset() >= l) {
-                past_limit = Some(pos);
-                return false;
-            }
+        let walk = seg.walk_below(0, seg.size(), limit, |pos, b| {
             result = seg.index_batch(pos, b.header());
             result.is_ok()
         })?;
         result?;
-        let bad = match (walk.error, past_limit) {
-            (Some((pos, e)), _) => Some((pos, e.to_string())),
-            (None, Some(pos)) => Some((
-                pos,
-                format!(
-                    "batch offsets reach the next segment's base offset {}",
-                    limit.unwrap_or_default()
-                ),
-            )),
-            (None, None) => None,
-        };
+        let bad = walk.error.map(|(pos, e)| (pos, e.to_string()));
         let recovered = match bad {
             None => Recovered::Intact,
             Some((pos, reason)) if seg.next_offset() < recovery_point => {
@@ -453,28 +438,48 @@ impl Segment {
         })
     }
 
-    /// Walks batches in `[from, end)`, keeping `next_offset` and `max_timestamp` current.
+    /// Walks batches in `[from, end)` (see `walk_below`, with no limit).
     fn walk(
         &self,
         from: u64,
         end: u64,
+        f: impl FnMut(u64, &Batch<'_>) -> bool,
+    ) -> Result<log::WalkEnd> {
+        self.walk_below(from, end, None, f)
+    }
+
+    /// Walks batches in `[from, end)`, keeping `next_offset` and `max_timestamp` current.
+    /// A batch whose offsets do not increase, do not fit the segment, or reach `limit` (the
+    /// next segment's base offset) is bad, like one with a wrong CRC, and counts for
+    /// nothing.
+    fn walk_below(
+        &self,
+        from: u64,
+        end: u64,
+        limit: Option<u64>,
         mut f: impl FnMut(u64, &Batch<'_>) -> bool,
     ) -> Result<log::WalkEnd> {
-        // Offsets must increase from batch to batch and fit the segment: a batch that
-        // repeats or goes below earlier offsets is as bad as one with a wrong CRC.
         let mut expected = self.base_offset;
         let mut out_of_order = None;
         let mut walk = self.log.walk_batches(from, end, |pos, b| {
             let h = b.header();
-            if (h.base_offset as u64) < expected || !self.fits(h) {
-                out_of_order = Some((
-                    pos,
-                    DecodeError::BadField {
-                        field: "baseOffset",
-                        position: BASE_OFFSET_OFFSET,
-                        value: h.base_offset,
-                    },
-                ));
+            let bad = if (h.base_offset as u64) < expected || !self.fits(h) {
+                Some(DecodeError::BadField {
+                    field: "baseOffset",
+                    position: BASE_OFFSET_OFFSET,
+                    value: h.base_offset,
+                })
+            } else if limit.is_some_and(|l| h.last_offset() >= l) {
+                Some(DecodeError::BadField {
+                    field: "lastOffsetDelta",
+                    position: crate::record::LAST_OFFSET_DELTA_OFFSET,
+                    value: h.last_offset_delta as i64,
+                })
+            } else {
+                None
+            };
+            if let Some(e) = bad {
+                out_of_order = Some((pos, e));
                 return false;
             }
             expected = h.next_offset();
