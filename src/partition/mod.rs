@@ -266,7 +266,11 @@ impl Partition {
                     }
                     seg.reactivate()?;
                 }
-                dir_dirty = true;
+                // The cut is made durable now: once appends roll past this segment it
+                // lies below the next recovery point and is never checked again, so a
+                // torn tail that a crash brought back would stay in it.
+                seg.flush()?;
+                crate::fs::sync_dir(&dir)?;
                 break;
             }
             if !last {
