@@ -10,12 +10,15 @@
 //! it on. Record timestamps are explicit. Faults are planned process-wide: the tests that
 //! inject them hold [`FAULTS`] exclusively, every other test holds it shared.
 
+mod common;
+
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
+use common::ManualClock;
 use proptest::prelude::*;
 use seglog::faults::{self, FaultOp};
 use seglog::{
@@ -35,27 +38,6 @@ fn exclusive() -> RwLockWriteGuard<'static, ()> {
     let guard = FAULTS.write().unwrap_or_else(|e| e.into_inner());
     faults::clear();
     guard
-}
-
-#[derive(Debug)]
-struct ManualClock(AtomicI64);
-
-impl ManualClock {
-    fn at(ms: i64) -> Arc<ManualClock> {
-        Arc::new(ManualClock(AtomicI64::new(ms)))
-    }
-    fn set(&self, ms: i64) {
-        self.0.store(ms, Ordering::SeqCst);
-    }
-    fn advance(&self, ms: i64) {
-        self.0.fetch_add(ms, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
 }
 
 /// The store clock's start.

@@ -14,6 +14,8 @@
 //! append) get a generous deadline far below the poll's own timeout, which proves the
 //! append and not the timeout ended the wait.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -23,8 +25,9 @@ use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::ManualClock;
 use seglog::{
-    Assignor, CleanupPolicy, Clock, Consumer, ConsumerConfig, ConsumerRecord, Error, OffsetReset,
+    Assignor, CleanupPolicy, Consumer, ConsumerConfig, ConsumerRecord, Error, OffsetReset,
     Partition, Record, Store, StoreConfig, TopicConfig, OFFSETS_TOPIC,
 };
 
@@ -61,15 +64,6 @@ impl Rng {
     }
     fn range(&mut self, lo: u64, hi: u64) -> u64 {
         lo + self.below(hi - lo)
-    }
-}
-
-#[derive(Debug)]
-struct ManualClock(AtomicI64);
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
     }
 }
 

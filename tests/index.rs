@@ -2,24 +2,18 @@
 //! scan, and the entries a partition writes against Kafka's `LogSegment.append` rule,
 //! checked from the `.log` bytes on disk.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use common::ManualClock;
 use proptest::prelude::*;
 use seglog::record::{Batch, BatchIter};
 use seglog::segment::{lookup_index, lookup_timeindex};
-use seglog::{Clock, Record, Store, StoreConfig, TopicConfig};
-
-#[derive(Debug, Default)]
-struct ManualClock(AtomicI64);
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+use seglog::{Record, Store, StoreConfig, TopicConfig};
 
 fn offset_bytes(entries: &[(u32, u32)]) -> Vec<u8> {
     let mut out = Vec::new();

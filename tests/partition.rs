@@ -2,37 +2,18 @@
 //! segment rolls, fetch size limits, lookups by timestamp, rolling by size, time and full
 //! index, truncation, reopening, log-append time, and a model-based property test.
 
+mod common;
+
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
+use common::ManualClock;
 use proptest::prelude::*;
 use seglog::record::BatchIter;
 use seglog::{
     Clock, Error, Fetch, Header, Partition, Record, RecordView, Store, StoreConfig,
     TimestampOffset, TimestampType, TopicConfig,
 };
-
-#[derive(Debug, Default)]
-struct ManualClock(AtomicI64);
-
-impl ManualClock {
-    fn at(ms: i64) -> Arc<ManualClock> {
-        Arc::new(ManualClock(AtomicI64::new(ms)))
-    }
-    fn set(&self, ms: i64) {
-        self.0.store(ms, Ordering::SeqCst);
-    }
-    fn advance(&self, ms: i64) {
-        self.0.fetch_add(ms, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 fn open(dir: &Path, clock: &Arc<ManualClock>) -> Store {
     let clock: Arc<dyn Clock> = clock.clone();

@@ -7,11 +7,14 @@
 //! it on, so every test is deterministic. Faults are planned process-wide: the tests that
 //! inject them hold [`FAULTS`] exclusively, every other test holds it shared.
 
+mod common;
+
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
+use common::ManualClock;
 use seglog::faults::{self, FaultOp};
 use seglog::{
     CleanupPolicy, Clock, Error, Partition, Record, Store, StoreConfig, TimestampType, TopicConfig,
@@ -30,24 +33,6 @@ fn exclusive() -> RwLockWriteGuard<'static, ()> {
     let guard = FAULTS.write().unwrap_or_else(|e| e.into_inner());
     faults::clear();
     guard
-}
-
-#[derive(Debug)]
-struct ManualClock(AtomicI64);
-
-impl ManualClock {
-    fn at(ms: i64) -> Arc<ManualClock> {
-        Arc::new(ManualClock(AtomicI64::new(ms)))
-    }
-    fn set(&self, ms: i64) {
-        self.0.store(ms, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
-    }
 }
 
 /// The store clock's start: a realistic epoch time.

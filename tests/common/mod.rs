@@ -1,0 +1,34 @@
+//! Helpers shared by the test binaries (each includes this module with `mod common;`).
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use seglog::Clock;
+
+/// A clock that moves only when told to.
+#[derive(Debug, Default)]
+pub struct ManualClock(pub AtomicI64);
+
+impl ManualClock {
+    /// A clock reading `ms`.
+    pub fn at(ms: i64) -> Arc<ManualClock> {
+        Arc::new(ManualClock(AtomicI64::new(ms)))
+    }
+
+    /// Sets the time.
+    pub fn set(&self, ms: i64) {
+        self.0.store(ms, Ordering::SeqCst);
+    }
+
+    /// Moves the time on by `ms`.
+    pub fn advance(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
