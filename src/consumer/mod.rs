@@ -284,52 +284,31 @@ impl Consumer {
     fn fetch(&mut self, max_records: usize) -> Result<(Vec<ConsumerRecord>, bool)> {
         let mut out = Vec::new();
         let mut moved = false;
-        match &mut self.mode {
+        let mut reader = Reader {
+            topic: &self.topic,
+            config: &self.config,
+            pending: &mut self.pending,
+            spare: &mut self.spare,
+        };
+        let first = self.next_partition;
+        let n = match &mut self.mode {
             Mode::Standalone {
                 partitions,
                 positions,
             } => {
-                let n = partitions.len();
-                for i in 0..n {
-                    let p = partitions[(self.next_partition + i) % n];
-                    let round = (|| {
-                        let part = self.topic.partition(p)?;
-                        let pos = positions.get(&p).copied();
-                        let start = match pos {
-                            Some(pos) => pos,
-                            None if self.config.reset == OffsetReset::None => {
-                                return Err(Error::NoCommittedOffset {
-                                    group: String::new(),
-                                    partition: part.name().to_string(),
-                                })
-                            }
-                            None => reset_position(part, self.config.reset, None)?,
-                        };
-                        let mut held = self.pending.remove(&p);
-                        let next = read_into(
-                            part,
-                            start,
-                            &self.config,
-                            max_records,
-                            &mut out,
-                            &mut held,
-                            &mut self.spare,
-                        )?;
-                        if let Some(held) = held {
-                            self.pending.insert(p, held);
-                        }
-                        moved |= pos != Some(next);
-                        positions.insert(p, next);
-                        Ok(())
-                    })();
-                    match round {
-                        Err(_) if !out.is_empty() => break,
-                        Err(e) => return Err(e),
-                        Ok(()) if out.len() >= max_records => break,
-                        Ok(()) => {}
-                    }
-                }
-                self.next_partition = (self.next_partition + 1) % n.max(1);
+                round(partitions, first, max_records, &mut out, |p, out| {
+                    let part = reader.topic.partition(p)?;
+                    let pos = positions.get(&p).copied();
+                    let start = match pos {
+                        Some(pos) => pos,
+                        None => initial_position(part, reader.config.reset, None, "")?,
+                    };
+                    let next = reader.read(part, start, max_records, out)?;
+                    moved |= pos != Some(next);
+                    positions.insert(p, next);
+                    Ok(())
+                })?;
+                partitions.len()
             }
             Mode::Member {
                 group,
@@ -341,65 +320,26 @@ impl Consumer {
                 // readers and moves exactly at a delivered position.
                 let state = group.state.read();
                 let mine = Group::assigned(&state, *id);
-                let n = mine.len();
-                for i in 0..n {
-                    let p = mine[(self.next_partition + i) % n];
-                    let round = (|| {
-                        let part = self.topic.partition(p)?;
-                        let mut slot = group.positions[p as usize].lock();
-                        let start = match *slot {
-                            Some(pos) => pos,
-                            None => {
-                                let committed = coordinator
-                                    .loaded()?
-                                    .offsets
-                                    .get(&(group.name.clone(), self.topic.name().to_string(), p))
-                                    .copied();
-                                match committed {
-                                    Some(c)
-                                        if c >= part.log_start_offset()
-                                            && c <= part.log_end_offset() =>
-                                    {
-                                        c
-                                    }
-                                    Some(c) => reset_position(part, self.config.reset, Some(c))?,
-                                    None if self.config.reset == OffsetReset::None => {
-                                        return Err(Error::NoCommittedOffset {
-                                            group: group.name.clone(),
-                                            partition: part.name().to_string(),
-                                        })
-                                    }
-                                    None => reset_position(part, self.config.reset, None)?,
-                                }
-                            }
-                        };
-                        let mut held = self.pending.remove(&p);
-                        let next = read_into(
-                            part,
-                            start,
-                            &self.config,
-                            max_records,
-                            &mut out,
-                            &mut held,
-                            &mut self.spare,
-                        )?;
-                        if let Some(held) = held {
-                            self.pending.insert(p, held);
+                round(&mine, first, max_records, &mut out, |p, out| {
+                    let part = reader.topic.partition(p)?;
+                    let mut slot = group.positions[p as usize].lock();
+                    let start = match *slot {
+                        Some(pos) => pos,
+                        None => {
+                            let key = (group.name.clone(), reader.topic.name().to_string(), p);
+                            let committed = coordinator.loaded()?.offsets.get(&key).copied();
+                            initial_position(part, reader.config.reset, committed, &group.name)?
                         }
-                        moved |= *slot != Some(next);
-                        *slot = Some(next);
-                        Ok(())
-                    })();
-                    match round {
-                        Err(_) if !out.is_empty() => break,
-                        Err(e) => return Err(e),
-                        Ok(()) if out.len() >= max_records => break,
-                        Ok(()) => {}
-                    }
-                }
-                self.next_partition = (self.next_partition + 1) % n.max(1);
+                    };
+                    let next = reader.read(part, start, max_records, out)?;
+                    moved |= *slot != Some(next);
+                    *slot = Some(next);
+                    Ok(())
+                })?;
+                mine.len()
             }
-        }
+        };
+        self.next_partition = (first + 1) % n.max(1);
         Ok((out, moved))
     }
 
@@ -579,6 +519,77 @@ impl Consumer {
 impl Drop for Consumer {
     fn drop(&mut self) {
         let _ = self.leave();
+    }
+}
+
+/// What one `fetch` reads with: the topic, the settings, records held over from the last
+/// poll, and a buffer to read into.
+struct Reader<'a> {
+    topic: &'a Topic,
+    config: &'a ConsumerConfig,
+    pending: &'a mut BTreeMap<u32, Pending>,
+    spare: &'a mut Vec<u8>,
+}
+
+impl Reader<'_> {
+    /// [`read_into`] for `part`, with the records it held over for that partition.
+    fn read(
+        &mut self,
+        part: &Partition,
+        start: u64,
+        max: usize,
+        out: &mut Vec<ConsumerRecord>,
+    ) -> Result<u64> {
+        let p = part.number();
+        let mut held = self.pending.remove(&p);
+        let next = read_into(part, start, self.config, max, out, &mut held, self.spare)?;
+        if let Some(held) = held {
+            self.pending.insert(p, held);
+        }
+        Ok(next)
+    }
+}
+
+/// Visits `partitions` in turn from index `first`, until `out` holds `max` records. An
+/// error after records were taken ends the round with them (the error comes again at the
+/// next poll); an error before that is returned.
+fn round(
+    partitions: &[u32],
+    first: usize,
+    max: usize,
+    out: &mut Vec<ConsumerRecord>,
+    mut visit: impl FnMut(u32, &mut Vec<ConsumerRecord>) -> Result<()>,
+) -> Result<()> {
+    let n = partitions.len();
+    for i in 0..n {
+        match visit(partitions[(first + i) % n], out) {
+            Err(_) if !out.is_empty() => break,
+            Err(e) => return Err(e),
+            Ok(()) if out.len() >= max => break,
+            Ok(()) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Where a consumer starts on `part` without a position: at `committed` (a group's
+/// committed offset) when it lies in the log, else per `reset`; with
+/// [`OffsetReset::None`] and nothing committed, [`Error::NoCommittedOffset`] (`group` is
+/// empty for a consumer outside any group).
+fn initial_position(
+    part: &Partition,
+    reset: OffsetReset,
+    committed: Option<u64>,
+    group: &str,
+) -> Result<u64> {
+    match committed {
+        Some(c) if c >= part.log_start_offset() && c <= part.log_end_offset() => Ok(c),
+        Some(c) => reset_position(part, reset, Some(c)),
+        None if reset == OffsetReset::None => Err(Error::NoCommittedOffset {
+            group: group.to_string(),
+            partition: part.name().to_string(),
+        }),
+        None => reset_position(part, reset, None),
     }
 }
 
