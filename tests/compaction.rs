@@ -15,30 +15,16 @@ mod common;
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::ManualClock;
+use common::{exclusive, shared, ManualClock};
 use proptest::prelude::*;
 use seglog::faults::{self, FaultOp};
 use seglog::{
     CleanupPolicy, Clock, Error, Partition, Record, Store, StoreConfig, TopicConfig, CLEANER_FILE,
     CLEAN_SHUTDOWN_FILE,
 };
-
-static FAULTS: RwLock<()> = RwLock::new(());
-
-/// For tests that plan no fault: they may run together, never alongside one that does.
-fn shared() -> RwLockReadGuard<'static, ()> {
-    FAULTS.read().unwrap_or_else(|e| e.into_inner())
-}
-
-/// For tests that plan faults: alone in the process.
-fn exclusive() -> RwLockWriteGuard<'static, ()> {
-    let guard = FAULTS.write().unwrap_or_else(|e| e.into_inner());
-    faults::clear();
-    guard
-}
 
 /// The store clock's start.
 const T: i64 = 1_700_000_000_000;

@@ -11,29 +11,15 @@ mod common;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::ManualClock;
+use common::{exclusive, shared, ManualClock};
 use seglog::faults::{self, FaultOp};
 use seglog::{
     CleanupPolicy, Clock, Error, Partition, Record, Store, StoreConfig, TimestampType, TopicConfig,
     LOG_START_FILE,
 };
-
-static FAULTS: RwLock<()> = RwLock::new(());
-
-/// For tests that plan no fault: they may run together, never alongside one that does.
-fn shared() -> RwLockReadGuard<'static, ()> {
-    FAULTS.read().unwrap_or_else(|e| e.into_inner())
-}
-
-/// For tests that plan faults: alone in the process.
-fn exclusive() -> RwLockWriteGuard<'static, ()> {
-    let guard = FAULTS.write().unwrap_or_else(|e| e.into_inner());
-    faults::clear();
-    guard
-}
 
 /// The store clock's start: a realistic epoch time.
 const T: i64 = 1_700_000_000_000;

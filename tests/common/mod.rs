@@ -2,7 +2,7 @@
 #![allow(dead_code)] // each test binary uses its own part
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use seglog::Clock;
 
@@ -31,4 +31,19 @@ impl Clock for ManualClock {
     fn now_ms(&self) -> i64 {
         self.0.load(Ordering::SeqCst)
     }
+}
+
+/// Serializes tests against planned faults, which are process-wide.
+static FAULTS: RwLock<()> = RwLock::new(());
+
+/// For tests that plan no fault: they may run together, never alongside one that does.
+pub fn shared() -> RwLockReadGuard<'static, ()> {
+    FAULTS.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// For tests that plan faults: alone in the process, starting with no plan.
+pub fn exclusive() -> RwLockWriteGuard<'static, ()> {
+    let guard = FAULTS.write().unwrap_or_else(|e| e.into_inner());
+    seglog::faults::clear();
+    guard
 }
