@@ -48,8 +48,8 @@ pub struct Store {
     /// What open found (clean shutdown or not, checkpoints), for topics created later
     /// only the defaults apply.
     found: Found,
-    flusher: Option<Flusher>,
-    maintainer: Option<Maintainer>,
+    flusher: Option<Background>,
+    maintainer: Option<Background>,
     last_maintenance: Arc<parking_lot::Mutex<Option<MaintenanceReport>>>,
     groups: Arc<Coordinator>,
     closed: bool,
@@ -124,104 +124,98 @@ fn compact(topics: &[Topic], report: &mut MaintenanceReport) {
     }
 }
 
-/// The background maintenance thread: retention and compaction every interval.
+/// A background thread of the store: it waits, runs `work`, waits as long as `work` says,
+/// and so on, until stopped.
 #[derive(Debug)]
-struct Maintainer {
+struct Background {
     stop: mpsc::Sender<()>,
     thread: std::thread::JoinHandle<()>,
 }
 
-impl Maintainer {
+impl Background {
+    /// Starts the thread `name`, which first waits `first_wait`.
     fn spawn(
+        name: &str,
+        first_wait: Duration,
+        mut work: impl FnMut() -> Duration + Send + 'static,
+    ) -> std::io::Result<Background> {
+        let (stop, stopped) = mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                let mut wait = first_wait;
+                loop {
+                    match stopped.recv_timeout(wait) {
+                        Err(mpsc::RecvTimeoutError::Timeout) => {}
+                        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                    wait = work();
+                }
+            })?;
+        Ok(Background { stop, thread })
+    }
+
+    /// Stops the thread and waits for it (after the work it is doing, if any).
+    fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+
+    /// The maintenance thread: retention and compaction every `interval`.
+    fn maintainer(
         topics: Arc<RwLock<BTreeMap<String, Topic>>>,
         interval: Duration,
         last: Arc<parking_lot::Mutex<Option<MaintenanceReport>>>,
-    ) -> std::io::Result<Maintainer> {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("seglog-maintenance".into())
-            .spawn(move || loop {
-                match stopped.recv_timeout(interval) {
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
-                }
-                let list: Vec<Topic> = topics.read().values().cloned().collect();
-                let mut report = MaintenanceReport::default();
-                enforce_retention(&list, &mut report);
-                compact(&list, &mut report);
-                *last.lock() = Some(report);
-            })?;
-        Ok(Maintainer { stop, thread })
+    ) -> std::io::Result<Background> {
+        Background::spawn("seglog-maintenance", interval, move || {
+            let list: Vec<Topic> = topics.read().values().cloned().collect();
+            let mut report = MaintenanceReport::default();
+            enforce_retention(&list, &mut report);
+            compact(&list, &mut report);
+            *last.lock() = Some(report);
+            interval
+        })
     }
 
-    fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.thread.join();
-    }
-}
-
-/// The background thread that flushes topics with [`FlushPolicy::EveryMillis`].
-#[derive(Debug)]
-struct Flusher {
-    stop: mpsc::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Flusher {
-    fn spawn(
+    /// The flusher: flushes topics with [`FlushPolicy::EveryMillis`] and writes the
+    /// checkpoints every `checkpoint_interval`.
+    fn flusher(
         topics: Arc<RwLock<BTreeMap<String, Topic>>>,
         checkpoints: Arc<Checkpoints>,
         checkpoint_interval: Duration,
-    ) -> std::io::Result<Flusher> {
-        let (stop, stopped) = mpsc::channel::<()>();
+    ) -> std::io::Result<Background> {
         let mut last_checkpoint = std::time::Instant::now();
-        let thread = std::thread::Builder::new()
-            .name("seglog-flusher".into())
-            .spawn(move || loop {
-                let due: Vec<(Topic, Duration)> = topics
-                    .read()
-                    .values()
-                    .filter_map(|t| match t.config().flush_policy {
-                        FlushPolicy::EveryMillis(ms) => {
-                            Some((t.clone(), Duration::from_millis(ms)))
-                        }
-                        _ => None,
-                    })
-                    .collect();
-                for (topic, interval) in &due {
-                    for p in topic.partitions() {
-                        // A failed flush leaves the data unflushed; the next tick (or an
-                        // explicit flush, which reports the error) tries again.
-                        let _ = p.flush_if_older(*interval);
-                    }
+        Background::spawn("seglog-flusher", Duration::ZERO, move || {
+            let due: Vec<(Topic, Duration)> = topics
+                .read()
+                .values()
+                .filter_map(|t| match t.config().flush_policy {
+                    FlushPolicy::EveryMillis(ms) => Some((t.clone(), Duration::from_millis(ms))),
+                    _ => None,
+                })
+                .collect();
+            for (topic, interval) in &due {
+                for p in topic.partitions() {
+                    // A failed flush leaves the data unflushed; the next tick (or an
+                    // explicit flush, which reports the error) tries again.
+                    let _ = p.flush_if_older(*interval);
                 }
-                if last_checkpoint.elapsed() >= checkpoint_interval {
-                    // A failure leaves the older checkpoint, which is still correct (it
-                    // only makes the next recovery check more); the next tick retries.
-                    // Under the topics lock: a topic deleted meanwhile must not come
-                    // back into the files.
-                    let _ = write_checkpoints(&topics.read(), &checkpoints);
-                    last_checkpoint = std::time::Instant::now();
-                }
-                // Wake at the shortest interval (at most every 100 ms, to notice new topics).
-                let tick = due
-                    .iter()
-                    .map(|(_, i)| *i)
-                    .chain([checkpoint_interval])
-                    .min()
-                    .unwrap_or(Duration::MAX)
-                    .clamp(Duration::from_millis(1), Duration::from_millis(100));
-                match stopped.recv_timeout(tick) {
-                    Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
-                }
-            })?;
-        Ok(Flusher { stop, thread })
-    }
-
-    fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.thread.join();
+            }
+            if last_checkpoint.elapsed() >= checkpoint_interval {
+                // A failure leaves the older checkpoint, which is still correct (it only
+                // makes the next recovery check more); the next tick retries. Under the
+                // topics lock: a topic deleted meanwhile must not come back into the files.
+                let _ = write_checkpoints(&topics.read(), &checkpoints);
+                last_checkpoint = std::time::Instant::now();
+            }
+            // Wake at the shortest interval (at most every 100 ms, to notice new topics).
+            due.iter()
+                .map(|(_, i)| *i)
+                .chain([checkpoint_interval])
+                .min()
+                .unwrap_or(Duration::MAX)
+                .clamp(Duration::from_millis(1), Duration::from_millis(100))
+        })
     }
 }
 
@@ -266,7 +260,7 @@ impl Store {
         // appended past it.
         write_checkpoints(&topics, &checkpoints)?;
         let topics = Arc::new(RwLock::new(topics));
-        let flusher = Flusher::spawn(
+        let flusher = Background::flusher(
             Arc::clone(&topics),
             Arc::clone(&checkpoints),
             config.checkpoint_interval,
@@ -276,7 +270,7 @@ impl Store {
         let maintainer = config
             .maintenance_interval
             .map(|interval| {
-                Maintainer::spawn(Arc::clone(&topics), interval, Arc::clone(&last_maintenance))
+                Background::maintainer(Arc::clone(&topics), interval, Arc::clone(&last_maintenance))
             })
             .transpose()
             .map_err(|e| Error::io("start maintenance thread for", &dir, e))?;
