@@ -179,14 +179,11 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    pub(crate) fn standalone(topic: Topic, partitions: Vec<u32>, config: ConsumerConfig) -> Self {
+    fn new(topic: Topic, config: ConsumerConfig, mode: Mode) -> Self {
         Consumer {
             topic,
             config,
-            mode: Mode::Standalone {
-                partitions,
-                positions: BTreeMap::new(),
-            },
+            mode,
             next_partition: 0,
             last_commit: Instant::now(),
             dirty: false,
@@ -194,6 +191,14 @@ impl Consumer {
             pending: BTreeMap::new(),
             spare: Vec::new(),
         }
+    }
+
+    pub(crate) fn standalone(topic: Topic, partitions: Vec<u32>, config: ConsumerConfig) -> Self {
+        let mode = Mode::Standalone {
+            partitions,
+            positions: BTreeMap::new(),
+        };
+        Consumer::new(topic, config, mode)
     }
 
     pub(crate) fn member(
@@ -205,22 +210,13 @@ impl Consumer {
     ) -> Self {
         let id = coordinator.member_id();
         group.join(id);
-        Consumer {
-            topic,
-            config,
-            mode: Mode::Member {
-                group,
-                id,
-                coordinator,
-                clock,
-            },
-            next_partition: 0,
-            last_commit: Instant::now(),
-            dirty: false,
-            left: false,
-            pending: BTreeMap::new(),
-            spare: Vec::new(),
-        }
+        let mode = Mode::Member {
+            group,
+            id,
+            coordinator,
+            clock,
+        };
+        Consumer::new(topic, config, mode)
     }
 
     /// The topic read.
