@@ -439,7 +439,7 @@ impl Partition {
         let seg = match done {
             Ok(seg) => Arc::new(seg),
             Err(e) => {
-                let _ = inner.poisoned.set(e.to_string());
+                self.poison(&e);
                 return Err(e);
             }
         };

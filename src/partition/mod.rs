@@ -5,10 +5,26 @@
 //! offset is published with release ordering after the segment has published the batch.
 //! Truncation takes an exclusive lock that readers share, so a read sees the log either
 //! before or after a truncation, never during.
+//!
+//! Lock order — a thread holding one of these takes only those below it:
+//!
+//! 1. `maintenance` (compaction, retention, truncation, close);
+//! 2. `sync` (the flush state; briefly, never across an fsync);
+//! 3. `writer` (appends, rolls);
+//! 4. the store's checkpoint lock ([`Checkpoints`](crate::checkpoint::Checkpoints));
+//! 5. `truncation` (readers share it; truncation takes it exclusively);
+//! 6. `segments` (the segment list; held briefly);
+//! 7. a segment's own locks (index files, writer state, lazy load).
+//!
+//! Above the partition: the consumer coordinator's lock, then the store's topics lock, then
+//! the checkpoint lock.
 
 mod compaction;
 mod fetch;
+mod open;
 mod retention;
+
+pub(crate) use open::OpenContext;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,7 +41,7 @@ use crate::config::{Clock, FlushPolicy, TimestampType, TopicConfig};
 use crate::error::{Error, Result};
 use crate::notify::Notify;
 use crate::record::{encode_batch, BatchIter, BatchSpec, Record, TIMESTAMP_TYPE_BIT};
-use crate::segment::{parse_log_name, Recovered, Segment, SegmentOptions};
+use crate::segment::{Segment, SegmentOptions};
 
 /// What an append wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,21 +107,6 @@ impl Drop for RunningFlush<'_> {
     }
 }
 
-/// How the store was shut down, and what its checkpoints hold for one partition.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct OpenState {
-    /// The clean-shutdown marker was present.
-    pub(crate) clean: bool,
-    /// From `recovery-point-offset-checkpoint`.
-    pub(crate) recovery_point: Option<u64>,
-    /// From `log-start-offset-checkpoint`.
-    pub(crate) log_start: Option<u64>,
-    /// From `cleaner-offset-checkpoint`.
-    pub(crate) first_dirty: Option<u64>,
-    /// The store's [`StoreConfig::cleaner_buffer_bytes`](crate::StoreConfig).
-    pub(crate) cleaner_buffer_bytes: usize,
-}
-
 #[derive(Debug)]
 struct Inner {
     /// `(topic, partition)`, the checkpoint files' key.
@@ -167,182 +168,6 @@ pub struct Partition {
 }
 
 impl Partition {
-    /// Opens the partition directory `dir` (creating it and a first segment if missing).
-    /// `key` is `(topic, partition)`, `name` is `<topic>-<partition>` (used in errors);
-    /// `state` says how the store was shut down and what the checkpoints hold for it.
-    ///
-    /// After a clean shutdown nothing is read from the log: segments are opened lazily and
-    /// the active one takes its next offset from the checkpoint. Otherwise every segment
-    /// holding offsets at or past the recovery point is recovered (see
-    /// [`Segment::recover`]); after a segment cut at a torn batch, later segments are
-    /// deleted, since nothing in them was flushed.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn open(
-        dir: PathBuf,
-        key: (String, u32),
-        name: String,
-        config: TopicConfig,
-        clock: Arc<dyn Clock>,
-        state: OpenState,
-        checkpoints: Arc<Checkpoints>,
-        notify: Arc<Notify>,
-    ) -> Result<Partition> {
-        let created = !dir.exists();
-        if created {
-            crate::fs::inject(crate::fs::FaultOp::Create)
-                .and_then(|()| std::fs::create_dir_all(&dir))
-                .map_err(|e| Error::io("create directory", &dir, e))?;
-            crate::fs::sync_dir(dir.parent().unwrap_or(Path::new(".")))?;
-        }
-        let opts = SegmentOptions::from_config(&config);
-        let mut dir_dirty = crate::segment::finish_interrupted(&dir)?;
-        let mut bases = Vec::new();
-        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io("list", &dir, e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io("list", &dir, e))?;
-            if let Some(base) = entry.file_name().to_str().and_then(parse_log_name) {
-                bases.push(base);
-            }
-        }
-        bases.sort_unstable();
-        let now = clock.now_ms();
-        // The first segment to check: after a clean shutdown, none (or the active one
-        // when the checkpoint lacks this partition); otherwise the one holding the
-        // recovery point.
-        let (recovery_point, first_unsafe) = match (state.clean, state.recovery_point) {
-            (true, Some(rp)) => (rp, bases.len()),
-            (true, None) => (0, bases.len().saturating_sub(1)),
-            (false, rp) => {
-                let rp = rp.unwrap_or(0);
-                let first = (0..bases.len())
-                    .find(|&i| bases.get(i + 1).is_none_or(|&next| next > rp))
-                    .unwrap_or(bases.len());
-                (rp, first)
-            }
-        };
-        let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(bases.len().max(1));
-        let mut unflushed = Vec::new();
-        let mut i = 0;
-        while i < bases.len() {
-            let (base, next) = (bases[i], bases.get(i + 1).copied());
-            let last = next.is_none();
-            if i < first_unsafe && !last {
-                segments.push(Arc::new(Segment::open_trusted(
-                    &dir,
-                    base,
-                    next.unwrap_or(base),
-                    opts,
-                )?));
-                i += 1;
-                continue;
-            }
-            if i < first_unsafe {
-                // The active segment after a clean shutdown.
-                if let Some(seg) =
-                    Segment::open_clean_active(&dir, base, recovery_point, opts, now)?
-                {
-                    segments.push(Arc::new(seg));
-                    break;
-                }
-            }
-            let (seg, mut recovered) =
-                Segment::recover(&dir, base, opts, last, recovery_point, next, now)?;
-            if let (Recovered::Intact, Some(next)) = (recovered, next) {
-                // Appends fill a segment up to the next one's base offset; one that ends
-                // short lost its tail in the crash (a power cut can keep a later file
-                // and not the earlier one's last pages): the log ends here.
-                if seg.next_offset() < next {
-                    seg.check_end_after_recovery_point(recovery_point, next)?;
-                    recovered = Recovered::CutAt(seg.size());
-                }
-            }
-            let seg = Arc::new(seg);
-            segments.push(Arc::clone(&seg));
-            if let Recovered::CutAt(_) = recovered {
-                if !last {
-                    // Nothing past a torn write was flushed: later segments go.
-                    for &later in &bases[i + 1..] {
-                        crate::segment::delete_segment_files(&dir, later)?;
-                    }
-                    seg.reactivate()?;
-                }
-                // The cut is made durable now: once appends roll past this segment it
-                // lies below the next recovery point and is never checked again, so a
-                // torn tail that a crash brought back would stay in it.
-                seg.flush()?;
-                crate::fs::sync_dir(&dir)?;
-                break;
-            }
-            if !last {
-                unflushed.push(seg);
-            }
-            i += 1;
-        }
-        let fresh = segments.is_empty();
-        if fresh {
-            segments.push(Arc::new(Segment::create(&dir, 0, opts, now)?));
-            dir_dirty = true;
-        }
-        // Never empty: a segment was created above if there was none.
-        let active = Arc::clone(&segments[segments.len() - 1]);
-        unflushed.retain(|s| !Arc::ptr_eq(s, &active));
-        let log_end = active.next_offset();
-        let log_start = state
-            .log_start
-            .unwrap_or(0)
-            .max(segments[0].base_offset())
-            .min(log_end);
-        // What was found at or past the recovery point may still be dirty in the page
-        // cache (after a process crash) or only partly on disk: it counts as durable once
-        // a flush has synced it.
-        let durable = if state.clean {
-            log_end
-        } else {
-            recovery_point.min(log_end).max(log_start)
-        };
-        let p = Partition {
-            inner: Arc::new(Inner {
-                key,
-                name,
-                dir,
-                config,
-                clock,
-                segments: RwLock::new(segments),
-                writer: Mutex::new(Writer {
-                    active,
-                    buf: Vec::new(),
-                    unflushed,
-                    dir_dirty,
-                    records_since_flush: 0,
-                }),
-                truncation: RwLock::new(()),
-                log_start_offset: AtomicU64::new(log_start),
-                log_end_offset: AtomicU64::new(log_end),
-                durable_offset: AtomicU64::new(durable),
-                sync: Mutex::new(SyncState {
-                    running: false,
-                    waiting: 0,
-                    flushes: 0,
-                    last: std::time::Instant::now(),
-                }),
-                flushed: Condvar::new(),
-                poisoned: std::sync::OnceLock::new(),
-                closed: AtomicBool::new(false),
-                closing: AtomicBool::new(false),
-                checkpoints,
-                maintenance: Mutex::new(()),
-                first_dirty: AtomicU64::new(state.first_dirty.unwrap_or(0).max(log_start)),
-                cleaner_buffer_bytes: state.cleaner_buffer_bytes,
-                tombstone_expiry: std::sync::atomic::AtomicI64::new(i64::MAX),
-                notify,
-            }),
-        };
-        if fresh {
-            p.flush()?;
-        }
-        Ok(p)
-    }
-
     /// `<topic>-<partition>`.
     pub fn name(&self) -> &str {
         &self.inner.name
@@ -392,9 +217,20 @@ impl Partition {
     /// no later write may build on it.
     fn poison_on_io<T>(&self, r: Result<T>) -> Result<T> {
         if let Err(e @ Error::Io { .. }) = &r {
-            let _ = self.inner.poisoned.set(e.to_string());
+            self.poison(e);
         }
         r
+    }
+
+    /// Poisons the partition with `cause` (the first cause stays).
+    fn poison(&self, cause: &Error) {
+        if self.inner.poisoned.set(cause.to_string()).is_ok() {
+            tracing::error!(
+                partition = %self.inner.name,
+                error = %cause,
+                "partition poisoned: writes are refused until the store is reopened"
+            );
+        }
     }
 
     /// The I/O error that poisoned this partition, if one did.

@@ -178,6 +178,12 @@ impl Partition {
         let mut report = RetentionReport::default();
         if !removed.is_empty() {
             for seg in &removed {
+                tracing::info!(
+                    file = %seg.log_path().display(),
+                    base_offset = seg.base_offset(),
+                    bytes = seg.size(),
+                    "retention: deleting a segment"
+                );
                 seg.delete_files()?;
                 report.segments_deleted += 1;
                 report.bytes_deleted += seg.size();

@@ -1,29 +1,26 @@
 //! The store: one data directory holding topics (Kafka's `log.dir` and `LogManager`).
+//! How it is opened is `open.rs`; its topic metadata file is `topics_file.rs`.
+
+mod open;
+mod topics_file;
+
+use topics_file::write_topics;
+pub use topics_file::TOPICS_FILE;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use parking_lot::RwLock;
 
-use crate::checkpoint::{
-    self, Checkpoints, Offsets, Written, CLEANER_FILE, CLEAN_SHUTDOWN_FILE, LOG_START_FILE,
-    RECOVERY_POINT_FILE,
-};
+use crate::checkpoint::{Checkpoints, Offsets, CLEAN_SHUTDOWN_FILE};
 use crate::config::{FlushPolicy, StoreConfig, TopicConfig};
 use crate::consumer::{Consumer, ConsumerConfig, Coordinator, PartitionLag, OFFSETS_TOPIC};
 use crate::error::{Error, Result};
 use crate::fs::DirLock;
-use crate::notify::Notify;
-use crate::partition::{OpenState, Partition};
-use crate::record::crc32c;
+use crate::partition::{OpenContext, Partition};
 use crate::topic::{validate_topic_name, Topic};
-
-/// seglog's own topic metadata file at the data-dir root.
-pub const TOPICS_FILE: &str = "seglog-topics";
-const TOPICS_HEADER: &str = "seglog-topics 1";
 
 /// An open data directory. Holds the directory's exclusive lock until closed or dropped.
 ///
@@ -45,9 +42,9 @@ pub struct Store {
     config: StoreConfig,
     topics: Arc<RwLock<BTreeMap<String, Topic>>>,
     checkpoints: Arc<Checkpoints>,
-    /// What open found (clean shutdown or not, checkpoints), for topics created later
+    /// What open found (clean shutdown or not, checkpoints), with which partitions open;
     /// only the defaults apply.
-    found: Found,
+    ctx: OpenContext,
     flusher: Option<Background>,
     maintainer: Option<Background>,
     last_maintenance: Arc<parking_lot::Mutex<Option<MaintenanceReport>>>,
@@ -229,66 +226,6 @@ impl Store {
         Store::open_with(dir, StoreConfig::default())
     }
 
-    /// Opens `dir` with `config`.
-    ///
-    /// # Errors
-    /// As [`Store::open`].
-    pub fn open_with(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store> {
-        let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
-        let lock = DirLock::acquire(&dir)?;
-        let mut found = read_shutdown_state(&dir)?;
-        found.cleaner_buffer_bytes = config.cleaner_buffer_bytes;
-        let checkpoints = Arc::new(Checkpoints::new(
-            dir.clone(),
-            Written {
-                recovery_points: found.recovery_points.clone(),
-                log_starts: found.log_starts.clone(),
-                cleaner: found.cleaner.clone(),
-            },
-        ));
-        let configs = read_topics(&dir)?;
-        let mut topics = BTreeMap::new();
-        for (name, cfg) in configs {
-            let topic = open_topic(&dir, &name, cfg, &config, &found, &checkpoints)?;
-            topics.insert(name, topic);
-        }
-        remove_orphans(&dir, &topics)?;
-        // The files now say exactly what this open found: entries of partitions that no
-        // longer exist (a delete_topic that crashed) go, and a log start offset that
-        // recovery lowered to the recovered log end is written down before anything is
-        // appended past it.
-        write_checkpoints(&topics, &checkpoints)?;
-        let topics = Arc::new(RwLock::new(topics));
-        let flusher = Background::flusher(
-            Arc::clone(&topics),
-            Arc::clone(&checkpoints),
-            config.checkpoint_interval,
-        )
-        .map_err(|e| Error::io("start flusher thread for", &dir, e))?;
-        let last_maintenance = Arc::new(parking_lot::Mutex::new(None));
-        let maintainer = config
-            .maintenance_interval
-            .map(|interval| {
-                Background::maintainer(Arc::clone(&topics), interval, Arc::clone(&last_maintenance))
-            })
-            .transpose()
-            .map_err(|e| Error::io("start maintenance thread for", &dir, e))?;
-        Ok(Store {
-            dir,
-            config,
-            topics,
-            checkpoints,
-            found,
-            flusher: Some(flusher),
-            maintainer,
-            last_maintenance,
-            groups: Arc::new(Coordinator::default()),
-            closed: false,
-            _lock: lock,
-        })
-    }
-
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -314,19 +251,7 @@ impl Store {
         // Metadata first: a crash before the directories exist recreates them on open.
         write_topics(&self.dir, &configs)?;
         // A new topic's partitions are empty: nothing to recover, nothing checkpointed.
-        let fresh = Found {
-            clean: true,
-            cleaner_buffer_bytes: self.config.cleaner_buffer_bytes,
-            ..Found::default()
-        };
-        let topic = open_topic(
-            &self.dir,
-            name,
-            config,
-            &self.config,
-            &fresh,
-            &self.checkpoints,
-        )?;
+        let topic = open::open_topic(&self.ctx, name, config, true)?;
         topics.insert(name.to_string(), topic.clone());
         Ok(topic)
     }
@@ -563,7 +488,7 @@ impl Store {
     /// True when the last shutdown was clean (the marker written by [`Store::close`] was
     /// there at open): nothing was recovered.
     pub fn opened_clean(&self) -> bool {
-        self.found.clean
+        self.ctx.clean
     }
 
     /// Flushes and closes every partition, then releases the lock. Dropping a `Store` does
@@ -640,59 +565,6 @@ impl Drop for Store {
     }
 }
 
-fn partition_dir(dir: &Path, topic: &str, partition: u32) -> PathBuf {
-    dir.join(format!("{topic}-{partition}"))
-}
-
-/// What the store found at open: how it was shut down and the checkpoints.
-#[derive(Debug, Default)]
-struct Found {
-    clean: bool,
-    recovery_points: Offsets,
-    log_starts: Offsets,
-    cleaner: Offsets,
-    cleaner_buffer_bytes: usize,
-}
-
-impl Found {
-    fn state(&self, key: &(String, u32)) -> OpenState {
-        OpenState {
-            clean: self.clean,
-            recovery_point: self.recovery_points.get(key).copied(),
-            log_start: self.log_starts.get(key).copied(),
-            first_dirty: self.cleaner.get(key).copied(),
-            cleaner_buffer_bytes: self.cleaner_buffer_bytes,
-        }
-    }
-}
-
-fn open_topic(
-    dir: &Path,
-    name: &str,
-    cfg: TopicConfig,
-    store: &StoreConfig,
-    found: &Found,
-    checkpoints: &Arc<Checkpoints>,
-) -> Result<Topic> {
-    let notify = Arc::new(Notify::default());
-    let partitions = (0..cfg.partitions)
-        .map(|p| {
-            let key = (name.to_string(), p);
-            Partition::open(
-                partition_dir(dir, name, p),
-                key.clone(),
-                format!("{name}-{p}"),
-                cfg.clone(),
-                store.clock.clone(),
-                found.state(&key),
-                Arc::clone(checkpoints),
-                Arc::clone(&notify),
-            )
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Topic::new(name.to_string(), cfg, partitions, notify))
-}
-
 /// Writes both checkpoint files from the partitions' durable offsets (recovery points)
 /// and log start offsets. The values are read under the checkpoint lock, so a truncation
 /// lowering a recovery point cannot be overwritten by an older value.
@@ -709,160 +581,4 @@ fn write_checkpoints(topics: &BTreeMap<String, Topic>, checkpoints: &Checkpoints
     }
     guard.retain_cleaner(&recovery_points)?;
     guard.write(recovery_points, log_starts)
-}
-
-/// Reads the clean-shutdown marker (removing it: from now on a crash is unclean) and the
-/// checkpoints, and removes temporary files an interrupted atomic write left at the root.
-fn read_shutdown_state(dir: &Path) -> Result<Found> {
-    let marker = dir.join(CLEAN_SHUTDOWN_FILE);
-    let clean = marker.exists();
-    let mut changed = false;
-    if clean {
-        std::fs::remove_file(&marker).map_err(|e| Error::io("remove", &marker, e))?;
-        changed = true;
-    }
-    for name in [
-        TOPICS_FILE,
-        RECOVERY_POINT_FILE,
-        LOG_START_FILE,
-        CLEANER_FILE,
-        CLEAN_SHUTDOWN_FILE,
-    ] {
-        let tmp = crate::fs::tmp_path(&dir.join(name));
-        if tmp.exists() {
-            std::fs::remove_file(&tmp).map_err(|e| Error::io("remove", &tmp, e))?;
-            changed = true;
-        }
-    }
-    if changed {
-        crate::fs::sync_dir(dir)?;
-    }
-    // Recovery points only say how much need not be checked: a damaged file costs a full
-    // recovery, never data. The log start offsets are data (records below them are
-    // deleted), so a damaged file is an error.
-    let recovery_points = checkpoint::read(dir, RECOVERY_POINT_FILE)
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let log_starts = checkpoint::read(dir, LOG_START_FILE)?.unwrap_or_default();
-    // Compaction progress only saves work too: a damaged file means cleaning again.
-    let cleaner = checkpoint::read(dir, CLEANER_FILE)
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    Ok(Found {
-        clean,
-        recovery_points,
-        log_starts,
-        cleaner,
-        cleaner_buffer_bytes: 0,
-    })
-}
-
-/// Removes partition directories of topics that are not in the metadata: the remains of a
-/// `delete_topic` interrupted after its metadata write.
-fn remove_orphans(dir: &Path, topics: &BTreeMap<String, Topic>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))?;
-    let mut removed = false;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
-        let Some((topic, part)) = name.rsplit_once('-') else {
-            continue;
-        };
-        let is_partition_dir = !part.is_empty()
-            && part.bytes().all(|b| b.is_ascii_digit())
-            && validate_topic_name(topic).is_ok()
-            && entry.file_type().is_ok_and(|t| t.is_dir());
-        let known = topics
-            .get(topic)
-            .is_some_and(|t| part.parse::<u32>().is_ok_and(|p| p < t.partition_count()));
-        if is_partition_dir && !known {
-            std::fs::remove_dir_all(entry.path())
-                .map_err(|e| Error::io("remove directory", entry.path(), e))?;
-            removed = true;
-        }
-    }
-    if removed {
-        crate::fs::sync_dir(dir)?;
-    }
-    Ok(())
-}
-
-/// Writes the topic metadata: a header line, `topic <name>` then `key=value` lines per
-/// topic, and a final `crc32c <hex>` line over everything before it.
-fn write_topics(dir: &Path, topics: &BTreeMap<String, TopicConfig>) -> Result<()> {
-    let mut body = format!("{TOPICS_HEADER}\n");
-    for (name, cfg) in topics {
-        let _ = writeln!(body, "topic {name}");
-        body.push_str(&cfg.to_lines());
-    }
-    let crc = crc32c(body.as_bytes());
-    let _ = writeln!(body, "crc32c {crc:08x}");
-    crate::fs::write_atomic(&dir.join(TOPICS_FILE), body.as_bytes())
-}
-
-fn read_topics(dir: &Path) -> Result<BTreeMap<String, TopicConfig>> {
-    let path = dir.join(TOPICS_FILE);
-    let text = match std::fs::read(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
-        Err(e) => return Err(Error::io("read", &path, e)),
-    };
-    let corrupt = |position: usize, reason: String| Error::Corrupt {
-        path: path.clone(),
-        position: position as u64,
-        reason,
-    };
-    let text =
-        std::str::from_utf8(&text).map_err(|e| corrupt(e.valid_up_to(), "not UTF-8".into()))?;
-    let body_end = text.trim_end_matches('\n').rfind('\n').map_or(0, |i| i + 1);
-    let (body, crc_line) = text.split_at(body_end);
-    let stored = crc_line
-        .trim_end()
-        .strip_prefix("crc32c ")
-        .and_then(|h| u32::from_str_radix(h, 16).ok())
-        .ok_or_else(|| corrupt(body_end, "missing crc32c line (file truncated?)".into()))?;
-    let computed = crc32c(body.as_bytes());
-    if stored != computed {
-        return Err(corrupt(
-            body_end,
-            format!("checksum mismatch: stored {stored:08x}, computed {computed:08x}"),
-        ));
-    }
-    let mut lines = body.lines();
-    if lines.next() != Some(TOPICS_HEADER) {
-        return Err(corrupt(0, format!("expected header {TOPICS_HEADER:?}")));
-    }
-    let mut topics = BTreeMap::new();
-    let mut current: Option<(String, TopicConfig)> = None;
-    let mut pos = TOPICS_HEADER.len() + 1;
-    for line in lines {
-        if let Some(name) = line.strip_prefix("topic ") {
-            validate_topic_name(name).map_err(|e| corrupt(pos, e.to_string()))?;
-            if let Some((n, c)) = current.take() {
-                topics.insert(n, c);
-            }
-            current = Some((name.to_string(), TopicConfig::default()));
-        } else {
-            let (k, v) = line
-                .split_once('=')
-                .ok_or_else(|| corrupt(pos, format!("unexpected line {line:?}")))?;
-            let (_, cfg) = current
-                .as_mut()
-                .ok_or_else(|| corrupt(pos, "setting before any topic".into()))?;
-            cfg.set(k, v).map_err(|e| corrupt(pos, e))?;
-        }
-        pos += line.len() + 1;
-    }
-    if let Some((n, c)) = current {
-        topics.insert(n, c);
-    }
-    for (name, cfg) in &topics {
-        cfg.validate()
-            .map_err(|e| corrupt(0, format!("topic {name}: {e}")))?;
-    }
-    Ok(topics)
 }

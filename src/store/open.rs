@@ -1,0 +1,208 @@
+//! How a store is opened: "what happens at open, after a crash", for the data directory.
+//! What happens to each partition is `partition/open.rs`, to each segment
+//! `segment/recover.rs`.
+//!
+//! The open sequence (each step names its FORMAT.md paragraph):
+//!
+//! 1. **Lock** (§1.1): the directory is created if missing and its `.lock` taken, so no
+//!    other store (or Kafka broker) works on it meanwhile.
+//! 2. **Shutdown state** (§1.4, §1.3, §10): the clean-shutdown marker is read and removed
+//!    (from now on a crash is unclean), `*.tmp` leftovers of interrupted atomic replaces at
+//!    the root are removed (and the directory fsynced), and the three checkpoint files are
+//!    read. A damaged recovery-point or cleaner file costs a full recovery or a re-clean,
+//!    never data; a damaged log-start file is an error (records below it are deleted).
+//! 3. **Topics** (§1.2): `seglog-topics` is read and checked.
+//! 4. **Partitions** (§9): every partition of every topic is opened with one shared
+//!    [`OpenContext`] (shutdown state and checkpoints).
+//! 5. **Unknown directories** (§1): partition directories of topics that are not in
+//!    `seglog-topics` are removed (the remains of an interrupted `delete_topic`).
+//! 6. **Checkpoints** (§1.3, §9): rewritten with what the open found — entries of vanished
+//!    partitions dropped, log start offsets as recovery clamped them.
+//! 7. **Threads**: the flusher (flush policies, periodic checkpoints) and, if configured,
+//!    the maintenance thread (retention, compaction) start.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+
+use super::topics_file::{read_topics, TOPICS_FILE};
+use super::{write_checkpoints, Background, Store};
+use crate::checkpoint::{
+    self, Checkpoints, Written, CLEANER_FILE, CLEAN_SHUTDOWN_FILE, LOG_START_FILE,
+    RECOVERY_POINT_FILE,
+};
+use crate::config::{StoreConfig, TopicConfig};
+use crate::consumer::Coordinator;
+use crate::error::{Error, Result};
+use crate::fs::DirLock;
+use crate::notify::Notify;
+use crate::partition::{OpenContext, Partition};
+use crate::topic::{validate_topic_name, Topic};
+
+impl Store {
+    /// Opens `dir` with `config`, following the sequence in the module docs.
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub fn open_with(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store> {
+        // 1. Lock.
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        let lock = DirLock::acquire(&dir)?;
+        // 2. Shutdown state.
+        let ctx = read_shutdown_state(&dir, &config)?;
+        // 3. Topics.
+        let configs = read_topics(&dir)?;
+        // 4. Partitions.
+        let mut topics = BTreeMap::new();
+        for (name, cfg) in configs {
+            let topic = open_topic(&ctx, &name, cfg, false)?;
+            topics.insert(name, topic);
+        }
+        // 5. Unknown directories.
+        remove_orphans(&dir, &topics)?;
+        // 6. Checkpoints. The files now say exactly what this open found: entries of
+        // partitions that no longer exist (a delete_topic that crashed) go, and a log start
+        // offset that recovery lowered to the recovered log end is written down before
+        // anything is appended past it.
+        write_checkpoints(&topics, &ctx.checkpoints)?;
+        // 7. Threads.
+        let topics = Arc::new(RwLock::new(topics));
+        let flusher = Background::flusher(
+            Arc::clone(&topics),
+            Arc::clone(&ctx.checkpoints),
+            config.checkpoint_interval,
+        )
+        .map_err(|e| Error::io("start flusher thread for", &dir, e))?;
+        let last_maintenance = Arc::new(parking_lot::Mutex::new(None));
+        let maintainer = config
+            .maintenance_interval
+            .map(|interval| {
+                Background::maintainer(Arc::clone(&topics), interval, Arc::clone(&last_maintenance))
+            })
+            .transpose()
+            .map_err(|e| Error::io("start maintenance thread for", &dir, e))?;
+        Ok(Store {
+            dir,
+            config,
+            topics,
+            checkpoints: Arc::clone(&ctx.checkpoints),
+            ctx,
+            flusher: Some(flusher),
+            maintainer,
+            last_maintenance,
+            groups: Arc::new(Coordinator::default()),
+            closed: false,
+            _lock: lock,
+        })
+    }
+}
+
+/// Opens every partition of topic `name` (step 4; also `create_topic`, with `fresh`).
+pub(super) fn open_topic(
+    ctx: &OpenContext,
+    name: &str,
+    cfg: TopicConfig,
+    fresh: bool,
+) -> Result<Topic> {
+    let notify = Arc::new(Notify::default());
+    let partitions = (0..cfg.partitions)
+        .map(|p| Partition::open(ctx, name, p, cfg.clone(), Arc::clone(&notify), fresh))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Topic::new(name.to_string(), cfg, partitions, notify))
+}
+
+/// Reads the clean-shutdown marker (removing it: from now on a crash is unclean) and the
+/// checkpoints, and removes temporary files an interrupted atomic write left at the root.
+fn read_shutdown_state(dir: &Path, config: &StoreConfig) -> Result<OpenContext> {
+    let marker = dir.join(CLEAN_SHUTDOWN_FILE);
+    let clean = marker.exists();
+    let mut changed = false;
+    if clean {
+        std::fs::remove_file(&marker).map_err(|e| Error::io("remove", &marker, e))?;
+        changed = true;
+    }
+    for name in [
+        TOPICS_FILE,
+        RECOVERY_POINT_FILE,
+        LOG_START_FILE,
+        CLEANER_FILE,
+        CLEAN_SHUTDOWN_FILE,
+    ] {
+        let tmp = crate::fs::tmp_path(&dir.join(name));
+        if tmp.exists() {
+            std::fs::remove_file(&tmp).map_err(|e| Error::io("remove", &tmp, e))?;
+            changed = true;
+        }
+    }
+    if changed {
+        crate::fs::sync_dir(dir)?;
+    }
+    // Recovery points only say how much need not be checked: a damaged file costs a full
+    // recovery, never data. The log start offsets are data (records below them are
+    // deleted), so a damaged file is an error.
+    let recovery_points = checkpoint::read(dir, RECOVERY_POINT_FILE)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let log_starts = checkpoint::read(dir, LOG_START_FILE)?.unwrap_or_default();
+    // Compaction progress only saves work too: a damaged file means cleaning again.
+    let cleaner = checkpoint::read(dir, CLEANER_FILE)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    tracing::debug!(dir = %dir.display(), clean, "opening a store");
+    let checkpoints = Arc::new(Checkpoints::new(
+        dir.to_path_buf(),
+        Written {
+            recovery_points: recovery_points.clone(),
+            log_starts: log_starts.clone(),
+            cleaner: cleaner.clone(),
+        },
+    ));
+    Ok(OpenContext {
+        root: dir.to_path_buf(),
+        clock: config.clock.clone(),
+        checkpoints,
+        cleaner_buffer_bytes: config.cleaner_buffer_bytes,
+        clean,
+        recovery_points,
+        log_starts,
+        cleaner,
+    })
+}
+
+/// Removes partition directories of topics that are not in the metadata: the remains of a
+/// `delete_topic` interrupted after its metadata write.
+fn remove_orphans(dir: &Path, topics: &BTreeMap<String, Topic>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))?;
+    let mut removed = false;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let Some((topic, part)) = name.rsplit_once('-') else {
+            continue;
+        };
+        let is_partition_dir = !part.is_empty()
+            && part.bytes().all(|b| b.is_ascii_digit())
+            && validate_topic_name(topic).is_ok()
+            && entry.file_type().is_ok_and(|t| t.is_dir());
+        let known = topics
+            .get(topic)
+            .is_some_and(|t| part.parse::<u32>().is_ok_and(|p| p < t.partition_count()));
+        if is_partition_dir && !known {
+            tracing::warn!(dir = %entry.path().display(), "removing the directory of a deleted topic");
+            std::fs::remove_dir_all(entry.path())
+                .map_err(|e| Error::io("remove directory", entry.path(), e))?;
+            removed = true;
+        }
+    }
+    if removed {
+        crate::fs::sync_dir(dir)?;
+    }
+    Ok(())
+}
