@@ -129,7 +129,8 @@ impl IndexFile {
         self.bytes.as_slice().len() / self.entry_size
     }
 
-    /// True when no further entry fits.
+    /// True when no further entry fits: the offset index's rule (Kafka's
+    /// `AbstractIndex.isFull`). The time index keeps one slot back (`timeindex::is_full`).
     pub(crate) fn is_full(&self) -> bool {
         self.entries >= self.capacity()
     }
