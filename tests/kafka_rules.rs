@@ -392,7 +392,10 @@ fn symlinked_segment_files_are_never_followed() {
             std::os::unix::fs::symlink(&victim, &target).unwrap();
         }
         let result = (|| -> seglog::Result<()> {
-            let s = store(dir.path());
+            let s = Store::open_with(
+                dir.path(),
+                StoreConfig::default().maintenance_interval(None),
+            )?;
             let p = partition(&s, "s");
             let mut next = 0;
             while next < p.log_end_offset() {
