@@ -105,7 +105,13 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let tmp = tmp_path(path);
     let mut f = inject(FaultOp::Create)
-        .and_then(|()| nofollow().write(true).create(true).truncate(true).open(&tmp))
+        .and_then(|()| {
+            nofollow()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)
+        })
         .map_err(|e| nofollow_error("create", &tmp, e))?;
     inject(FaultOp::Write)
         .and_then(|()| f.write_all(contents))
@@ -161,7 +167,13 @@ pub(crate) fn nofollow_error(op: &'static str, path: &Path, e: std::io::Error) -
 /// Creates a file that must not exist yet, readable and writable.
 pub(crate) fn create_new(path: &Path) -> Result<File> {
     inject(FaultOp::Create)
-        .and_then(|()| nofollow().read(true).write(true).create_new(true).open(path))
+        .and_then(|()| {
+            nofollow()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(path)
+        })
         .map_err(|e| nofollow_error("create", path, e))
 }
 

@@ -320,10 +320,7 @@ impl Store {
         if topics.contains_key(name) {
             return Err(Error::TopicExists(name.to_string()));
         }
-        if let Some(existing) = topics
-            .keys()
-            .find(|t| crate::topic::collides(t, name))
-        {
+        if let Some(existing) = topics.keys().find(|t| crate::topic::collides(t, name)) {
             return Err(Error::TopicCollision {
                 name: name.to_string(),
                 existing: existing.clone(),

@@ -53,7 +53,11 @@ fn time_index_full_one_entry_early_rolls_after_four_batches() {
         let b = seg.base_offset();
         // Entries for the 2nd, 3rd and 4th batch; the seal entry adds nothing newer.
         assert_eq!(
-            seg.offset_index().unwrap().iter().map(|e| e.0).collect::<Vec<_>>(),
+            seg.offset_index()
+                .unwrap()
+                .iter()
+                .map(|e| e.0)
+                .collect::<Vec<_>>(),
             [b + 1, b + 2, b + 3]
         );
         let times = seg.time_index().unwrap();
@@ -117,7 +121,11 @@ fn seal_entry_always_has_its_slot() {
 /// is at or past `target`, then `LogSegment.findOffsetByTimestamp` in that segment only:
 /// the time-index floor entry (timestamp <= target) gives an offset, the offset-index floor
 /// of it gives a position, and the batches from there are searched.
-fn kafka_offset_for_timestamp(segs: &[std::sync::Arc<Segment>], target: i64, start: u64) -> Option<u64> {
+fn kafka_offset_for_timestamp(
+    segs: &[std::sync::Arc<Segment>],
+    target: i64,
+    start: u64,
+) -> Option<u64> {
     let seg = segs
         .iter()
         .find(|s| s.largest_timestamp().unwrap() >= target)?;
@@ -137,7 +145,8 @@ fn kafka_offset_for_timestamp(segs: &[std::sync::Arc<Segment>], target: i64, sta
         .find(|e| e.0 <= from)
         .map_or(seg.base_offset(), |e| e.0);
     let mut buf = Vec::new();
-    seg.read(read_from, usize::MAX >> 2, true, &mut buf).unwrap()?;
+    seg.read(read_from, usize::MAX >> 2, true, &mut buf)
+        .unwrap()?;
     for item in BatchIter::new(&buf) {
         let (_, b) = item.unwrap();
         if b.header().max_timestamp >= target {
@@ -183,7 +192,11 @@ fn kafka_lookup_by_time_agrees_on_compacted_output() {
     one("y", T + 500);
     one("z", T + 600);
     let before: Vec<u64> = p.segments().iter().map(|s| s.base_offset()).collect();
-    assert_eq!(before[..3], [0, 2, 4], "two batches per segment: {before:?}");
+    assert_eq!(
+        before[..3],
+        [0, 2, 4],
+        "two batches per segment: {before:?}"
+    );
     let report = p.compact_now().unwrap();
     assert!(report.cleaned);
     let segs = p.segments();
@@ -197,7 +210,10 @@ fn kafka_lookup_by_time_agrees_on_compacted_output() {
     assert_eq!(batches[0].header().records_count, 0);
     let start = p.log_start_offset();
     let mut checked = 0;
-    for target in (T - 50..=T + 8_000).step_by(50).chain([T + 100, T + 600, T + 601]) {
+    for target in (T - 50..=T + 8_000)
+        .step_by(50)
+        .chain([T + 100, T + 600, T + 601])
+    {
         let seglog = p.offset_for_timestamp(target).unwrap().map(|t| t.offset);
         let kafka = kafka_offset_for_timestamp(&segs, target, start);
         assert_eq!(kafka, seglog, "target T{:+}", target - T);
@@ -231,7 +247,7 @@ fn lookup_by_time_never_skips_a_compressed_batch() {
     s.close().unwrap();
     // The gzip batch Kafka's MemoryRecordsBuilder wrote (offsets 100..=104, timestamps
     // T-5..T+1000), moved to offset 0 (the base offset is outside the CRC).
-    let mut batch = std::fs::read("tests/fixtures/kafka-codec-gzip.bin").unwrap();
+    let mut batch = std::fs::read("tests/fixtures/kafka-java/codec-gzip.bin").unwrap();
     batch[..8].copy_from_slice(&0u64.to_be_bytes());
     let pdir = dir.path().join("z-0");
     std::fs::write(pdir.join(format!("{:020}.log", 0)), &batch).unwrap();
@@ -321,9 +337,7 @@ fn internal_topic_names_are_reserved() {
         .is_err());
     // The store creates the offsets topic itself on the first commit.
     s.create_topic("orders", TopicConfig::default()).unwrap();
-    partition(&s, "orders")
-        .append(&[Record::new("o")])
-        .unwrap();
+    partition(&s, "orders").append(&[Record::new("o")]).unwrap();
     let mut c = s
         .join_group(
             "g",
@@ -336,7 +350,12 @@ fn internal_topic_names_are_reserved() {
     c.commit().unwrap();
     drop(c);
     assert!(s.topics().iter().any(|t| t == OFFSETS_TOPIC));
-    assert!(s.topic(OFFSETS_TOPIC).unwrap().config().cleanup_policy.compacts());
+    assert!(s
+        .topic(OFFSETS_TOPIC)
+        .unwrap()
+        .config()
+        .cleanup_policy
+        .compacts());
     s.close().unwrap();
     let s = store(dir.path());
     assert_eq!(s.committed_offsets("g", "orders").unwrap()[&0], 1);

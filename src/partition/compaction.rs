@@ -391,7 +391,11 @@ impl Partition {
                         // the largest timestamp of what precedes it (records kept in this
                         // segment, else the log below), which some earlier record has; 0
                         // when nothing has one (-1 would make Kafka use the file's mtime).
-                        let ts = if kept_max >= 0 { kept_max } else { before.max(0) };
+                        let ts = if kept_max >= 0 {
+                            kept_max
+                        } else {
+                            before.max(0)
+                        };
                         crate::record::set_max_timestamp(&mut bytes, ts);
                     } else if n > 0 {
                         kept_max = kept_max.max(header_max_timestamp(&bytes));

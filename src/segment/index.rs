@@ -71,8 +71,11 @@ impl IndexFile {
         } else {
             let read = |path| {
                 let mut v = Vec::new();
-                std::io::Read::read_to_end(&mut crate::fs::nofollow().read(true).open(path)?, &mut v)
-                    .map(|_| v)
+                std::io::Read::read_to_end(
+                    &mut crate::fs::nofollow().read(true).open(path)?,
+                    &mut v,
+                )
+                .map(|_| v)
             };
             let v = match read(path) {
                 Ok(v) => v,

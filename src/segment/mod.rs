@@ -667,8 +667,7 @@ impl Segment {
 
     /// Recomputes `indexes_full` after the indexes changed size or entries.
     fn refresh_indexes_full(&self, w: &mut WriterState) {
-        w.indexes_full =
-            self.index.read().is_full() || timeindex::is_full(&self.time_index.read());
+        w.indexes_full = self.index.read().is_full() || timeindex::is_full(&self.time_index.read());
     }
 
     fn load_rolling_timestamp(&self) -> Result<()> {
