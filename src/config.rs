@@ -120,8 +120,10 @@ pub struct TopicConfig {
     /// Roll when the active segment's first timestamp is this much older than the
     /// incoming batch's. Default 7 days; allowed at least 1.
     pub segment_ms: u64,
-    /// Size at which the offset index (and time index) of a segment is full.
-    /// Default 10 MiB; allowed 24 B..=2 GiB - 1.
+    /// Size of a segment's index files: the offset index is full at `n / 8` entries, the
+    /// time index at `n / 12 - 1` (Kafka's rule: one slot kept for the entry written at
+    /// roll or close); a full index rolls the segment. Default 10 MiB; allowed
+    /// 24 B..=2 GiB - 1.
     pub segment_index_bytes: u32,
     /// Bytes of batches between two index entries. Default 4096; 0 indexes every batch.
     pub index_interval_bytes: u32,

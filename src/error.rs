@@ -37,6 +37,15 @@ pub enum Error {
         /// Which rule it breaks.
         reason: &'static str,
     },
+    /// `create_topic` for a name that equals an existing topic's once `.` and `_` are
+    /// treated alike (Kafka refuses it: the two topics' metric names would collide).
+    #[error("topic {name:?} collides with existing topic {existing:?}: names that differ only in '.' versus '_' are not allowed")]
+    TopicCollision {
+        /// The name asked for.
+        name: String,
+        /// The existing topic it collides with.
+        existing: String,
+    },
     /// No topic of this name exists.
     #[error("unknown topic {0:?}")]
     UnknownTopic(String),

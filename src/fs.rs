@@ -105,8 +105,14 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let tmp = tmp_path(path);
     let mut f = inject(FaultOp::Create)
-        .and_then(|()| File::create(&tmp))
-        .map_err(|e| Error::io("create", &tmp, e))?;
+        .and_then(|()| {
+            nofollow()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)
+        })
+        .map_err(|e| nofollow_error("create", &tmp, e))?;
     inject(FaultOp::Write)
         .and_then(|()| f.write_all(contents))
         .map_err(|e| Error::io("write", &tmp, e))?;
@@ -138,26 +144,46 @@ pub(crate) fn rename(from: &Path, to: &Path) -> Result<()> {
         .map_err(|e| Error::io("rename", from, e))
 }
 
+/// `OpenOptions` that never follow a symbolic link at the path (`O_NOFOLLOW`): every file
+/// inside a partition directory is opened through this, so that a link planted there
+/// cannot make seglog write (or truncate) a file elsewhere. Opening a link fails with
+/// `ELOOP`, reported by [`nofollow_error`].
+pub(crate) fn nofollow() -> OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = OpenOptions::new();
+    o.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+    o
+}
+
+/// The error of a [`nofollow`] open: `ELOOP` says the path is a symbolic link.
+pub(crate) fn nofollow_error(op: &'static str, path: &Path, e: std::io::Error) -> Error {
+    if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+        let e = std::io::Error::new(e.kind(), "is a symbolic link; refusing to follow it");
+        return Error::io(op, path, e);
+    }
+    Error::io(op, path, e)
+}
+
 /// Creates a file that must not exist yet, readable and writable.
 pub(crate) fn create_new(path: &Path) -> Result<File> {
     inject(FaultOp::Create)
         .and_then(|()| {
-            OpenOptions::new()
+            nofollow()
                 .read(true)
                 .write(true)
                 .create_new(true)
                 .open(path)
         })
-        .map_err(|e| Error::io("create", path, e))
+        .map_err(|e| nofollow_error("create", path, e))
 }
 
-/// Opens an existing file read-write (or read-only).
+/// Opens an existing file read-write (or read-only), never through a symbolic link.
 pub(crate) fn open(path: &Path, writable: bool) -> Result<File> {
-    OpenOptions::new()
+    nofollow()
         .read(true)
         .write(writable)
         .open(path)
-        .map_err(|e| Error::io("open", path, e))
+        .map_err(|e| nofollow_error("open", path, e))
 }
 
 /// The data directory's exclusive lock, released on drop.

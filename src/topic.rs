@@ -245,3 +245,22 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Topic names Kafka reserves for its internal topics: a user cannot create them (nor a
+/// name colliding with them).
+pub(crate) const INTERNAL_TOPICS: [&str; 2] =
+    [crate::consumer::OFFSETS_TOPIC, "__transaction_state"];
+
+/// True for an internal topic name, or one colliding with it (`.` and `_` alike).
+pub(crate) fn is_internal(name: &str) -> bool {
+    INTERNAL_TOPICS
+        .iter()
+        .any(|t| *t == name || collides(t, name))
+}
+
+/// True when two different names are equal once `.` and `_` are treated alike (Kafka's
+/// `Topic.hasCollision`: their metric names would be the same).
+pub(crate) fn collides(a: &str, b: &str) -> bool {
+    let unify = |c: u8| if c == b'.' { b'_' } else { c };
+    a != b && a.len() == b.len() && a.bytes().zip(b.bytes()).all(|(x, y)| unify(x) == unify(y))
+}

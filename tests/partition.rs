@@ -433,7 +433,8 @@ fn roll_on_full_index() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(100);
     let store = open(dir.path(), &clock);
-    // 24 bytes: 3 offset entries, 2 time entries; every batch after the first is indexed.
+    // 24 bytes: 3 offset slots, 2 time slots (full at 1 entry, Kafka's rule: the last is
+    // kept for the roll entry); every batch after the first is indexed.
     let cfg = TopicConfig::default()
         .segment_index_bytes(24)
         .index_interval_bytes(0);
@@ -445,22 +446,23 @@ fn roll_on_full_index() {
         append(&p, &mut model, &[value_record(i, 5)], clock.now_ms());
     }
     let segs = p.segments();
-    // Rising timestamps fill the 2-entry time index after 3 batches.
+    // The second batch's entry fills the time index: a roll every 2 batches.
     assert_eq!(
         segs.len(),
-        14,
+        20,
         "bases: {:?}",
         segs.iter().map(|s| s.base_offset()).collect::<Vec<_>>()
     );
     for s in &segs {
         let (o, t) = s.index_entries().unwrap();
         assert!(
-            o <= 3 && t <= 2,
+            o <= 1 && t <= 1,
             "segment {} has {o}/{t} entries",
             s.base_offset()
         );
     }
-    // With a constant clock the time index stays at one entry and the offset index fills.
+    // With a constant clock the time index stays at one entry and the offset index fills
+    // (36 bytes: 4 offset slots, 3 time slots).
     clock.set(0);
     let dir2 = tempfile::tempdir().unwrap();
     let store2 = open(dir2.path(), &clock);
@@ -468,7 +470,7 @@ fn roll_on_full_index() {
         .create_topic(
             "t",
             TopicConfig::default()
-                .segment_index_bytes(24)
+                .segment_index_bytes(36)
                 .index_interval_bytes(0),
         )
         .unwrap();
@@ -478,7 +480,7 @@ fn roll_on_full_index() {
         append(&p2, &mut model2, &[value_record(i, 5)], 0);
     }
     let bases: Vec<u64> = p2.segments().iter().map(|s| s.base_offset()).collect();
-    assert_eq!(bases, vec![0, 4, 8]);
+    assert_eq!(bases, vec![0, 5, 10]);
     check_all(&p, &model, 50);
     check_all(&p2, &model2, 50);
     store.close().unwrap();

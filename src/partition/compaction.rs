@@ -277,11 +277,16 @@ impl Partition {
             delete_retention: cfg.delete_retention_ms.min(i64::MAX as u64) as i64,
         };
         let mut expiry = i64::MAX;
+        // The largest timestamp in the log below the group being cleaned (groups start at
+        // the first segment), for the empty batch a group may keep (`clean_group`).
+        let mut before = -1;
         for group in groups {
             self.check_not_closing()?;
             let old = &segs[group.clone()];
             let next_base = segs[group.end].base_offset();
-            let cleaned = self.clean_group(old, &rules, &mut expiry, &mut report)?;
+            let (cleaned, max_ts) =
+                self.clean_group(old, &rules, before, &mut expiry, &mut report)?;
+            before = before.max(max_ts);
             self.swap_in(old, next_base, &cleaned, &mut report)?;
         }
         // A pass that reached the uncleanable section rewrote every tombstone there is:
@@ -308,16 +313,17 @@ impl Partition {
     }
 
     /// Writes the cleaned contents of the segments `old` to `<base>.log.cleaned` (synced)
-    /// and returns its path.
+    /// and returns its path and the largest timestamp of the records kept.
     /// `expiry` is lowered to the delete horizon of every written batch that keeps a
-    /// tombstone.
+    /// tombstone. `before` is the largest timestamp in the log below `old`.
     fn clean_group(
         &self,
         old: &[Arc<Segment>],
         rules: &Rules<'_>,
+        before: i64,
         expiry: &mut i64,
         report: &mut CompactionReport,
-    ) -> Result<std::path::PathBuf> {
+    ) -> Result<(std::path::PathBuf, i64)> {
         let dir = &self.inner.dir;
         let base = old[0].base_offset();
         let path = dir.join(format!("{}.cleaned", file_name(base, ".log")));
@@ -332,6 +338,8 @@ impl Partition {
                 .and_then(|()| out.write_all(bytes))
                 .map_err(|e| Error::io("write", &path, e))
         };
+        // Largest timestamp of the records written so far.
+        let mut kept_max = -1i64;
         let result = (|| {
             for (i, seg) in old.iter().enumerate() {
                 report.segments_before += 1;
@@ -355,6 +363,7 @@ impl Partition {
                             }
                             if let Some((prev, n)) = pending.replace((bytes, kept)) {
                                 if n > 0 {
+                                    kept_max = kept_max.max(header_max_timestamp(&prev));
                                     if let Err(e) = write(&mut out, &prev) {
                                         failed = Err(e);
                                         return false;
@@ -373,7 +382,24 @@ impl Partition {
                 failed?;
                 // The last batch of the group stays even when empty: it keeps the segment's
                 // offset range, so the log end offset and the next base offset still match.
-                if let Some((bytes, n)) = pending {
+                if let Some((mut bytes, n)) = pending {
+                    if n == 0 && last_segment {
+                        // The empty batch's old max timestamp belonged to records now gone.
+                        // Kafka looks a timestamp up in the first segment whose largest
+                        // timestamp reaches it, and only there: the empty batch must not
+                        // make this segment look like it holds records that late. It gets
+                        // the largest timestamp of what precedes it (records kept in this
+                        // segment, else the log below), which some earlier record has; 0
+                        // when nothing has one (-1 would make Kafka use the file's mtime).
+                        let ts = if kept_max >= 0 {
+                            kept_max
+                        } else {
+                            before.max(0)
+                        };
+                        crate::record::set_max_timestamp(&mut bytes, ts);
+                    } else if n > 0 {
+                        kept_max = kept_max.max(header_max_timestamp(&bytes));
+                    }
                     if n > 0 || last_segment {
                         write(&mut out, &bytes)?;
                         report.bytes_after += bytes.len() as u64;
@@ -391,7 +417,7 @@ impl Partition {
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
-        Ok(path)
+        Ok((path, kept_max))
     }
 
     /// Replaces the segments `old` with the cleaned segment at `cleaned`: rename to
@@ -527,4 +553,9 @@ fn filter_batch(
         removed: total - kept,
         tombstone_horizon,
     })
+}
+
+/// The `maxTimestamp` of an encoded batch written by `filter_batch`.
+fn header_max_timestamp(bytes: &[u8]) -> i64 {
+    crate::record::BatchHeader::parse(bytes).map_or(-1, |h| h.max_timestamp)
 }

@@ -972,6 +972,13 @@ fn encode_inner(
     Ok(header)
 }
 
+/// Sets the `maxTimestamp` of the whole encoded batch `bytes` and recomputes its CRC.
+pub(crate) fn set_max_timestamp(bytes: &mut [u8], max_timestamp: i64) {
+    BigEndian::write_i64(&mut bytes[MAX_TIMESTAMP_OFFSET..], max_timestamp);
+    let crc = crc32c(&bytes[ATTRIBUTES_OFFSET..]);
+    BigEndian::write_u32(&mut bytes[CRC_OFFSET..], crc);
+}
+
 /// Writes every header field except the CRC into `buf[..61]`.
 fn write_header(buf: &mut [u8], h: &BatchHeader) {
     BigEndian::write_i64(&mut buf[BASE_OFFSET_OFFSET..], h.base_offset);

@@ -58,20 +58,29 @@ impl IndexFile {
 
     fn open_as(path: &Path, entry_size: usize, writable: bool, empty: bool) -> Result<IndexFile> {
         let (file, bytes) = if writable {
-            let file = std::fs::OpenOptions::new()
+            // Never through a symbolic link: it would map (and truncate) a file elsewhere.
+            let file = crate::fs::nofollow()
                 .read(true)
                 .write(true)
                 .create(true)
                 .truncate(empty)
                 .open(path)
-                .map_err(|e| Error::io("open", path, e))?;
+                .map_err(|e| crate::fs::nofollow_error("open", path, e))?;
             let bytes = map_or_empty(&file, path)?;
             (Some(file), bytes)
         } else {
-            let v = match std::fs::read(path) {
+            let read = |path| {
+                let mut v = Vec::new();
+                std::io::Read::read_to_end(
+                    &mut crate::fs::nofollow().read(true).open(path)?,
+                    &mut v,
+                )
+                .map(|_| v)
+            };
+            let v = match read(path) {
                 Ok(v) => v,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-                Err(e) => return Err(Error::io("read", path, e)),
+                Err(e) => return Err(crate::fs::nofollow_error("read", path, e)),
             };
             (None, Bytes::Owned(v))
         };
@@ -129,7 +138,8 @@ impl IndexFile {
         self.bytes.as_slice().len() / self.entry_size
     }
 
-    /// True when no further entry fits.
+    /// True when no further entry fits: the offset index's rule (Kafka's
+    /// `AbstractIndex.isFull`). The time index keeps one slot back (`timeindex::is_full`).
     pub(crate) fn is_full(&self) -> bool {
         self.entries >= self.capacity()
     }

@@ -215,7 +215,7 @@ impl Segment {
 
     /// Recomputes `indexes_full` after the indexes changed size or entries.
     fn refresh_indexes_full(&self, w: &mut WriterState) {
-        w.indexes_full = self.index.read().is_full() || self.time_index.read().is_full();
+        w.indexes_full = self.index.read().is_full() || timeindex::is_full(&self.time_index.read());
     }
 
     fn load_rolling_timestamp(&self) -> Result<()> {
@@ -459,7 +459,7 @@ impl Segment {
             self.index
                 .write()
                 .push(|e| encode_offset_entry(e, rel, position));
-            self.maybe_append_time_entry(&w);
+            self.maybe_append_time_entry(&w, false)?;
             w.bytes_since_index = 0;
             self.refresh_indexes_full(&mut w);
         }
@@ -468,10 +468,16 @@ impl Segment {
     }
 
     /// Adds `(max timestamp so far, its offset)` to the time index if it is newer than the
-    /// last entry (timestamps in the time index increase strictly).
-    fn maybe_append_time_entry(&self, w: &WriterState) {
+    /// last entry (timestamps in the time index increase strictly). Entries from appends
+    /// stop at Kafka's capacity rule (`timeindex::is_full`); the `last` one (seal or close)
+    /// takes the slot kept for it, and the file grows by one entry should it have none (an
+    /// index written under another rule or a smaller `segment_index_bytes`).
+    fn maybe_append_time_entry(&self, w: &WriterState, last: bool) -> Result<()> {
         let ts = self.max_ts();
         let mut tidx = self.time_index.write();
+        if !last && timeindex::is_full(&tidx) {
+            return Ok(());
+        }
         let newer = tidx.last().is_none_or(|e| ts > decode_time_entry(e).0);
         // A relative offset that does not fit (a batch below the segment's base offset in a
         // corrupt file) gets no entry rather than a wrong one.
@@ -479,16 +485,21 @@ impl Segment {
             .offset_of_max_timestamp
             .checked_sub(self.base_offset)
             .and_then(|r| u32::try_from(r).ok());
-        if let (true, Some(rel)) = (newer && ts >= 0 && !tidx.is_full(), rel) {
+        if let (true, Some(rel)) = (newer && ts >= 0, rel) {
+            if tidx.is_full() {
+                let grown = (tidx.len() + 1) * TIME_ENTRY_SIZE;
+                tidx.resize(grown)?;
+            }
             tidx.push(|e| encode_time_entry(e, ts, rel));
         }
+        Ok(())
     }
 
     /// Seals the segment (it stops being active): a final time-index entry, then both index
     /// files trimmed to their entries.
     pub(crate) fn seal(&self) -> Result<()> {
         let w = self.writer.lock();
-        self.maybe_append_time_entry(&w);
+        self.maybe_append_time_entry(&w, true)?;
         self.index.write().trim()?;
         self.time_index.write().trim()
     }
@@ -702,18 +713,29 @@ impl Segment {
             return Ok(None);
         };
         let mut found = None;
-        let walk = self.log.walk_batches(pos, end, |_, b| {
+        // A batch whose records cannot be decoded (a compressed one) is never skipped: the
+        // answer may lie inside it, and a later offset would be wrong.
+        let mut bad = None;
+        let walk = self.log.walk_batches(pos, end, |p, b| {
             if b.header().max_timestamp < target {
                 return true;
             }
-            found = b
-                .records()
-                .filter_map(|r| r.ok())
-                .find(|r| r.offset() >= start_offset && r.timestamp() >= target)
-                .map(|r| (r.offset(), r.timestamp()));
-            found.is_none()
+            for r in b.records() {
+                match r {
+                    Ok(r) if r.offset() >= start_offset && r.timestamp() >= target => {
+                        found = Some((r.offset(), r.timestamp()));
+                        return false;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        bad = Some((p, e));
+                        return false;
+                    }
+                }
+            }
+            true
         })?;
-        if let (None, Some((p, e))) = (found, walk.error) {
+        if let Some((p, e)) = bad.or(if found.is_none() { walk.error } else { None }) {
             return Err(Error::corrupt(self.log.path(), p, e));
         }
         Ok(found)

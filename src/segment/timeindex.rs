@@ -3,10 +3,19 @@
 
 use crate::record::{read_i64, read_u32, write_i64, write_u32};
 
-use super::index::floor_search;
+use super::index::{floor_search, IndexFile};
 
 /// Bytes per time-index entry.
 pub const TIME_ENTRY_SIZE: usize = 12;
+
+/// Kafka's capacity rule for the time index (`TimeIndex.isFull`): full at
+/// `capacity − 1` entries, the last slot being kept for the entry written when the segment
+/// is sealed or closed. (The offset index is full at `capacity`: [`IndexFile::is_full`].)
+/// A segment that filled every slot during appends could not be rebuilt by Kafka, whose
+/// recovery appends with this check ("Attempt to append to a full time index").
+pub(crate) fn is_full(idx: &IndexFile) -> bool {
+    idx.len() + 1 >= idx.capacity()
+}
 
 /// Decodes a time-index entry into `(timestamp, relative offset)`.
 pub fn decode_time_entry(e: &[u8]) -> (i64, u32) {

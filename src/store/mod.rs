@@ -232,16 +232,36 @@ impl Store {
     }
 
     /// Creates a topic with `config.partitions` partitions. The config is validated, then
-    /// persisted before any partition directory is created.
+    /// persisted before any partition directory is created. Like Kafka, a name that equals
+    /// an existing topic's once `.` and `_` are treated alike is refused, and internal
+    /// names (`__consumer_offsets`, `__transaction_state`) are reserved.
     ///
     /// # Errors
-    /// [`Error::InvalidTopicName`], [`Error::InvalidConfig`], [`Error::TopicExists`], I/O.
+    /// [`Error::InvalidTopicName`] (including an internal name), [`Error::InvalidConfig`],
+    /// [`Error::TopicExists`], [`Error::TopicCollision`], I/O.
     pub fn create_topic(&self, name: &str, config: TopicConfig) -> Result<Topic> {
+        if crate::topic::is_internal(name) {
+            return Err(Error::InvalidTopicName {
+                name: name.to_string(),
+                reason: "an internal topic name (the store creates __consumer_offsets itself)",
+            });
+        }
+        self.create_topic_as(name, config)
+    }
+
+    /// `create_topic` without the internal-name check: the store's own internal topics.
+    pub(crate) fn create_topic_as(&self, name: &str, config: TopicConfig) -> Result<Topic> {
         validate_topic_name(name)?;
         config.validate()?;
         let mut topics = self.topics.write();
         if topics.contains_key(name) {
             return Err(Error::TopicExists(name.to_string()));
+        }
+        if let Some(existing) = topics.keys().find(|t| crate::topic::collides(t, name)) {
+            return Err(Error::TopicCollision {
+                name: name.to_string(),
+                existing: existing.clone(),
+            });
         }
         let mut configs: BTreeMap<String, TopicConfig> = topics
             .iter()
@@ -476,7 +496,7 @@ impl Store {
                     .cleanup_policy(crate::CleanupPolicy::Compact)
                     .segment_bytes(100 << 20)
                     .retention_ms(None);
-                match self.create_topic(OFFSETS_TOPIC, config) {
+                match self.create_topic_as(OFFSETS_TOPIC, config) {
                     Err(Error::TopicExists(_)) => self.topic(OFFSETS_TOPIC),
                     r => r,
                 }
