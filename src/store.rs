@@ -235,7 +235,7 @@ impl Store {
     /// As [`Store::open`].
     pub fn open_with(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store> {
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        crate::fs::create_dir_all(&dir)?;
         let lock = DirLock::acquire(&dir)?;
         let mut found = read_shutdown_state(&dir)?;
         found.cleaner_buffer_bytes = config.cleaner_buffer_bytes;
@@ -382,8 +382,7 @@ impl Store {
         topics.remove(name);
         for p in topic.partitions() {
             p.mark_closed();
-            std::fs::remove_dir_all(p.dir())
-                .map_err(|e| Error::io("remove directory", p.dir(), e))?;
+            crate::fs::remove_dir_all(p.dir())?;
         }
         crate::fs::sync_dir(&self.dir)?;
         // Before a topic of the same name can be created: its partitions must not inherit
@@ -718,7 +717,7 @@ fn read_shutdown_state(dir: &Path) -> Result<Found> {
     let clean = marker.exists();
     let mut changed = false;
     if clean {
-        std::fs::remove_file(&marker).map_err(|e| Error::io("remove", &marker, e))?;
+        crate::fs::remove_file(&marker)?;
         changed = true;
     }
     for name in [
@@ -730,7 +729,7 @@ fn read_shutdown_state(dir: &Path) -> Result<Found> {
     ] {
         let tmp = crate::fs::tmp_path(&dir.join(name));
         if tmp.exists() {
-            std::fs::remove_file(&tmp).map_err(|e| Error::io("remove", &tmp, e))?;
+            crate::fs::remove_file(&tmp)?;
             changed = true;
         }
     }

@@ -383,9 +383,7 @@ impl Partition {
             let file = out
                 .into_inner()
                 .map_err(|e| Error::io("write", &path, e.into_error()))?;
-            crate::fs::inject(crate::fs::FaultOp::Fsync)
-                .and_then(|()| file.sync_all())
-                .map_err(|e| Error::io("fsync", &path, e))
+            crate::fs::sync_file(&file, &path)
         })();
         if let Err(e) = result {
             let _ = std::fs::remove_file(&path);

@@ -189,9 +189,7 @@ impl Partition {
     ) -> Result<Partition> {
         let created = !dir.exists();
         if created {
-            crate::fs::inject(crate::fs::FaultOp::Create)
-                .and_then(|()| std::fs::create_dir_all(&dir))
-                .map_err(|e| Error::io("create directory", &dir, e))?;
+            crate::fs::create_dir_all(&dir)?;
             crate::fs::sync_dir(dir.parent().unwrap_or(Path::new(".")))?;
         }
         let opts = SegmentOptions::from_config(&config);
