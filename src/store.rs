@@ -245,6 +245,7 @@ impl Store {
                 recovery_points: found.recovery_points.clone(),
                 log_starts: found.log_starts.clone(),
                 cleaner: found.cleaner.clone(),
+                ..Written::default()
             },
         ));
         let configs = read_topics(&dir)?;

@@ -90,6 +90,48 @@ fn delete_records_before_is_in_the_checkpoint_file_when_it_returns() {
     );
 }
 
+/// A `delete_records_before` whose checkpoint write fails does not raise the log start
+/// offset; when the write failed after its rename (at the directory fsync), so that the
+/// file says the new value, the next checkpoint write puts the old one back.
+#[test]
+fn delete_records_before_that_fails_raises_nothing() {
+    let _f = exclusive();
+    for (op, nth, renamed) in [(FaultOp::Rename, 1, false), (FaultOp::Fsync, 2, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_with(dir.path(), config()).unwrap();
+        let topic = store
+            .create_topic("t", TopicConfig::default().partitions(2))
+            .unwrap();
+        for i in 0..10 {
+            topic.send_to(0, Record::new(vec![i])).unwrap();
+            topic.send_to(1, Record::new(vec![i])).unwrap();
+        }
+        store.flush().unwrap();
+        let (p0, p1) = (topic.partition(0).unwrap(), topic.partition(1).unwrap());
+        // Fsync 1 is the tmp file's, 2 the directory's after the rename.
+        faults::fail_nth(op, nth, 5);
+        let err = p0.delete_records_before(5);
+        faults::clear();
+        assert!(matches!(err, Err(Error::Io { .. })), "{op:?}: {err:?}");
+        assert_eq!(p0.log_start_offset(), 0, "{op:?}");
+        assert_eq!(p0.read(0, 1 << 20).unwrap().records().count(), 10);
+        let on_disk = checkpointed(dir.path(), LOG_START_FILE, "t", 0).unwrap_or(0);
+        assert_eq!(on_disk, if renamed { 5 } else { 0 }, "{op:?}");
+        // Any checkpoint write (here another partition's) rewrites the file.
+        assert_eq!(p1.delete_records_before(1).unwrap(), 1);
+        assert_eq!(
+            checkpointed(dir.path(), LOG_START_FILE, "t", 0),
+            Some(0),
+            "{op:?}"
+        );
+        assert_eq!(checkpointed(dir.path(), LOG_START_FILE, "t", 1), Some(1));
+        store.simulate_crash();
+        let store = Store::open_with(dir.path(), config()).unwrap();
+        let p0 = store.topic("t").unwrap().partition(0).unwrap().clone();
+        assert_eq!(p0.log_start_offset(), 0, "{op:?}: after reopen");
+    }
+}
+
 /// The fault plans that fail `delete_topic` before the deletion takes effect: writing
 /// `seglog-topics` without the topic.
 const BEFORE_COMMIT: [(FaultOp, u64); 4] = [
