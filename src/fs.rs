@@ -246,11 +246,12 @@ pub(crate) fn rename(from: &Path, to: &Path) -> Result<()> {
 /// fsynced.
 pub(crate) fn remove_file(path: &Path) -> Result<()> {
     match inject(FaultOp::Remove).and_then(|()| fs::remove_file(path)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", path, e)),
-        _ => {
+        Ok(()) => {
             record(|| FsEvent::Remove(path.to_path_buf()));
             Ok(())
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", path, e)),
     }
 }
 

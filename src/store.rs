@@ -235,7 +235,12 @@ impl Store {
     /// As [`Store::open`].
     pub fn open_with(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store> {
         let dir = dir.as_ref().to_path_buf();
-        crate::fs::create_dir_all(&dir)?;
+        if !dir.exists() {
+            crate::fs::create_dir_all(&dir)?;
+            // Kafka too: the new directory's entry must survive a crash with the topics
+            // created in it.
+            crate::fs::sync_dir(dir.parent().unwrap_or(Path::new(".")))?;
+        }
         let lock = DirLock::acquire(&dir)?;
         let mut found = read_shutdown_state(&dir)?;
         found.cleaner_buffer_bytes = config.cleaner_buffer_bytes;

@@ -417,7 +417,6 @@ impl Partition {
                 seg.delete_files()?;
             }
             crate::fs::rename(&swap, &final_path)?;
-            crate::fs::sync_dir(dir)?;
             let opts = SegmentOptions::from_config(&inner.config);
             let now = inner.clock.now_ms();
             let (seg, recovered) =
@@ -430,6 +429,9 @@ impl Partition {
                 });
             }
             seg.flush()?;
+            // One fsync for the deletions, the rename and the rebuilt index files (until
+            // it, a crash leaves the `.swap` for the next open to finish).
+            crate::fs::sync_dir(dir)?;
             Ok(seg)
         })();
         // Any failure after the commit leaves memory and disk apart: poisoned, so that only

@@ -336,7 +336,9 @@ impl Partition {
             }),
         };
         if fresh {
-            p.flush()?;
+            // Forced: nothing is pending (the durable offset is 0), but the new segment's
+            // files must be in the directory durably.
+            p.sync_to(0, true)?;
         }
         Ok(p)
     }
