@@ -131,6 +131,7 @@ pub mod faults {
     }
 }
 
+#[cfg(feature = "fault-injection")]
 impl FsEvent {
     /// The paths the event concerns.
     pub fn paths(&self) -> Vec<&Path> {
