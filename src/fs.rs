@@ -1,5 +1,7 @@
 //! File-system helpers: directory fsync, atomic writes and the lock file. Every durable
-//! file operation of the crate goes through here (the seam for fault injection).
+//! file operation of the crate goes through here (the seam for fault injection, and for
+//! the event log a test reads to check that each creation, rename and removal is followed
+//! by an fsync of its directory).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -18,6 +20,28 @@ pub enum FaultOp {
     Rename,
     /// Creating a file or directory.
     Create,
+    /// Removing a file or directory.
+    Remove,
+}
+
+/// A file-system operation, as the fault-injection seam records it (see
+/// `faults::record_events`; built with the `fault-injection` feature).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FsEvent {
+    /// A file was created.
+    Create(PathBuf),
+    /// A directory was created.
+    CreateDir(PathBuf),
+    /// A file or directory was renamed: `(from, to)`.
+    Rename(PathBuf, PathBuf),
+    /// A file was removed.
+    Remove(PathBuf),
+    /// A directory and everything in it was removed.
+    RemoveDir(PathBuf),
+    /// A directory was fsynced.
+    SyncDir(PathBuf),
+    /// A file's data was synced (fsync, fdatasync or msync).
+    SyncFile(PathBuf),
 }
 
 /// Fault injection for tests, built with the `fault-injection` cargo feature: make the
@@ -32,8 +56,9 @@ pub enum FaultOp {
 /// ```
 #[cfg(feature = "fault-injection")]
 pub mod faults {
-    pub use super::FaultOp;
+    pub use super::{FaultOp, FsEvent};
     use std::collections::HashMap;
+    use std::path::Path;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Mutex;
 
@@ -57,6 +82,35 @@ pub mod faults {
         ARMED.store(false, Ordering::Release);
     }
 
+    pub(super) static RECORDING: AtomicBool = AtomicBool::new(false);
+    /// Events recorded while `RECORDING` is set, in the order they happened.
+    static EVENTS: Mutex<Vec<FsEvent>> = Mutex::new(Vec::new());
+
+    /// Starts (or stops) recording every creation, rename, removal and sync of a file or
+    /// directory, process-wide. Each is recorded once it succeeded, before the call that
+    /// made it returns.
+    pub fn record_events(on: bool) {
+        RECORDING.store(on, Ordering::Release);
+    }
+
+    /// Takes the recorded events that concern `dir` or anything below it, in order,
+    /// leaving the others (tests running beside each other each take their own).
+    pub fn take_events_under(dir: &Path) -> Vec<FsEvent> {
+        let mut events = EVENTS.lock().unwrap_or_else(|e| e.into_inner());
+        let (mine, others) = std::mem::take(&mut *events)
+            .into_iter()
+            .partition(|e| e.paths().iter().any(|p| p.starts_with(dir)));
+        *events = others;
+        mine
+    }
+
+    pub(crate) fn record(event: impl FnOnce() -> FsEvent) {
+        if RECORDING.load(Ordering::Acquire) {
+            let event = event();
+            EVENTS.lock().unwrap_or_else(|e| e.into_inner()).push(event);
+        }
+    }
+
     pub(crate) fn check(op: FaultOp) -> std::io::Result<()> {
         if !ARMED.load(Ordering::Acquire) {
             return Ok(());
@@ -74,6 +128,45 @@ pub mod faults {
             p.remove(&op);
         }
         Err(std::io::Error::from_raw_os_error(errno))
+    }
+}
+
+#[cfg(feature = "fault-injection")]
+impl FsEvent {
+    /// The paths the event concerns.
+    pub fn paths(&self) -> Vec<&Path> {
+        match self {
+            FsEvent::Rename(from, to) => vec![from, to],
+            FsEvent::Create(p)
+            | FsEvent::CreateDir(p)
+            | FsEvent::Remove(p)
+            | FsEvent::RemoveDir(p)
+            | FsEvent::SyncDir(p)
+            | FsEvent::SyncFile(p) => vec![p],
+        }
+    }
+}
+
+/// Records `event` when a test asked for it (a no-op without the `fault-injection`
+/// feature; the event is built only when recorded).
+#[inline]
+pub(crate) fn record(event: impl FnOnce() -> FsEvent) {
+    #[cfg(feature = "fault-injection")]
+    faults::record(event);
+    #[cfg(not(feature = "fault-injection"))]
+    let _ = event;
+}
+
+/// True while a test records events (never without the `fault-injection` feature).
+#[inline]
+fn recording() -> bool {
+    #[cfg(feature = "fault-injection")]
+    {
+        faults::RECORDING.load(std::sync::atomic::Ordering::Acquire)
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    {
+        false
     }
 }
 
@@ -97,7 +190,18 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     inject(FaultOp::Fsync)
         .and_then(|()| File::open(dir))
         .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io("fsync directory", dir, e))
+        .map_err(|e| Error::io("fsync directory", dir, e))?;
+    record(|| FsEvent::SyncDir(dir.to_path_buf()));
+    Ok(())
+}
+
+/// fsyncs the file `f` at `path` (data and metadata).
+pub(crate) fn sync_file(f: &File, path: &Path) -> Result<()> {
+    inject(FaultOp::Fsync)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io("fsync", path, e))?;
+    record(|| FsEvent::SyncFile(path.to_path_buf()));
+    Ok(())
 }
 
 /// Replaces `path` with `contents` atomically: write `path.tmp`, fsync it, rename over
@@ -113,12 +217,11 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
                 .open(&tmp)
         })
         .map_err(|e| nofollow_error("create", &tmp, e))?;
+    record(|| FsEvent::Create(tmp.clone()));
     inject(FaultOp::Write)
         .and_then(|()| f.write_all(contents))
         .map_err(|e| Error::io("write", &tmp, e))?;
-    inject(FaultOp::Fsync)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| Error::io("fsync", &tmp, e))?;
+    sync_file(&f, &tmp)?;
     drop(f);
     rename(&tmp, path)?;
     // IMPORTANT: without the directory fsync the rename can vanish after a crash.
@@ -141,7 +244,42 @@ pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 pub(crate) fn rename(from: &Path, to: &Path) -> Result<()> {
     inject(FaultOp::Rename)
         .and_then(|()| fs::rename(from, to))
-        .map_err(|e| Error::io("rename", from, e))
+        .map_err(|e| Error::io("rename", from, e))?;
+    record(|| FsEvent::Rename(from.to_path_buf(), to.to_path_buf()));
+    Ok(())
+}
+
+/// Removes the file `path`; one already gone is fine. Durable once the directory is
+/// fsynced.
+pub(crate) fn remove_file(path: &Path) -> Result<()> {
+    match inject(FaultOp::Remove).and_then(|()| fs::remove_file(path)) {
+        Ok(()) => {
+            record(|| FsEvent::Remove(path.to_path_buf()));
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("remove", path, e)),
+    }
+}
+
+/// Removes the directory `path` and everything in it. Durable once its parent directory
+/// is fsynced.
+pub(crate) fn remove_dir_all(path: &Path) -> Result<()> {
+    inject(FaultOp::Remove)
+        .and_then(|()| fs::remove_dir_all(path))
+        .map_err(|e| Error::io("remove directory", path, e))?;
+    record(|| FsEvent::RemoveDir(path.to_path_buf()));
+    Ok(())
+}
+
+/// Creates the directory `path` (and missing parents). Durable once its parent directory
+/// is fsynced.
+pub(crate) fn create_dir_all(path: &Path) -> Result<()> {
+    inject(FaultOp::Create)
+        .and_then(|()| fs::create_dir_all(path))
+        .map_err(|e| Error::io("create directory", path, e))?;
+    record(|| FsEvent::CreateDir(path.to_path_buf()));
+    Ok(())
 }
 
 /// `OpenOptions` that never follow a symbolic link at the path (`O_NOFOLLOW`): every file
@@ -175,6 +313,25 @@ pub(crate) fn create_new(path: &Path) -> Result<File> {
                 .open(path)
         })
         .map_err(|e| nofollow_error("create", path, e))
+        .inspect(|_| record(|| FsEvent::Create(path.to_path_buf())))
+}
+
+/// Opens the file `path` read-write, creating it when missing (`truncate`: emptied).
+/// Recorded as a creation when it did not exist.
+pub(crate) fn open_or_create(path: &Path, truncate: bool) -> Result<File> {
+    let is_new = recording() && !path.exists();
+    // Never through a symbolic link: it would map (and truncate) a file elsewhere.
+    let f = nofollow()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(truncate)
+        .open(path)
+        .map_err(|e| nofollow_error("open", path, e))?;
+    if is_new {
+        record(|| FsEvent::Create(path.to_path_buf()));
+    }
+    Ok(f)
 }
 
 /// Opens an existing file read-write (or read-only), never through a symbolic link.

@@ -409,9 +409,7 @@ impl Partition {
             let file = out
                 .into_inner()
                 .map_err(|e| Error::io("write", &path, e.into_error()))?;
-            crate::fs::inject(crate::fs::FaultOp::Fsync)
-                .and_then(|()| file.sync_all())
-                .map_err(|e| Error::io("fsync", &path, e))
+            crate::fs::sync_file(&file, &path)
         })();
         if let Err(e) = result {
             let _ = std::fs::remove_file(&path);
@@ -445,7 +443,6 @@ impl Partition {
                 seg.delete_files()?;
             }
             crate::fs::rename(&swap, &final_path)?;
-            crate::fs::sync_dir(dir)?;
             let opts = SegmentOptions::from_config(&inner.config);
             let now = inner.clock.now_ms();
             let (seg, recovered) =
@@ -458,6 +455,9 @@ impl Partition {
                 });
             }
             seg.flush()?;
+            // One fsync for the deletions, the rename and the rebuilt index files (until
+            // it, a crash leaves the `.swap` for the next open to finish).
+            crate::fs::sync_dir(dir)?;
             Ok(seg)
         })();
         // Any failure after the commit leaves memory and disk apart: poisoned, so that only

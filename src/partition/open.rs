@@ -180,9 +180,7 @@ impl Partition {
         // 1. Directory.
         let created = !dir.exists();
         if created {
-            crate::fs::inject(crate::fs::FaultOp::Create)
-                .and_then(|()| std::fs::create_dir_all(&dir))
-                .map_err(|e| Error::io("create directory", &dir, e))?;
+            crate::fs::create_dir_all(&dir)?;
             crate::fs::sync_dir(dir.parent().unwrap_or(Path::new(".")))?;
         }
         let opts = SegmentOptions::from_config(&config);
@@ -339,7 +337,9 @@ impl Partition {
             }),
         };
         if fresh_log {
-            p.flush()?;
+            // Forced: nothing is pending (the durable offset is 0), but the new segment's
+            // files must be in the directory durably.
+            p.sync_to(0, true)?;
         }
         Ok(p)
     }

@@ -104,12 +104,20 @@ impl Partition {
     /// Raises the log start offset to `offset` (Kafka's DeleteRecords): records below it
     /// can no longer be read ([`Error::OffsetOutOfRange`]) and the segments wholly below it
     /// are deleted. The new log start offset is durable (in `log-start-offset-checkpoint`)
-    /// when this returns. An offset at or below the current log start changes nothing.
-    /// Returns the log start offset afterwards.
+    /// when this returns, whatever checkpoint writes ([`Store::flush`](crate::Store::flush),
+    /// the periodic one) run meanwhile. An offset at or below the current log start changes
+    /// nothing. Returns the log start offset afterwards.
     ///
     /// # Errors
     /// [`Error::OffsetOutOfRange`] past the log end offset; [`Error::Closed`],
     /// [`Error::Poisoned`], I/O errors (which poison the partition).
+    ///
+    /// When writing the checkpoint file fails, the log start offset is not raised: every
+    /// record stays readable, and should the failed write have replaced the file anyway
+    /// (a failed directory fsync), the next checkpoint write puts the old value back. When
+    /// deleting the segments below it fails afterwards, the log start offset *was* raised
+    /// durably (so [`Partition::log_start_offset`] is at least `offset`); the segments
+    /// left below it are deleted by retention after the reopen the poisoning requires.
     pub fn delete_records_before(&self, offset: u64) -> Result<u64> {
         let inner = &*self.inner;
         let _maintenance = inner.maintenance.lock();
@@ -126,11 +134,15 @@ impl Partition {
             return Ok(self.log_start_offset());
         }
         self.poison_on_io((|| {
-            inner
-                .checkpoints
-                .lock()
-                .raise_log_start(&inner.key, offset)?;
-            inner.log_start_offset.fetch_max(offset, Ordering::AcqRel);
+            {
+                // Raised in memory under the checkpoint lock, once the file says so:
+                // checkpoint writers read the log start offsets under this lock, so none
+                // can write the old value back after the file is written. On a failure
+                // the value stays as it was (see the error section).
+                let mut checkpoints = inner.checkpoints.lock();
+                checkpoints.raise_log_start(&inner.key, offset)?;
+                inner.log_start_offset.fetch_max(offset, Ordering::AcqRel);
+            }
             let segs = inner.segments.read().clone();
             let log_end = self.log_end_offset();
             let below = (0..segs.len())

@@ -58,14 +58,7 @@ impl IndexFile {
 
     fn open_as(path: &Path, entry_size: usize, writable: bool, empty: bool) -> Result<IndexFile> {
         let (file, bytes) = if writable {
-            // Never through a symbolic link: it would map (and truncate) a file elsewhere.
-            let file = crate::fs::nofollow()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(empty)
-                .open(path)
-                .map_err(|e| crate::fs::nofollow_error("open", path, e))?;
+            let file = crate::fs::open_or_create(path, empty)?;
             let bytes = map_or_empty(&file, path)?;
             (Some(file), bytes)
         } else {
@@ -221,6 +214,7 @@ impl IndexFile {
                 crate::fs::inject(crate::fs::FaultOp::Fsync)
                     .and_then(|()| m.flush_range(from, to - from))
                     .map_err(|e| Error::io("msync", &self.path, e))?;
+                crate::fs::record(|| crate::fs::FsEvent::SyncFile(self.path.clone()));
             }
         }
         *dirty = None;

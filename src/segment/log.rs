@@ -100,7 +100,9 @@ impl LogFile {
     pub(crate) fn sync(&self) -> Result<()> {
         self.data
             .sync_data()
-            .map_err(|e| Error::io("fsync", &self.path, e))
+            .map_err(|e| Error::io("fsync", &self.path, e))?;
+        crate::fs::record(|| crate::fs::FsEvent::SyncFile(self.path.clone()));
+        Ok(())
     }
 
     /// Walks batch headers from `from` up to `end`, calling `f(position, header)` for each

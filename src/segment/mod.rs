@@ -817,10 +817,7 @@ impl Segment {
 
 /// Removes `path`; a file that is already gone is fine.
 pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", path, e)),
-        _ => Ok(()),
-    }
+    crate::fs::remove_file(path)
 }
 
 /// Deletes the three files of the segment with base offset `base` in `dir`.

@@ -263,6 +263,23 @@ impl Store {
                 existing: existing.clone(),
             });
         }
+        // Left by a deletion whose cleanup failed (the next open removes it): a new topic
+        // must not take over its data.
+        if let Some(left) = (0..config.partitions)
+            .map(|p| self.ctx.partition_dir(name, p))
+            .find(|d| d.exists())
+        {
+            return Err(Error::io(
+                "create directory (left by a deleted topic; reopen the store to remove it)",
+                left,
+                std::io::ErrorKind::AlreadyExists.into(),
+            ));
+        }
+        if self.checkpoints.lock().may_mention(name) {
+            // Left by a deleted topic whose checkpoint rewrite failed: the new partitions
+            // must not inherit its recovery points or log start offsets at the next open.
+            write_checkpoints(&topics, &self.checkpoints)?;
+        }
         let mut configs: BTreeMap<String, TopicConfig> = topics
             .iter()
             .map(|(n, t)| (n.clone(), t.config().clone()))
@@ -296,61 +313,93 @@ impl Store {
     /// Deletes a topic and all its data, and the offsets consumer groups committed on it.
     /// Handles to it still held fail with [`Error::Closed`] on writes.
     ///
+    /// The deletion takes effect, durably, when `seglog-topics` is replaced by a version
+    /// without the topic; then this returns `Ok`. Removing the partition directories and
+    /// their checkpoint entries comes after: should that fail part-way, the next open
+    /// removes what is left (and a topic created again under the name inherits nothing).
+    ///
     /// # Errors
-    /// [`Error::UnknownTopic`]; I/O errors.
+    /// [`Error::UnknownTopic`]; I/O errors. An error means the topic was not deleted: it
+    /// still exists, readable and writable, and is not [`Topic::is_deleted`]. One thing
+    /// may have happened: the groups' committed offsets on it are removed first (so that a
+    /// topic created again under the name starts afresh), and may be gone.
     pub fn delete_topic(&self, name: &str) -> Result<()> {
-        // Groups' committed offsets of the topic go first (Kafka deletes them too), so
-        // that a topic created again under the name starts afresh.
-        if name != OFFSETS_TOPIC && self.topic(OFFSETS_TOPIC).is_ok() {
-            if let Ok(topic) = self.topic(name) {
-                let mut committed = self.groups.committed(|| self.offsets_topic())?;
-                // Set under the coordinator's lock, which commits check it under: no commit
-                // on the topic lands after its offsets are forgotten.
-                topic.mark_deleted();
-                crate::consumer::forget_topic(&mut committed, name, self.config.clock.now_ms())?;
-            }
-        }
+        // Lock order: the coordinator's lock, then the topics lock (as loading the offsets
+        // takes them).
+        let mut committed = if name != OFFSETS_TOPIC
+            && self.topic(OFFSETS_TOPIC).is_ok()
+            && self.topic(name).is_ok()
+        {
+            Some(self.groups.committed(|| self.offsets_topic())?)
+        } else {
+            None
+        };
         let mut topics = self.topics.write();
         let Some(topic) = topics.get(name).cloned() else {
             return Err(Error::UnknownTopic(name.to_string()));
         };
-        // Consumers still holding the topic can no longer commit on it.
-        topic.mark_deleted();
         let configs: BTreeMap<String, TopicConfig> = topics
             .iter()
             .filter(|(n, _)| n.as_str() != name)
             .map(|(n, t)| (n.clone(), t.config().clone()))
             .collect();
-        // Metadata first: directories of a topic not in the metadata are removed on open,
-        // so a crash part-way still ends with the topic fully deleted.
+        // Groups' committed offsets of the topic go first (Kafka deletes them too), so
+        // that a topic created again under the name starts afresh.
+        if let Some(committed) = committed.as_mut() {
+            crate::consumer::forget_topic(committed, name, self.config.clock.now_ms())?;
+        }
+        // The commit point. Metadata first: directories of a topic not in the metadata
+        // are removed on open, so a crash part-way still ends with the topic deleted.
         write_topics(&self.dir, &configs)?;
+        // Under the coordinator's lock, which commits check it under: no commit on the
+        // topic lands after its offsets are forgotten. Consumers still holding the topic
+        // can no longer commit on it.
+        topic.mark_deleted();
+        drop(committed);
         topics.remove(name);
+        // Deleted. What follows only tidies up; a failure leaves files the next open
+        // removes, so it is not reported as a failure of the deletion.
         for p in topic.partitions() {
             p.mark_closed();
-            std::fs::remove_dir_all(p.dir())
-                .map_err(|e| Error::io("remove directory", p.dir(), e))?;
         }
-        crate::fs::sync_dir(&self.dir)?;
-        // Before a topic of the same name can be created: its partitions must not inherit
-        // these recovery points.
-        let written = write_checkpoints(&topics, &self.checkpoints);
+        let removed = topic
+            .partitions()
+            .iter()
+            .try_for_each(|p| crate::fs::remove_dir_all(p.dir()));
+        let _ = removed.and_then(|()| crate::fs::sync_dir(&self.dir));
+        // Should this fail, `create_topic` writes the checkpoints before a topic of the
+        // same name can inherit these entries.
+        let _ = write_checkpoints(&topics, &self.checkpoints);
         drop(topics);
         if name == OFFSETS_TOPIC {
             // Not under the topics lock: loading the offsets takes the coordinator's lock
             // first, then the topics lock.
             self.groups.forget_offsets_topic();
         }
-        written
+        Ok(())
     }
 
     /// Flushes every partition of every topic, then writes the checkpoint files, so that
-    /// recovery after a crash starts from here.
+    /// recovery after a crash starts from here. Topics deleted while it runs are skipped.
     ///
     /// # Errors
     /// The first I/O error.
     pub fn flush(&self) -> Result<()> {
         let topics = self.topics.read().clone();
-        topics.values().try_for_each(Topic::flush)?;
+        for (name, topic) in &topics {
+            if let Err(e) = topic.flush() {
+                // A topic deleted under the flush fails with `Closed` (or an error from its
+                // removed directory): it has nothing left to flush.
+                let deleted = !self
+                    .topics
+                    .read()
+                    .get(name)
+                    .is_some_and(|t| t.same_as(topic));
+                if !deleted {
+                    return Err(e);
+                }
+            }
+        }
         // Under the topics lock: a topic deleted meanwhile must not come back into the
         // files (its partitions would inherit its offsets if created again).
         write_checkpoints(&self.topics.read(), &self.checkpoints)

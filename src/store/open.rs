@@ -49,7 +49,12 @@ impl Store {
     pub fn open_with(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store> {
         // 1. Lock.
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+        if !dir.exists() {
+            crate::fs::create_dir_all(&dir)?;
+            // Kafka too: the new directory's entry must survive a crash with the topics
+            // created in it.
+            crate::fs::sync_dir(dir.parent().unwrap_or(Path::new(".")))?;
+        }
         let lock = DirLock::acquire(&dir)?;
         // 2. Shutdown state.
         let ctx = read_shutdown_state(&dir, &config)?;
@@ -121,7 +126,7 @@ fn read_shutdown_state(dir: &Path, config: &StoreConfig) -> Result<OpenContext> 
     let clean = marker.exists();
     let mut changed = false;
     if clean {
-        std::fs::remove_file(&marker).map_err(|e| Error::io("remove", &marker, e))?;
+        crate::fs::remove_file(&marker)?;
         changed = true;
     }
     for name in [
@@ -133,7 +138,7 @@ fn read_shutdown_state(dir: &Path, config: &StoreConfig) -> Result<OpenContext> 
     ] {
         let tmp = crate::fs::tmp_path(&dir.join(name));
         if tmp.exists() {
-            std::fs::remove_file(&tmp).map_err(|e| Error::io("remove", &tmp, e))?;
+            crate::fs::remove_file(&tmp)?;
             changed = true;
         }
     }
@@ -160,6 +165,7 @@ fn read_shutdown_state(dir: &Path, config: &StoreConfig) -> Result<OpenContext> 
             recovery_points: recovery_points.clone(),
             log_starts: log_starts.clone(),
             cleaner: cleaner.clone(),
+            ..Written::default()
         },
     ));
     Ok(OpenContext {
