@@ -20,6 +20,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
+mod common;
+
+use common::{exclusive, shared};
+use seglog::faults::{self, FaultOp};
 use seglog::{
     CleanupPolicy, Error, FlushPolicy, Partition, Record, Store, StoreConfig, TopicConfig,
 };
@@ -112,6 +116,8 @@ fn runs() -> u64 {
 
 /// Runs `scenario` `runs()` times, each in a child on its own tmpfs, and checks each.
 fn run_scenario(scenario: &str) {
+    // This process reopens stores: no fault planned by another test may hit it.
+    let _shared = shared();
     let mut outcomes = Vec::new();
     for run in 0..runs() {
         let mount = match Mount::new() {
@@ -146,6 +152,11 @@ fn run_scenario(scenario: &str) {
                 String::from_utf8_lossy(&result.stderr)
             );
         } else {
+            for line in String::from_utf8_lossy(&result.stdout).lines() {
+                if let Some(seen) = line.split_once("seen: ") {
+                    println!("  {}", seen.1);
+                }
+            }
             // Space returns: the store reopens and holds every acknowledged record.
             std::fs::remove_file(mount.path().join("filler")).unwrap();
             check_reopen(&mount.path().join("store"), &out, scenario);
@@ -251,6 +262,70 @@ fn close() {
     run_scenario("close");
 }
 
+#[test]
+fn reopen() {
+    run_scenario("reopen");
+}
+
+/// Without root: the allocation ahead of an index entry fails (injected ENOSPC). The
+/// append fails before its batch reaches the `.log`, the partition is poisoned, and a
+/// reopen has every earlier record.
+#[test]
+fn failed_index_allocation_fails_the_append_before_the_log_is_written() {
+    let _serial = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        StoreConfig::default().maintenance_interval(None),
+    )
+    .unwrap();
+    let config = TopicConfig::default().index_interval_bytes(0);
+    let p = store
+        .create_topic("t", config)
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .clone();
+    p.append(&[Record::new("first")]).unwrap();
+    p.flush().unwrap();
+    let log = dir.path().join("t-0").join("00000000000000000000.log");
+    let log_len = std::fs::metadata(&log).unwrap().len();
+    // The second batch is the first with an index entry due: its allocation fails.
+    faults::fail_nth(FaultOp::Allocate, 1, ENOSPC);
+    let r = p.append(&[Record::new("second")]);
+    faults::clear();
+    match &r {
+        Err(e @ Error::Io { path, .. }) => {
+            expect_enospc(e, "append");
+            assert!(path.to_string_lossy().ends_with(".index"), "{e}");
+        }
+        other => panic!("expected ENOSPC, got {other:?}"),
+    }
+    assert_eq!(
+        std::fs::metadata(&log).unwrap().len(),
+        log_len,
+        "the batch was written"
+    );
+    assert_eq!(p.log_end_offset(), 1);
+    assert!(p.poisoned().is_some());
+    assert!(matches!(
+        p.append(&[Record::new("x")]),
+        Err(Error::Poisoned { .. })
+    ));
+    drop(p);
+    drop(store);
+    let store = Store::open_with(
+        dir.path(),
+        StoreConfig::default().maintenance_interval(None),
+    )
+    .unwrap();
+    let p = store.topic("t").unwrap().partition(0).unwrap().clone();
+    assert_eq!(read_all(&p).into_values().collect::<Vec<_>>(), ["first"]);
+    p.append(&[Record::new("second")]).unwrap();
+    assert_eq!(read_all(&p).len(), 2);
+    store.close().unwrap();
+}
+
 // ---------------------------------------------------------------------------------------
 // Child side
 
@@ -290,6 +365,7 @@ fn child_entry() {
         "checkpoint" => c.checkpoint(),
         "group_commit" => c.group_commit(),
         "close" => c.close(),
+        "reopen" => c.reopen(),
         other => panic!("unknown scenario {other}"),
     }
     let mut f = std::fs::File::create(out).unwrap();
@@ -316,7 +392,7 @@ fn expect_enospc(e: &Error, what: &str) {
         matches!(e, Error::Io { source, .. } if source.raw_os_error() == Some(ENOSPC)),
         "{what}: expected an I/O error ENOSPC, got {e:?}"
     );
-    println!("{what}: {e}");
+    println!("seen: {what}: {e}");
 }
 
 /// A value of about `len` bytes that names its origin.
@@ -561,6 +637,12 @@ impl Child {
             .flush()
             .expect_err("Store::flush on a full disk succeeded");
         expect_enospc(&e, "Store::flush");
+        let leftovers: Vec<_> = std::fs::read_dir(self.root.join("store"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "a failed write left {leftovers:?}");
         drop(store);
     }
 
@@ -635,6 +717,58 @@ impl Child {
         self.fill(slack);
         let e = store.close().expect_err("close on a full disk succeeded");
         expect_enospc(&e, "close");
+    }
+}
+
+impl Child {
+    /// Reopening a store on a full disk and reading a sealed segment whose index files are
+    /// still preallocated (as a crash between a seal's entry and its trims leaves them):
+    /// loading them must not touch their holes (on tmpfs even a read through the mapping
+    /// allocates). Reads succeed; the next append fails with ENOSPC.
+    fn reopen(&mut self) {
+        let store = self.open();
+        let p = store
+            .create_topic("t", TopicConfig::default().segment_bytes(16 << 10))
+            .unwrap()
+            .partition(0)
+            .unwrap()
+            .clone();
+        self.baseline(&p, 0, 1000, 100);
+        drop(p);
+        store.close().unwrap();
+        let dir = self.root.join("store").join("t-0");
+        for name in [
+            "00000000000000000000.index",
+            "00000000000000000000.timeindex",
+        ] {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(dir.join(name))
+                .unwrap();
+            f.set_len(10 << 20).unwrap();
+        }
+        self.fill(0);
+        let store = match Store::open_with(
+            self.root.join("store"),
+            StoreConfig::default().maintenance_interval(None),
+        ) {
+            Ok(s) => s,
+            Err(e) => return expect_enospc(&e, "open"),
+        };
+        let p = store.topic("t").unwrap().partition(0).unwrap().clone();
+        let have = read_all(&p);
+        for (_, _, offset, value) in self.acked.lock().unwrap().iter() {
+            assert_eq!(
+                have.get(offset),
+                Some(value),
+                "offset {offset} on a full disk"
+            );
+        }
+        let e = p
+            .append(&[Record::new(vec![b'x'; 8 << 10])])
+            .expect_err("an append of 8 KiB on a full disk succeeded");
+        expect_enospc(&e, "append after reopen");
+        drop(store);
     }
 }
 

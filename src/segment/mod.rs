@@ -860,6 +860,8 @@ impl Segment {
     /// index entries when due, then publishes the new size.
     pub(crate) fn append(&self, batch: &[u8], header: &BatchHeader) -> Result<()> {
         let pos = self.size();
+        // On a full file system the append fails here, before the log is written.
+        self.reserve_index_entries(&self.writer.lock())?;
         self.log.write_at(batch, pos)?;
         self.mark_checked(pos, pos + batch.len() as u64);
         self.index_batch(pos, header)?;
@@ -892,6 +894,8 @@ impl Segment {
             });
         }
         let mut w = self.writer.lock();
+        // Before anything changes: a failed allocation leaves the segment as it was.
+        self.reserve_index_entries(&w)?;
         if w.rolling_timestamp.is_none() {
             w.rolling_timestamp = Some(h.max_timestamp);
         }
@@ -910,8 +914,8 @@ impl Segment {
             })?;
             self.index
                 .write()
-                .push(|e| encode_offset_entry(e, rel, position));
-            self.maybe_append_time_entry(&w);
+                .push(|e| encode_offset_entry(e, rel, position))?;
+            self.maybe_append_time_entry(&w)?;
             w.bytes_since_index = 0;
             self.refresh_indexes_full(&mut w);
         }
@@ -919,9 +923,23 @@ impl Segment {
         Ok(())
     }
 
+    /// Allocates the blocks under the next entry of both indexes when the next indexed
+    /// batch will add entries (`index_batch`), so that a full file system is an error
+    /// before the batch is written, not a SIGBUS while it is indexed.
+    fn reserve_index_entries(&self, w: &WriterState) -> Result<()> {
+        if w.bytes_since_index > self.opts.index_interval_bytes as u64 {
+            self.index.write().reserve()?;
+            self.time_index.write().reserve()?;
+        }
+        Ok(())
+    }
+
     /// Adds `(max timestamp so far, its offset)` to the time index if it is newer than the
     /// last entry (timestamps in the time index increase strictly).
-    fn maybe_append_time_entry(&self, w: &WriterState) {
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the entry's blocks cannot be allocated (a full file system).
+    fn maybe_append_time_entry(&self, w: &WriterState) -> Result<()> {
         let ts = self.max_ts();
         let mut tidx = self.time_index.write();
         let newer = tidx.last().is_none_or(|e| ts > decode_time_entry(e).0);
@@ -932,15 +950,16 @@ impl Segment {
             .checked_sub(self.base_offset)
             .and_then(|r| u32::try_from(r).ok());
         if let (true, Some(rel)) = (newer && ts >= 0 && !tidx.is_full(), rel) {
-            tidx.push(|e| encode_time_entry(e, ts, rel));
+            tidx.push(|e| encode_time_entry(e, ts, rel))?;
         }
+        Ok(())
     }
 
     /// Seals the segment (it stops being active): a final time-index entry, then both index
     /// files trimmed to their entries.
     pub(crate) fn seal(&self) -> Result<()> {
         let w = self.writer.lock();
-        self.maybe_append_time_entry(&w);
+        self.maybe_append_time_entry(&w)?;
         self.index.write().trim()?;
         self.time_index.write().trim()
     }
