@@ -22,6 +22,8 @@ pub enum FaultOp {
     Create,
     /// Removing a file or directory.
     Remove,
+    /// Allocating blocks under a file range (`fallocate`, or writing zeros).
+    Allocate,
 }
 
 /// A file-system operation, as the fault-injection seam records it (see
@@ -218,11 +220,16 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
         })
         .map_err(|e| nofollow_error("create", &tmp, e))?;
     record(|| FsEvent::Create(tmp.clone()));
-    inject(FaultOp::Write)
+    let written = inject(FaultOp::Write)
         .and_then(|()| f.write_all(contents))
-        .map_err(|e| Error::io("write", &tmp, e))?;
-    sync_file(&f, &tmp)?;
+        .map_err(|e| Error::io("write", &tmp, e))
+        .and_then(|()| sync_file(&f, &tmp));
     drop(f);
+    if let Err(e) = written {
+        // A full disk must not stay fuller by a half-written temporary file.
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     rename(&tmp, path)?;
     // IMPORTANT: without the directory fsync the rename can vanish after a crash.
     sync_dir(path.parent().unwrap_or(Path::new(".")))
@@ -300,6 +307,100 @@ pub(crate) fn nofollow_error(op: &'static str, path: &Path, e: std::io::Error) -
         return Error::io(op, path, e);
     }
     Error::io(op, path, e)
+}
+
+/// Makes sure blocks are allocated under `[from, to)` of `file`, which must lie within the
+/// file and read as zeros (a range past the written data of a preallocated file): a store
+/// through a memory map into an unallocated page of a full file system kills the process
+/// with SIGBUS, where allocating first gets ENOSPC as an error.
+///
+/// `fallocate` (mode 0, so the size is unchanged); where the file system does not support
+/// it, writing zeros over the range, which allocates as well.
+pub(crate) fn allocate(file: &File, path: &Path, from: u64, to: u64) -> Result<()> {
+    if from >= to {
+        return Ok(());
+    }
+    inject(FaultOp::Allocate)
+        .and_then(|()| fallocate_or_zeros(file, from, to))
+        .map_err(|e| Error::io("allocate", path, e))
+}
+
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "freebsd"
+))]
+fn fallocate_or_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    use rustix::io::Errno;
+    match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), from, to - from) {
+        Err(e) if e == Errno::OPNOTSUPP || e == Errno::NOSYS => write_zeros(file, from, to),
+        r => r.map_err(Into::into),
+    }
+}
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "freebsd"
+)))]
+fn fallocate_or_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    write_zeros(file, from, to)
+}
+
+fn write_zeros(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let zeros = [0u8; 8192];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
+/// The end of the last data region of `file` (of length `len`): bytes past it are a hole
+/// and read as zeros. `len` where the file system cannot tell.
+///
+/// Lets a scan for trailing zeros skip the hole without touching it: on tmpfs even a read
+/// through a shared mapping allocates the page (and on a full one, faults with SIGBUS).
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "freebsd"
+))]
+pub(crate) fn data_end(file: &File, len: u64) -> u64 {
+    use rustix::fs::SeekFrom;
+    let mut end = 0;
+    let mut pos = 0;
+    while pos < len {
+        let data = match rustix::fs::seek(file, SeekFrom::Data(pos)) {
+            Ok(d) => d,
+            Err(e) if e == rustix::io::Errno::NXIO => break,
+            Err(_) => return len,
+        };
+        match rustix::fs::seek(file, SeekFrom::Hole(data)) {
+            Ok(hole) if hole > data => {
+                end = hole.min(len);
+                pos = hole;
+            }
+            _ => return len,
+        }
+    }
+    end
+}
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "freebsd"
+)))]
+pub(crate) fn data_end(_file: &File, len: u64) -> u64 {
+    len
 }
 
 /// Creates a file that must not exist yet, readable and writable.

@@ -794,7 +794,9 @@ fn store_retention_keeps_going_past_a_poisoned_partition() {
 
 /// `Store::enforce_retention` goes on past a partition that fails during the pass itself
 /// (the creation of its new active segment fails, injected) and reports it; the failed
-/// partition keeps its data and is poisoned; a reopen recovers it and retention then works.
+/// partition is poisoned and keeps its active segment's data (its older segments went
+/// before the roll, which on a full disk frees the space the roll needs); a reopen
+/// recovers it and retention then works.
 #[test]
 fn store_retention_keeps_going_when_a_roll_fails_mid_pass() {
     let _exclusive = exclusive();
@@ -813,18 +815,18 @@ fn store_retention_keeps_going_when_a_roll_fails_mid_pass() {
     assert_eq!(report.segments_deleted, 3 * 4);
     let victim = &parts[0];
     assert!(victim.poisoned().is_some());
-    assert_eq!(victim.log_start_offset(), 0);
-    assert_eq!(read_all(victim), (0..10).collect::<Vec<_>>());
+    assert_eq!(victim.log_start_offset(), 9);
+    assert_eq!(read_all(victim), [9]);
     for p in &parts[1..] {
         assert_eq!(bases(p), [10], "{}", p.name());
     }
     store.simulate_crash();
     let store = open(dir.path(), &clock);
     let p = partition(&store, "a");
-    assert_eq!(read_all(&p), (0..10).collect::<Vec<_>>());
+    assert_eq!(read_all(&p), [9]);
     let report = store.enforce_retention();
     assert!(report.failures.is_empty(), "{:?}", report.failures);
-    assert_eq!(report.segments_deleted, 4);
+    assert_eq!(report.segments_deleted, 1);
     assert_eq!(bases(&p), [10]);
     assert_eq!(p.log_end_offset(), 10);
     store.close().unwrap();

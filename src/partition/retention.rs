@@ -63,7 +63,8 @@ impl Partition {
     ///   keeping at least `retention_bytes`.
     ///
     /// The active segment's data goes too when retention covers it: a new, empty active
-    /// segment is rolled first, so a partition always has one. The log start offset
+    /// segment is rolled first, so a partition always has one (after the older segments
+    /// were deleted, so that on a full disk the roll has their space). The log start offset
     /// becomes the first remaining segment's base offset (or stays higher). The deletions
     /// are durable when this returns; appends wait only while the segments are taken out
     /// of the partition, not while their files are deleted.
@@ -78,27 +79,41 @@ impl Partition {
         let inner = &*self.inner;
         let now = inner.clock.now_ms();
         let _maintenance = inner.maintenance.lock();
-        let mut w = inner.writer.lock();
-        self.check_open()?;
-        let segs = inner.segments.read().clone();
-        let log_start = self.log_start_offset();
-        let log_end = self.log_end_offset();
-        let mut remaining: u64 = segs.iter().map(|s| s.size()).sum();
-        let mut n = 0;
-        for (i, seg) in segs.iter().enumerate() {
-            let upper = segs.get(i + 1).map_or(log_end, |s| s.base_offset());
-            if i + 1 == segs.len() && seg.size() == 0 {
-                break; // an empty active segment holds nothing to delete
+        let mut report = RetentionReport::default();
+        loop {
+            let mut w = inner.writer.lock();
+            self.check_open()?;
+            let segs = inner.segments.read().clone();
+            let log_start = self.log_start_offset();
+            let log_end = self.log_end_offset();
+            let mut remaining: u64 = segs.iter().map(|s| s.size()).sum();
+            let mut n = 0;
+            for (i, seg) in segs.iter().enumerate() {
+                let upper = segs.get(i + 1).map_or(log_end, |s| s.base_offset());
+                if i + 1 == segs.len() && seg.size() == 0 {
+                    break; // an empty active segment holds nothing to delete
+                }
+                if !deletable(seg, upper, log_start, remaining, &inner.config, now)? {
+                    break;
+                }
+                remaining -= seg.size();
+                n += 1;
             }
-            if !deletable(seg, upper, log_start, remaining, &inner.config, now)? {
-                break;
+            // Deleting the active segment needs a roll, which needs space (sealing writes a
+            // time-index entry): the older segments go first, so that on a full disk their
+            // space is free for it; the active segment is judged again in the next round.
+            let older_first = n == segs.len() && n > 1;
+            let n = if older_first { n - 1 } else { n };
+            let removed = self.poison_on_io(self.detach_oldest(&mut w, n, now))?;
+            drop(w);
+            let round = self.poison_on_io(self.delete_detached(removed))?;
+            report.segments_deleted += round.segments_deleted;
+            report.bytes_deleted += round.bytes_deleted;
+            report.log_start_offset = round.log_start_offset;
+            if !older_first {
+                return Ok(report);
             }
-            remaining -= seg.size();
-            n += 1;
         }
-        let removed = self.poison_on_io(self.detach_oldest(&mut w, n, now))?;
-        drop(w);
-        self.poison_on_io(self.delete_detached(removed))
     }
 
     /// Raises the log start offset to `offset` (Kafka's DeleteRecords): records below it

@@ -12,6 +12,11 @@ use crate::record::{read_u32, write_u32};
 /// Bytes per offset-index entry.
 pub const OFFSET_ENTRY_SIZE: usize = 8;
 
+/// Bytes allocated at a time ahead of the entries of a mapped index (see `IndexFile::push`):
+/// one `fallocate` per 8,192 offset entries, and at most this much pinned per index beyond
+/// its entries.
+const ALLOCATE_CHUNK: usize = 64 << 10;
+
 /// The bytes behind an index: a writable mapping, or a private copy for read-only tools.
 #[derive(Debug)]
 enum Bytes {
@@ -31,6 +36,11 @@ impl Bytes {
 /// An index file of fixed-size entries. While a segment is active the file is
 /// preallocated to its maximum size and mapped; `entries` counts the valid ones.
 /// Sealing trims the file to exactly the valid entries.
+///
+/// The preallocated part is sparse. A store through the mapping into a page without blocks
+/// needs a block at that moment, and on a full file system the kernel answers with SIGBUS;
+/// so blocks are allocated (`fs::allocate`, which reports ENOSPC as an error) before any
+/// entry is written past `allocated`.
 #[derive(Debug)]
 pub(crate) struct IndexFile {
     path: PathBuf,
@@ -38,6 +48,10 @@ pub(crate) struct IndexFile {
     bytes: Bytes,
     entry_size: usize,
     entries: usize,
+    /// Bytes from the start of the file with blocks allocated under them: stores through
+    /// the mapping below it cannot fault. Invariant: `entries * entry_size <= allocated <=`
+    /// the mapped length, and the bytes from the entries' end on are zeros.
+    allocated: usize,
     /// Byte range written since the last flush.
     dirty: parking_lot::Mutex<Option<(usize, usize)>>,
 }
@@ -83,16 +97,32 @@ impl IndexFile {
             bytes,
             entry_size,
             entries: 0,
+            allocated: 0,
             dirty: parking_lot::Mutex::new(None),
         };
         let slots = idx.bytes.as_slice().len() / entry_size;
-        let mut n = slots;
+        // The scan for trailing zeros starts where the file's data ends: the hole after it
+        // (most of a preallocated file) reads as zeros, and touching it through the mapping
+        // would allocate it on tmpfs.
+        let mut n = match (&idx.file, &idx.bytes) {
+            (Some(f), Bytes::Mapped(m)) => {
+                let end = crate::fs::data_end(f, m.len() as u64) as usize;
+                let whole = (end / entry_size).min(slots);
+                // An entry straddling the data's end: only its part below the end is read.
+                let straddling = (whole < slots && end > whole * entry_size)
+                    .then(|| &m[whole * entry_size..end]);
+                whole + usize::from(straddling.is_some_and(|b| b.iter().any(|&b| b != 0)))
+            }
+            _ => slots,
+        };
         while n > 0 && idx.entry(n - 1).iter().all(|&b| b == 0) {
             n -= 1;
         }
         // A trimmed file of one zero entry holds a real one (timestamp 0 at the base offset);
         // in a preallocated file (left by a process that did not close) zeros are unused.
         idx.entries = if slots == 1 { 1 } else { n };
+        // Written entries have blocks; what lies past them may be a hole.
+        idx.allocated = idx.entries * entry_size;
         Ok(idx)
     }
 
@@ -105,6 +135,7 @@ impl IndexFile {
             bytes: Bytes::Owned(Vec::new()),
             entry_size,
             entries: 0,
+            allocated: 0,
             dirty: parking_lot::Mutex::new(None),
         }
     }
@@ -147,8 +178,13 @@ impl IndexFile {
         self.entries.checked_sub(1).map(|i| self.entry(i))
     }
 
-    /// Appends one entry; the caller checked `!is_full()`.
-    pub(crate) fn push(&mut self, write: impl FnOnce(&mut [u8])) {
+    /// Appends one entry; the caller checked `!is_full()`. Blocks under it are allocated
+    /// first (see [`IndexFile::reserve`]).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when they cannot be (ENOSPC); nothing was written then.
+    pub(crate) fn push(&mut self, write: impl FnOnce(&mut [u8])) -> Result<()> {
+        self.reserve()?;
         let at = self.entries * self.entry_size;
         if let Bytes::Mapped(m) = &mut self.bytes {
             if at + self.entry_size <= m.len() {
@@ -157,6 +193,30 @@ impl IndexFile {
                 self.mark_dirty(at, at + self.entry_size);
             }
         }
+        Ok(())
+    }
+
+    /// Makes sure the next entry's bytes have blocks allocated, allocating up to
+    /// `ALLOCATE_CHUNK` ahead (or to the end of the file) when they do not. A no-op for an
+    /// index that is not mapped.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the file when the blocks cannot be allocated (ENOSPC).
+    pub(crate) fn reserve(&mut self) -> Result<()> {
+        let (Some(file), Bytes::Mapped(m)) = (&self.file, &self.bytes) else {
+            return Ok(());
+        };
+        let to = ((self.entries + 1) * self.entry_size).min(m.len());
+        if to <= self.allocated {
+            return Ok(());
+        }
+        let end = to
+            .next_multiple_of(ALLOCATE_CHUNK)
+            .min(m.len() / self.entry_size * self.entry_size)
+            .max(to);
+        crate::fs::allocate(file, &self.path, self.allocated as u64, end as u64)?;
+        self.allocated = end;
+        Ok(())
     }
 
     /// Keeps only the first `n` entries (zeroing the rest, so a crash cannot revive them).
@@ -191,6 +251,8 @@ impl IndexFile {
         self.bytes = Bytes::Owned(Vec::new());
         file.set_len(len as u64)
             .map_err(|e| Error::io("resize", &self.path, e))?;
+        // Growing adds a hole; shrinking drops blocks past `len`.
+        self.allocated = self.allocated.min(len);
         self.bytes = map_or_empty(file, &self.path)?;
         Ok(())
     }

@@ -408,6 +408,8 @@ impl Segment {
     /// index entries when due, then publishes the new size.
     pub(crate) fn append(&self, batch: &[u8], header: &BatchHeader) -> Result<()> {
         let pos = self.size();
+        // On a full file system the append fails here, before the log is written.
+        self.reserve_index_entries(&self.writer.lock())?;
         self.log.write_at(batch, pos)?;
         self.mark_checked(pos, pos + batch.len() as u64);
         self.index_batch(pos, header)?;
@@ -440,6 +442,8 @@ impl Segment {
             });
         }
         let mut w = self.writer.lock();
+        // Before anything changes: a failed allocation leaves the segment as it was.
+        self.reserve_index_entries(&w)?;
         if w.rolling_timestamp.is_none() {
             w.rolling_timestamp = Some(h.max_timestamp);
         }
@@ -458,7 +462,7 @@ impl Segment {
             })?;
             self.index
                 .write()
-                .push(|e| encode_offset_entry(e, rel, position));
+                .push(|e| encode_offset_entry(e, rel, position))?;
             self.maybe_append_time_entry(&w, false)?;
             w.bytes_since_index = 0;
             self.refresh_indexes_full(&mut w);
@@ -467,11 +471,25 @@ impl Segment {
         Ok(())
     }
 
+    /// Allocates the blocks under the next entry of both indexes when the next indexed
+    /// batch will add entries (`index_batch`), so that a full file system is an error
+    /// before the batch is written, not a SIGBUS while it is indexed.
+    fn reserve_index_entries(&self, w: &WriterState) -> Result<()> {
+        if w.bytes_since_index > self.opts.index_interval_bytes as u64 {
+            self.index.write().reserve()?;
+            self.time_index.write().reserve()?;
+        }
+        Ok(())
+    }
+
     /// Adds `(max timestamp so far, its offset)` to the time index if it is newer than the
     /// last entry (timestamps in the time index increase strictly). Entries from appends
     /// stop at Kafka's capacity rule (`timeindex::is_full`); the `last` one (seal or close)
     /// takes the slot kept for it, and the file grows by one entry should it have none (an
     /// index written under another rule or a smaller `segment_index_bytes`).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the entry's blocks cannot be allocated (a full file system).
     fn maybe_append_time_entry(&self, w: &WriterState, last: bool) -> Result<()> {
         let ts = self.max_ts();
         let mut tidx = self.time_index.write();
@@ -490,7 +508,7 @@ impl Segment {
                 let grown = (tidx.len() + 1) * TIME_ENTRY_SIZE;
                 tidx.resize(grown)?;
             }
-            tidx.push(|e| encode_time_entry(e, ts, rel));
+            tidx.push(|e| encode_time_entry(e, ts, rel))?;
         }
         Ok(())
     }
