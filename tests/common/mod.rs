@@ -1,5 +1,17 @@
 //! Helpers shared by the test binaries (each includes this module with `mod common;`).
-#![allow(dead_code)] // each test binary uses its own part
+#![allow(dead_code, unused_imports)] // each test binary uses its own part
+
+pub mod child;
+pub mod files;
+pub mod model;
+pub mod read;
+pub mod rng;
+pub mod setup;
+
+pub use files::{copy_dir, flip, log_files, partition_dir};
+pub use read::{read_all, read_dense, try_read_range};
+pub use rng::{Rng, XorShift};
+pub use setup::{create, nth_partition, open, partition, store_config};
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
