@@ -29,7 +29,7 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use common::child::{self, LineChild};
-use common::{read_dense, Rng};
+use common::{create, read_dense, Rng};
 use seglog::record::{crc32c, BatchIter};
 use seglog::{Error, Record, Store, TopicConfig};
 
@@ -592,12 +592,7 @@ fn crash_while_appending_big_batches() {
 fn read_with_unbounded_budget() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let p = store
-        .create_topic(TOPIC, TopicConfig::default())
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = create(&store, TOPIC, TopicConfig::default());
     p.append(&[Record::new("a")]).unwrap();
     p.append(&[Record::new("b"), Record::new("c")]).unwrap();
     for offset in 0..3 {

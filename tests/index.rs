@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use common::{ManualClock, XorShift};
+use common::{create, ManualClock, XorShift};
 use proptest::prelude::*;
 use seglog::record::{Batch, BatchIter};
 use seglog::segment::{lookup_index, lookup_timeindex};
@@ -309,12 +309,7 @@ fn index_entries_make_every_offset_readable() {
     let cfg = TopicConfig::default()
         .segment_bytes(4000)
         .index_interval_bytes(150);
-    let p = store
-        .create_topic("r", cfg)
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = create(&store, "r", cfg);
     for i in 0..200u64 {
         let n = 1 + (i % 4) as usize;
         let recs: Vec<Record> = (0..n).map(|j| Record::new(format!("{i}-{j}"))).collect();

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use common::model::{self, Stored};
-use common::{partition, ManualClock, XorShift};
+use common::{partition, remove_files, ManualClock, XorShift};
 use proptest::prelude::*;
 use seglog::record::BatchIter;
 use seglog::{
@@ -799,9 +799,7 @@ fn roll_when_relative_offset_would_overflow() {
     store.create_topic("t", TopicConfig::default()).unwrap();
     store.close().unwrap();
     let pdir = dir.path().join("t-0");
-    for f in std::fs::read_dir(&pdir).unwrap() {
-        std::fs::remove_file(f.unwrap().path()).unwrap();
-    }
+    remove_files(&pdir);
     // One record at offset 0 in a batch whose last offset delta is i32::MAX.
     let mut log = Vec::new();
     encode_batch(

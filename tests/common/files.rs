@@ -38,3 +38,10 @@ pub fn flip(path: &Path, pos: usize, mask: u8) {
     bytes[pos] ^= mask;
     std::fs::write(path, bytes).unwrap();
 }
+
+/// Removes every file of `dir` (a partition directory to fill by hand).
+pub fn remove_files(dir: &Path) {
+    for f in std::fs::read_dir(dir).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+}

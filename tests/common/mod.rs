@@ -8,10 +8,10 @@ pub mod read;
 pub mod rng;
 pub mod setup;
 
-pub use files::{copy_dir, flip, log_files, partition_dir};
+pub use files::{copy_dir, flip, log_files, partition_dir, remove_files};
 pub use read::{read_all, read_dense, try_read_range};
 pub use rng::{Rng, XorShift};
-pub use setup::{create, nth_partition, open, partition, store_config};
+pub use setup::{create, nth_partition, open, open_maintained, partition, store_config, wait_for};
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};

@@ -68,6 +68,9 @@ pub fn read_dense<T>(
         want += 1;
     }
     assert_eq!(want, end, "{ctx}: records end below the log end");
-    assert_eq!(next, end, "{ctx}: the last read's next offset is not the log end");
+    assert_eq!(
+        next, end,
+        "{ctx}: the last read's next offset is not the log end"
+    );
     got.into_iter().map(|(_, v)| v).collect()
 }
