@@ -16,7 +16,6 @@ use seglog::{
     TopicConfig,
 };
 
-/// Background maintenance on (its default): nothing here expires or is compacted.
 fn open(dir: &Path, clock: &Arc<ManualClock>) -> Store {
     Store::open_with(dir, StoreConfig::default().clock(clock.clone())).unwrap()
 }

@@ -1,5 +1,9 @@
-//! Helpers shared by the test binaries (each includes this module with `mod common;`).
-#![allow(dead_code, unused_imports)] // each test binary uses its own part
+//! Helpers shared by the test binaries (each includes this module with `mod common;`):
+//! a manual clock and the fault lock (here), store and topic setup ([`setup`]), reading a
+//! partition back ([`read`]), deterministic generators ([`rng`]), re-running the test
+//! binary as a child process ([`child`]), the record model of the model-based tests
+//! ([`model`]) and data-directory files ([`files`]).
+#![allow(dead_code, unused_imports)] // each test binary uses its own part (and re-export)
 
 pub mod child;
 pub mod files;
