@@ -3,7 +3,7 @@
 //! partition back ([`read`]), deterministic generators ([`rng`]), re-running the test
 //! binary as a child process ([`child`]), the record model of the model-based tests
 //! ([`model`]) and data-directory files ([`files`]).
-#![allow(dead_code, unused_imports)] // each test binary uses its own part (and re-export)
+#![allow(dead_code, unused_imports)] // each test binary uses its own part of these
 
 pub mod child;
 pub mod files;
