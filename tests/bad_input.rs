@@ -2,14 +2,13 @@
 //! too large, invalid configs, empty appends, writes to deleted topics, and corrupt or
 //! missing files on disk. Every one must give the right `Error`, never a panic.
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::path::Path;
+
+use common::{flip, log_files, nth_partition, remove_files};
 use seglog::record::{encode_batch, BatchIter, BatchSpec};
 use seglog::{Error, Partition, Record, Store, TopicConfig};
-
-fn partition(store: &Store, topic: &str, id: u32) -> Partition {
-    store.topic(topic).unwrap().partition(id).unwrap().clone()
-}
 
 fn value(i: u64) -> Vec<u8> {
     format!("value-{i:06}-{}", "x".repeat((i % 50) as usize)).into_bytes()
@@ -117,7 +116,7 @@ fn offsets_out_of_range_name_the_numbers() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     store.create_topic("t", TopicConfig::default()).unwrap();
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     fill(&p, 10);
     let end = p.log_end_offset();
     for bad in [end + 1, end + 100, u64::MAX] {
@@ -162,9 +161,7 @@ fn read_below_log_start_is_out_of_range() {
     store.create_topic("t", TopicConfig::default()).unwrap();
     store.close().unwrap();
     let pdir = dir.path().join("t-0");
-    for f in std::fs::read_dir(&pdir).unwrap() {
-        std::fs::remove_file(f.unwrap().path()).unwrap();
-    }
+    remove_files(&pdir);
     let mut log = Vec::new();
     for b in 0..5u64 {
         let base = 100 + b * 2;
@@ -177,7 +174,7 @@ fn read_below_log_start_is_out_of_range() {
     std::fs::write(pdir.join("00000000000000000100.log"), &log).unwrap();
 
     let store = Store::open(dir.path()).unwrap();
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     assert_eq!((p.log_start_offset(), p.log_end_offset()), (100, 110));
     for bad in [0u64, 50, 99] {
         match p.read(bad, 100) {
@@ -209,7 +206,7 @@ fn batch_too_large_writes_nothing() {
     store
         .create_topic("t", TopicConfig::default().max_batch_bytes(1000))
         .unwrap();
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     fill(&p, 3);
     let end = p.log_end_offset();
     let size = p.stats().size_bytes;
@@ -254,7 +251,7 @@ fn batch_too_large_writes_nothing() {
                 .max_batch_bytes(10_000),
         )
         .unwrap();
-    let s = partition(&store, "small", 0);
+    let s = nth_partition(&store, "small", 0);
     assert!(matches!(
         s.append(&[Record::new(vec![0u8; 600])]),
         Err(Error::BatchTooLarge {
@@ -336,7 +333,7 @@ fn empty_append_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     store.create_topic("t", TopicConfig::default()).unwrap();
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     assert!(matches!(p.append(&[]), Err(Error::EmptyAppend)));
     assert_eq!(p.log_end_offset(), 0);
     assert_eq!(p.stats().size_bytes, 0);
@@ -383,22 +380,6 @@ fn writes_after_delete_topic_are_closed() {
     store.close().unwrap();
 }
 
-fn segment_paths(dir: &Path) -> Vec<PathBuf> {
-    let mut logs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    logs.sort();
-    logs
-}
-
-fn flip(path: &Path, pos: usize) {
-    let mut bytes = std::fs::read(path).unwrap();
-    bytes[pos] ^= 0x40;
-    std::fs::write(path, bytes).unwrap();
-}
-
 /// Positions of the batches in a `.log` file's bytes, with their offset ranges.
 fn batches_of(log: &[u8]) -> Vec<(usize, usize, u64, u64)> {
     BatchIter::new(log)
@@ -442,16 +423,16 @@ fn flipped_byte_in_sealed_segment_is_reported_as_corrupt() {
                 .index_interval_bytes(200),
         )
         .unwrap();
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     fill(&p, 100);
-    let logs = segment_paths(p.dir());
+    let logs = log_files(p.dir());
     assert!(logs.len() >= 3);
     let path = logs[1].clone();
     let log = std::fs::read(&path).unwrap();
     let batches = batches_of(&log);
     let (pos, len, base, last) = batches[batches.len() / 2];
     // A byte inside a record value of that batch.
-    flip(&path, pos + len - 3);
+    flip(&path, pos + len - 3, 0x40);
     for o in base..=last {
         expect_corrupt(p.read(o, 1 << 20), &path, pos);
     }
@@ -469,12 +450,12 @@ fn flipped_byte_in_sealed_segment_is_reported_as_corrupt() {
 
     // After reopening (sealed segments are not walked), the same.
     let store = Store::open(dir.path()).unwrap();
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     expect_corrupt(p.read(base, 1 << 20), &path, pos);
     assert!(p.offset_for_timestamp(1000 + base as i64).is_err());
     // A flipped byte in the header (the length field) is corruption too, and no panic.
     let (pos2, _, base2, _) = batches[1];
-    flip(&path, pos2 + 9);
+    flip(&path, pos2 + 9, 0x40);
     match p.read(base2, 1 << 20) {
         Err(Error::Corrupt { path: p2, .. }) => assert_eq!(p2, path),
         other => panic!("expected Corrupt, got {other:?}"),
@@ -495,7 +476,7 @@ fn deleted_index_is_rebuilt(suffix: &str) {
                 .index_interval_bytes(100),
         )
         .unwrap();
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     fill(&p, 100);
     let segs = p.segments();
     assert!(segs.len() >= 3);
@@ -518,7 +499,7 @@ fn deleted_index_is_rebuilt(suffix: &str) {
     std::fs::remove_file(&victim).unwrap();
 
     let store = Store::open(dir.path()).unwrap();
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     check_values(&p);
     for o in 0..p.log_end_offset() {
         assert_eq!(p.read(o, 1).unwrap().records().next().unwrap().offset(), o);
@@ -583,7 +564,7 @@ fn torn_tail(index_interval_bytes: u32) {
                 .index_interval_bytes(index_interval_bytes),
         )
         .unwrap();
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     fill(&p, 101);
     let active = p.segments().last().unwrap().log_path().to_path_buf();
     drop(p);
@@ -601,7 +582,7 @@ fn torn_tail(index_interval_bytes: u32) {
     as_after_crash(dir.path(), false);
 
     let store = Store::open(dir.path()).unwrap();
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     assert_eq!(
         p.log_end_offset(),
         base,
@@ -621,7 +602,7 @@ fn torn_tail(index_interval_bytes: u32) {
     drop(p);
     store.close().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     check_values(&p);
     for o in (0..p.log_end_offset() as i64).step_by(7) {
         assert_eq!(
@@ -649,7 +630,7 @@ fn garbage_files_in_partition_dir_do_not_panic() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     store.create_topic("t", TopicConfig::default()).unwrap();
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     fill(&p, 10);
     let pdir = p.dir().to_path_buf();
     drop(p);
@@ -662,7 +643,7 @@ fn garbage_files_in_partition_dir_do_not_panic() {
     .unwrap();
     std::fs::write(pdir.join("00000000000000000000.timeindex"), [0xffu8; 37]).unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     check_values(&p);
     for o in 0..p.log_end_offset() {
         assert_eq!(p.read(o, 1).unwrap().records().next().unwrap().offset(), o);
@@ -687,9 +668,7 @@ fn segment_with_batches_below_its_base_offset_is_corrupt_not_a_panic() {
         .unwrap();
     store.close().unwrap();
     let pdir = dir.path().join("t-0");
-    for f in std::fs::read_dir(&pdir).unwrap() {
-        std::fs::remove_file(f.unwrap().path()).unwrap();
-    }
+    remove_files(&pdir);
     let mut log = Vec::new();
     for base in 0..5u64 {
         let recs = [Record::new(value(base)).with_timestamp(1000 + base as i64)];
@@ -705,7 +684,7 @@ fn segment_with_batches_below_its_base_offset_is_corrupt_not_a_panic() {
         Err(Error::Corrupt { path: p, .. }) => assert_eq!(p, path),
         Ok(store) => {
             // If it opens, reads must not hand out offsets outside the segment either.
-            let p = partition(&store, "t", 0);
+            let p = nth_partition(&store, "t", 0);
             let _ = p.read(p.log_start_offset(), 1 << 20);
             store.close().unwrap();
         }
@@ -735,7 +714,7 @@ fn segment_names_past_kafka_offsets_do_not_panic() {
         std::fs::write(pdir.join(format!("{name}.timeindex")), [0u8; 0]).unwrap();
         match Store::open(dir.path()) {
             Ok(store) => {
-                let p = partition(&store, "t", 0);
+                let p = nth_partition(&store, "t", 0);
                 let _ = p.read(p.log_start_offset(), 1 << 20);
                 let _ = p.append(&[Record::new("y")]);
                 let _ = p.offset_for_timestamp(0);
@@ -769,16 +748,16 @@ fn compressed_batches_are_kept_and_reads_name_the_codec() {
     {
         let store = Store::open(dir.path()).unwrap();
         store.create_topic("z", cfg).unwrap();
-        let p = partition(&store, "z", 0);
+        let p = nth_partition(&store, "z", 0);
         fill(&p, 40);
         store.close().unwrap();
     }
     let pdir = dir.path().join("z-0");
-    let logs = segment_paths(&pdir);
+    let logs = log_files(&pdir);
     assert!(logs.len() >= 2, "needs a sealed and an active segment");
     let active = logs.last().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let end = partition(&store, "z", 0).log_end_offset();
+    let end = nth_partition(&store, "z", 0).log_end_offset();
     drop(store);
     let at = std::fs::metadata(active).unwrap().len();
     let mut bytes = std::fs::read(active).unwrap();
@@ -791,7 +770,7 @@ fn compressed_batches_are_kept_and_reads_name_the_codec() {
     as_after_crash(dir.path(), true);
 
     let store = Store::open(dir.path()).unwrap();
-    let p = partition(&store, "z", 0);
+    let p = nth_partition(&store, "z", 0);
     assert_eq!(
         p.log_end_offset(),
         end + 2,
@@ -838,10 +817,10 @@ fn malformed_records_under_a_valid_crc_are_reported() {
         store
             .create_topic("m", TopicConfig::default().segment_bytes(2048))
             .unwrap();
-        fill(&partition(&store, "m", 0), 40);
+        fill(&nth_partition(&store, "m", 0), 40);
         store.close().unwrap();
     }
-    let logs = segment_paths(&dir.path().join("m-0"));
+    let logs = log_files(&dir.path().join("m-0"));
     assert!(logs.len() >= 2);
     let mut bytes = std::fs::read(&logs[0]).unwrap();
     let (pos, size, base, _) = batches_of(&bytes)[3];
@@ -856,7 +835,7 @@ fn malformed_records_under_a_valid_crc_are_reported() {
     std::fs::write(&logs[0], &bytes).unwrap();
 
     let store = Store::open(dir.path()).unwrap();
-    let p = partition(&store, "m", 0);
+    let p = nth_partition(&store, "m", 0);
     match p.read(base, 1) {
         Err(Error::Corrupt { path, position, .. }) => {
             assert_eq!(path, logs[0]);
@@ -879,10 +858,10 @@ fn read_only_segment_open_reads_and_reports() {
         store
             .create_topic("r", TopicConfig::default().segment_bytes(2048))
             .unwrap();
-        fill(&partition(&store, "r", 0), 40);
+        fill(&nth_partition(&store, "r", 0), 40);
         store.close().unwrap();
     }
-    let logs = segment_paths(&dir.path().join("r-0"));
+    let logs = log_files(&dir.path().join("r-0"));
     let seg = Segment::open_read_only(&logs[1]).unwrap();
     let base = seg.base_offset();
     assert_eq!(seg.size(), std::fs::metadata(&logs[1]).unwrap().len());
@@ -907,7 +886,7 @@ fn read_only_segment_open_reads_and_reports() {
     ));
 
     let (pos, _, _, _) = batches_of(&std::fs::read(&logs[1]).unwrap())[1];
-    flip(&logs[1], pos + 40);
+    flip(&logs[1], pos + 40, 0x40);
     match Segment::open_read_only(&logs[1]) {
         Err(Error::Corrupt { path, position, .. }) => {
             assert_eq!(path, logs[1]);

@@ -16,13 +16,16 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{exclusive, shared, ManualClock};
+use common::{
+    copy_dir, create, exclusive, open, open_maintained, partition, shared, store_config, wait_for,
+    ManualClock,
+};
 use proptest::prelude::*;
 use seglog::faults::{self, FaultOp};
 use seglog::{
-    CleanupPolicy, Clock, Error, Partition, Record, Store, StoreConfig, TopicConfig, CLEANER_FILE,
+    CleanupPolicy, Clock, Error, Partition, Record, Store, TopicConfig, CLEANER_FILE,
     CLEAN_SHUTDOWN_FILE,
 };
 
@@ -35,23 +38,8 @@ const SEGMENT_MS: u64 = 1_000;
 /// Default `delete_retention_ms` of [`compacted`] topics.
 const DELETE_RETENTION: i64 = 10_000;
 
-fn config(clock: &Arc<ManualClock>) -> StoreConfig {
-    let clock: Arc<dyn Clock> = clock.clone();
-    StoreConfig::default()
-        .clock(clock)
-        .maintenance_interval(None)
-}
-
-fn open(dir: &Path, clock: &Arc<ManualClock>) -> Store {
-    Store::open_with(dir, config(clock)).unwrap()
-}
-
 fn open_with_buffer(dir: &Path, clock: &Arc<ManualClock>, buffer: usize) -> Store {
-    Store::open_with(dir, config(clock).cleaner_buffer_bytes(buffer)).unwrap()
-}
-
-fn partition(store: &Store, topic: &str) -> Partition {
-    store.topic(topic).unwrap().partition(0).unwrap().clone()
+    Store::open_with(dir, store_config(clock).cleaner_buffer_bytes(buffer)).unwrap()
 }
 
 /// A compact-policy topic that rolls on record time ([`Log::roll`]).
@@ -157,16 +145,7 @@ fn rec_of(r: &seglog::RecordView<'_>) -> Rec {
 
 /// Every record from the log start to the log end, in order.
 fn read_all(p: &Partition) -> Vec<Rec> {
-    let end = p.log_end_offset();
-    let mut next = p.log_start_offset();
-    let mut out = Vec::new();
-    while next < end {
-        let f = p.read(next, 8192).unwrap();
-        out.extend(f.records().map(|r| rec_of(&r)));
-        assert!(f.next_offset() > next, "a read at {next} made no progress");
-        next = f.next_offset();
-    }
-    out
+    common::read_all(p, 8192, rec_of)
 }
 
 /// Each record is the one appended at its offset; offsets strictly increase.
@@ -286,19 +265,6 @@ fn leftovers(dir: &Path) -> Vec<String> {
                 .any(|s| n.ends_with(s))
         })
         .collect()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
 }
 
 /// A log of 17 keys over many segments: duplicates, unkeyed records, a key whose latest
@@ -624,12 +590,7 @@ fn fixed_batch_size() -> u64 {
     *SIZE.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let store = open(dir.path(), &ManualClock::at(T));
-        let p = store
-            .create_topic("probe", TopicConfig::default())
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .clone();
+        let p = create(&store, "probe", TopicConfig::default());
         let a = p.append(&[fixed(0, 0, T)]).unwrap().batch_bytes;
         let b = p
             .append(&[fixed(99, 99_999, T - 10_000_000)])
@@ -1394,26 +1355,20 @@ fn background_maintenance_compacts() {
     let _shared = shared();
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(T);
-    let store = Store::open_with(
-        dir.path(),
-        config(&clock).maintenance_interval(Some(Duration::from_millis(10))),
-    )
-    .unwrap();
+    let store = open_maintained(dir.path(), &clock);
     store.create_topic("bg", compacted()).unwrap();
     let mut log = Log::new(partition(&store, "bg"));
     build_mixed(&mut log, 80);
     let uncleanable = log.active_base();
-    let deadline = Instant::now() + Duration::from_secs(20);
     let want = format!("0\n1\nbg 0 {uncleanable}\n");
-    while std::fs::read_to_string(dir.path().join(CLEANER_FILE)).ok() != Some(want.clone())
-        || store.last_maintenance().is_none()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the background thread never compacted"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for(
+        "the background thread to compact",
+        Duration::from_secs(20),
+        || {
+            std::fs::read_to_string(dir.path().join(CLEANER_FILE)).ok() == Some(want.clone())
+                && store.last_maintenance().is_some()
+        },
+    );
     assert_eq!(log.read(), cleaned(&log.history, uncleanable));
     let last = store.last_maintenance().unwrap();
     assert!(last.failures.is_empty(), "{:?}", last.failures);
@@ -1555,15 +1510,11 @@ fn log_append_times_survive_compaction() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(T);
     let store = open(dir.path(), &clock);
-    let p = store
-        .create_topic(
-            "lat",
-            compacted().timestamp_type(seglog::TimestampType::LogAppendTime),
-        )
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = create(
+        &store,
+        "lat",
+        compacted().timestamp_type(seglog::TimestampType::LogAppendTime),
+    );
     let appended: [(&str, Option<&str>); 4] = [
         ("a", Some("1")),
         ("b", Some("2")),

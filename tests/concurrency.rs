@@ -2,10 +2,13 @@
 //! are dense, and nothing past the log end is ever returned, while the writer appends and
 //! rolls segments. Truncation racing readers never panics or hands out torn data.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 
+use common::create;
 use seglog::record::crc32c;
 use seglog::{Error, Partition, Record, Store, TopicConfig};
 
@@ -67,18 +70,14 @@ fn readers_see_complete_dense_records_while_writer_appends_and_rolls() {
     const READERS: usize = 3;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let p = store
-        .create_topic(
-            "c",
-            TopicConfig::default()
-                .segment_bytes(4096)
-                .segment_index_bytes(1 << 16)
-                .index_interval_bytes(256),
-        )
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = create(
+        &store,
+        "c",
+        TopicConfig::default()
+            .segment_bytes(4096)
+            .segment_index_bytes(1 << 16)
+            .index_interval_bytes(256),
+    );
     let start = Arc::new(Barrier::new(READERS + 1));
     let writer_failed = Arc::new(AtomicBool::new(false));
 
@@ -161,12 +160,7 @@ fn reads_never_pass_the_log_end() {
     const TOTAL: u64 = 40_000;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let p = store
-        .create_topic("c", TopicConfig::default())
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = create(&store, "c", TopicConfig::default());
     let done = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..4)
         .map(|id| {
@@ -220,18 +214,14 @@ fn reads_never_pass_the_log_end() {
 fn truncation_racing_readers_never_panics() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let p = store
-        .create_topic(
-            "c",
-            TopicConfig::default()
-                .segment_bytes(8000)
-                .segment_index_bytes(1 << 16)
-                .index_interval_bytes(200),
-        )
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = create(
+        &store,
+        "c",
+        TopicConfig::default()
+            .segment_bytes(8000)
+            .segment_index_bytes(1 << 16)
+            .index_interval_bytes(200),
+    );
     for n in batch_sizes(2000) {
         append_batch(&p, n, 0);
     }

@@ -17,15 +17,14 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::ManualClock;
+use common::{child, ManualClock, Rng};
 use seglog::{
     Assignor, CleanupPolicy, Consumer, ConsumerConfig, ConsumerRecord, Error, OffsetReset,
     Partition, Record, Store, StoreConfig, TopicConfig, OFFSETS_TOPIC,
@@ -42,30 +41,6 @@ const SHORT: Duration = Duration::from_millis(50);
 
 // ---------------------------------------------------------------------------------------
 // Helpers
-
-/// xorshift64* seeded through splitmix64: deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Rng((z ^ (z >> 31)) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo)
-    }
-}
 
 /// Background maintenance off: retention and compaction run only when a test asks.
 fn store_config() -> StoreConfig {
@@ -1969,44 +1944,11 @@ fn committed_offsets_survive_sigkill() {
 /// Runs one child until a random moment, SIGKILLs it, and returns the last position it
 /// reported per partition.
 fn run_child(dir: &Path, seed: u64, ctx: &str) -> BTreeMap<u32, u64> {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "crash_child_helper",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_DIR, dir)
-        .env(CHILD_SEED, seed.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let (tx, lines) = mpsc::channel::<String>();
-    let reader = thread::spawn(move || {
-        let mut r = BufReader::new(out);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match r.read_line(&mut line) {
-                // A line cut short by the kill reports nothing.
-                Ok(n) if n > 0 && line.ends_with('\n') => {
-                    if tx.send(line.clone()).is_err() {
-                        break;
-                    }
-                }
-                _ => break,
-            }
-        }
-    });
-    let stderr = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut err, &mut s);
-        s
-    });
+    let child = child::spawn_lines(
+        child::helper("crash_child_helper")
+            .env(CHILD_DIR, dir)
+            .env(CHILD_SEED, seed.to_string()),
+    );
     let mut rng = Rng::new(seed ^ 0xC0FFEE);
     let commits_before_kill = rng.range(1, 40);
     let extra = Duration::from_micros(rng.below(3000));
@@ -2024,16 +1966,16 @@ fn run_child(dir: &Path, seed: u64, ctx: &str) -> BTreeMap<u32, u64> {
         true
     };
     while commits < commits_before_kill {
-        match lines.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) => {
+        // A line cut short by the kill never arrives.
+        match child.lines.recv_timeout(Duration::from_secs(30)) {
+            Ok((_, line)) => {
                 if take(&line, &mut reported) {
                     commits += 1;
                 }
             }
             Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{ctx}: child stopped reporting: {}", stderr.join().unwrap());
+                let killed = child.kill();
+                panic!("{ctx}: child stopped reporting: {}", killed.stderr);
             }
         }
     }
@@ -2042,16 +1984,15 @@ fn run_child(dir: &Path, seed: u64, ctx: &str) -> BTreeMap<u32, u64> {
     while at.elapsed() < extra {
         std::hint::spin_loop();
     }
-    let _ = child.kill(); // SIGKILL
-    let status = child.wait().unwrap();
-    reader.join().unwrap();
-    for line in lines.try_iter() {
-        take(&line, &mut reported);
+    let killed = child.kill(); // SIGKILL
+    for (_, line) in &killed.rest {
+        take(line, &mut reported);
     }
-    let stderr = stderr.join().unwrap();
     assert!(
-        status.code().is_none(),
-        "{ctx}: child exited by itself ({status}): {stderr}"
+        killed.status.code().is_none(),
+        "{ctx}: child exited by itself ({}): {}",
+        killed.status,
+        killed.stderr
     );
     assert!(!reported.is_empty(), "{ctx}: no commit reported");
     reported

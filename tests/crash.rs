@@ -20,15 +20,18 @@
 //! Long mode: `SEGLOG_CRASH_ROUNDS=3000 cargo test --release --test crash -- --nocapture`.
 //! One seed: `SEGLOG_CRASH_SEED=<seed> cargo test --test crash <test name> -- --nocapture`.
 
-use std::io::{BufRead, BufReader, Write};
+mod common;
+
+use std::io::Write;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
+use common::child::{self, LineChild};
+use common::{create, read_dense, Rng};
 use seglog::record::{crc32c, BatchIter};
-use seglog::{Error, Partition, Record, Store, TopicConfig};
+use seglog::{Error, Record, Store, TopicConfig};
 
 const TOPIC: &str = "crash";
 const TS0: i64 = 1_700_000_000_000;
@@ -49,38 +52,6 @@ const LINE_TIMEOUT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------------------
 // Deterministic workload
-
-/// xorshift64* seeded through splitmix64: tiny, deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Rng((z ^ (z >> 31)) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.below(hi - lo)
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let mut v = Vec::with_capacity(n + 8);
-        while v.len() < n {
-            v.extend_from_slice(&self.next().to_le_bytes());
-        }
-        v.truncate(n);
-        v
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -289,59 +260,13 @@ enum Kill {
     DuringAppend(u32, u32),
 }
 
-struct Running {
-    child: Child,
-    lines: Receiver<(Instant, String)>,
-    stderr: std::thread::JoinHandle<String>,
-    stdout: std::thread::JoinHandle<()>,
-}
-
-fn spawn_child(dir: &Path, seed: u64, mode: Mode) -> Running {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "child_process_helper",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_MODE, mode.name())
-        .env(CHILD_DIR, dir)
-        .env(CHILD_SEED, seed.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let (tx, lines) = mpsc::channel::<(Instant, String)>();
-    let stdout = std::thread::spawn(move || {
-        let mut r = BufReader::new(out);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match r.read_line(&mut line) {
-                // A line cut short by the kill is not an acknowledgement.
-                Ok(n) if n > 0 && line.ends_with('\n') => {
-                    if tx.send((Instant::now(), line.clone())).is_err() {
-                        break;
-                    }
-                }
-                _ => break,
-            }
-        }
-    });
-    let stderr = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = std::io::Read::read_to_string(&mut err, &mut s);
-        s
-    });
-    Running {
-        child,
-        lines,
-        stderr,
-        stdout,
-    }
+fn spawn_child(dir: &Path, seed: u64, mode: Mode) -> LineChild {
+    child::spawn_lines(
+        child::helper("child_process_helper")
+            .env(CHILD_MODE, mode.name())
+            .env(CHILD_DIR, dir)
+            .env(CHILD_SEED, seed.to_string()),
+    )
 }
 
 /// What the parent has seen of a child so far.
@@ -376,7 +301,7 @@ impl Seen {
 /// Runs one child generation until `kill` says so, kills it (SIGKILL) and returns the
 /// acknowledgements it made.
 fn run_generation(dir: &Path, seed: u64, mode: Mode, kill: Kill) -> Vec<Ack> {
-    let mut run = spawn_child(dir, seed, mode);
+    let run = spawn_child(dir, seed, mode);
     let spawned = Instant::now();
     let mut seen = Seen::default();
     loop {
@@ -396,8 +321,11 @@ fn run_generation(dir: &Path, seed: u64, mode: Mode, kill: Kill) -> Vec<Ack> {
             Ok(line) => seen.take(line),
             Err(RecvTimeoutError::Timeout) if matches!(kill, Kill::AfterTime(_)) => {}
             Err(RecvTimeoutError::Timeout) => {
-                let _ = run.child.kill();
-                panic!("child sent nothing for {LINE_TIMEOUT:?}");
+                let killed = run.kill();
+                panic!(
+                    "child sent nothing for {LINE_TIMEOUT:?}:\n{}",
+                    killed.stderr
+                );
             }
             Err(RecvTimeoutError::Disconnected) => break, // it exited
         }
@@ -413,17 +341,15 @@ fn run_generation(dir: &Path, seed: u64, mode: Mode, kill: Kill) -> Vec<Ack> {
             std::hint::spin_loop();
         }
     }
-    // SIGKILL on Unix; an error only means the child already exited.
-    let _ = run.child.kill();
-    let status = run.child.wait().unwrap();
-    run.stdout.join().unwrap();
-    for line in run.lines.try_iter() {
+    let killed = run.kill();
+    for line in killed.rest {
         seen.take(line);
     }
-    let stderr = run.stderr.join().unwrap();
     assert!(
-        status.signal() == Some(9) || status.success(),
-        "child failed on its own ({status}):\n{stderr}"
+        killed.status.signal() == Some(9) || killed.status.success(),
+        "child failed on its own ({}):\n{}",
+        killed.status,
+        killed.stderr
     );
     seen.acks
 }
@@ -467,30 +393,6 @@ fn has_torn_tail(dir: &Path) -> bool {
     it.position() != bytes.len()
 }
 
-/// Reads the whole log, checking density, and returns the records.
-fn read_all(p: &Partition, max_bytes: usize) -> Vec<Record> {
-    let end = p.log_end_offset();
-    let mut out = Vec::new();
-    let mut next = 0;
-    while next < end {
-        let f = p
-            .read(next, max_bytes)
-            .unwrap_or_else(|e| panic!("read at {next} of {end}: {e}"));
-        assert!(
-            !f.is_empty(),
-            "empty read at {next} below the log end {end}"
-        );
-        for r in f.records() {
-            assert_eq!(r.offset(), next, "offsets not dense");
-            out.push(r.to_record());
-            next += 1;
-        }
-        assert_eq!(f.next_offset(), next);
-    }
-    assert_eq!(next, end);
-    out
-}
-
 /// Reopens after a crash and checks everything (see the module docs). Returns the
 /// acknowledgement for the batch the parent appended.
 fn verify(dir: &Path, seed: u64, mode: Mode, acks: &[Ack], stats: &mut Stats) -> Ack {
@@ -515,7 +417,7 @@ fn verify(dir: &Path, seed: u64, mode: Mode, acks: &[Ack], stats: &mut Stats) ->
     );
     stats.unacked_present += end - acked_end;
 
-    let got = read_all(&p, 256 << 10);
+    let got = read_dense(&p, 256 << 10, "after the crash", |r| r.to_record());
     for (o, rec) in got.iter().enumerate() {
         if *rec != record_at(seed, mode, o as u64) {
             panic!("offset {o} does not hold what was written there");
@@ -690,12 +592,7 @@ fn crash_while_appending_big_batches() {
 fn read_with_unbounded_budget() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let p = store
-        .create_topic(TOPIC, TopicConfig::default())
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = create(&store, TOPIC, TopicConfig::default());
     p.append(&[Record::new("a")]).unwrap();
     p.append(&[Record::new("b"), Record::new("c")]).unwrap();
     for offset in 0..3 {

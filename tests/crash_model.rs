@@ -42,13 +42,17 @@
 //!
 //! Cases: 64 by default, `PROPTEST_CASES` overrides.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use common::create;
+use common::model::{self, Stored};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use seglog::{Header, Partition, Record, RecordView, Store, TopicConfig};
+use seglog::{Partition, Record, Store, TopicConfig};
 
 const TOPIC: &str = "m";
 const TS0: i64 = 1_700_000_000_000;
@@ -83,28 +87,9 @@ enum Op {
     Crash(Vec<u16>),
 }
 
+/// Values under 120 bytes, up to one header, timestamps over 10 s from `TS0`.
 fn record() -> impl Strategy<Value = Record> {
-    (
-        prop::option::weighted(0.7, prop::collection::vec(any::<u8>(), 0..8)),
-        prop::option::weighted(0.9, prop::collection::vec(any::<u8>(), 0..120)),
-        prop::collection::vec(
-            (
-                "[a-z]{0,3}",
-                prop::option::of(prop::collection::vec(any::<u8>(), 0..4)),
-            ),
-            0..2,
-        ),
-        0i64..10_000,
-    )
-        .prop_map(|(key, value, headers, ts)| Record {
-            key,
-            value,
-            headers: headers
-                .into_iter()
-                .map(|(key, value)| Header { key, value })
-                .collect(),
-            timestamp: Some(TS0 + ts),
-        })
+    model::record(120, 2, 3, (0i64..10_000).prop_map(|ts| Some(TS0 + ts)))
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -140,36 +125,6 @@ fn topic_config() -> impl Strategy<Value = TopicConfig> {
 
 // ---------------------------------------------------------------------------------------
 // The model
-
-/// A record as stored: every field, the timestamp always explicit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Stored {
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
-    headers: Vec<Header>,
-    timestamp: i64,
-}
-
-impl Stored {
-    fn of(r: &Record) -> Stored {
-        Stored {
-            key: r.key.clone(),
-            value: r.value.clone(),
-            headers: r.headers.clone(),
-            timestamp: r.timestamp.expect("test records carry a timestamp"),
-        }
-    }
-
-    fn from_view(v: &RecordView<'_>) -> Stored {
-        let r = v.to_record();
-        Stored {
-            key: r.key,
-            value: r.value,
-            headers: r.headers,
-            timestamp: v.timestamp(),
-        }
-    }
-}
 
 #[derive(Debug, Default)]
 struct Model {
@@ -383,17 +338,10 @@ fn read_all(
     end: u64,
     max_bytes: usize,
 ) -> Result<Vec<(u64, Stored)>, TestCaseError> {
-    let mut out = Vec::new();
-    let mut next = p.log_start_offset();
-    while next < end {
-        let f = p
-            .read(next, max_bytes)
-            .map_err(|e| fail(format!("read at {next}"), e))?;
-        prop_assert!(f.next_offset() > next, "read at {} made no progress", next);
-        out.extend(f.records().map(|r| (r.offset(), Stored::from_view(&r))));
-        next = f.next_offset();
-    }
-    Ok(out)
+    common::try_read_range(p, p.log_start_offset(), end, max_bytes, |r| {
+        (r.offset(), Stored::from_view(r))
+    })
+    .map_err(TestCaseError::fail)
 }
 
 /// The whole log equals the model: dense offsets, every record byte for byte.
@@ -485,7 +433,7 @@ impl Case<'_> {
         let base = self.model.end();
         prop_assert_eq!(info.base_offset, base);
         prop_assert_eq!(info.last_offset, base + recs.len() as u64 - 1);
-        self.model.records.extend(recs.iter().map(Stored::of));
+        self.model.records.extend(recs.iter().map(Stored::timed));
         let segs = self.p.segments();
         let rolled = segs.len() == segs_before + 1;
         prop_assert!(
@@ -641,7 +589,7 @@ impl Case<'_> {
         self.append(std::slice::from_ref(&probe))?;
         let f = self.p.read(end, 1).map_err(|e| fail(&context, e))?;
         let first = f.records().next().map(|r| Stored::from_view(&r));
-        prop_assert_eq!(first, Some(Stored::of(&probe)), "{}", context);
+        prop_assert_eq!(first, Some(Stored::timed(&probe)), "{}", context);
         Ok(())
     }
 }
@@ -649,12 +597,7 @@ impl Case<'_> {
 fn run_case(cfg: TopicConfig, ops: Vec<Op>, rules: CutRules, cov: &Coverage) -> CaseResult {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let p = store
-        .create_topic(TOPIC, cfg.clone())
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = create(&store, TOPIC, cfg.clone());
     let mut case = Case {
         dir,
         cfg,
@@ -795,12 +738,7 @@ fn regression_truncation_is_synced() {
     let dir = tempfile::tempdir().unwrap();
     let pdir = dir.path().join(format!("{TOPIC}-0"));
     let store = Store::open(dir.path()).unwrap();
-    let p = store
-        .create_topic(TOPIC, TopicConfig::default())
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = create(&store, TOPIC, TopicConfig::default());
     let recs: Vec<Record> = (0..10)
         .map(|i| Record::new(format!("v{i}")).with_timestamp(TS0 + i))
         .collect();

@@ -13,7 +13,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::shared;
+use common::{create, shared};
 use seglog::faults::{self, FsEvent};
 use seglog::{CleanupPolicy, FlushPolicy, Partition, Record, Store, StoreConfig, TopicConfig};
 
@@ -117,12 +117,7 @@ fn segment_roll_by_a_durable_append() {
     let cfg = TopicConfig::default()
         .segment_bytes(2048)
         .flush_policy(FlushPolicy::EveryAppend);
-    let p = store
-        .create_topic("t", cfg)
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = create(&store, "t", cfg);
     let mut rolls = 0;
     for i in 0..40u8 {
         let before = p.segments().len();
@@ -140,12 +135,7 @@ fn segment_roll_then_flush_and_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_with(dir.path(), config()).unwrap();
     let cfg = TopicConfig::default().segment_bytes(2048);
-    let p = store
-        .create_topic("t", cfg)
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = create(&store, "t", cfg);
     let (_, events) = acknowledged(dir.path(), "append + Partition::flush", || {
         fill(&p, 40, |i| vec![i as u8]);
         p.flush().unwrap()
@@ -167,12 +157,7 @@ fn retention_deletions() {
         .segment_bytes(2048)
         .retention_ms(None)
         .retention_bytes(Some(4096));
-    let p = store
-        .create_topic("t", cfg)
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = create(&store, "t", cfg);
     fill(&p, 60, |i| vec![i as u8]);
     p.flush().unwrap();
     let (report, events) = acknowledged(dir.path(), "enforce_retention", || {
@@ -199,12 +184,7 @@ fn truncation_across_segments() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_with(dir.path(), config()).unwrap();
     let cfg = TopicConfig::default().segment_bytes(2048);
-    let p = store
-        .create_topic("t", cfg)
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = create(&store, "t", cfg);
     fill(&p, 60, |i| vec![i as u8]);
     p.flush().unwrap();
     let (_, events) = acknowledged(dir.path(), "truncate_to", || p.truncate_to(5).unwrap());
@@ -221,12 +201,7 @@ fn compaction_swap() {
         .cleanup_policy(CleanupPolicy::Compact)
         .min_cleanable_dirty_ratio(0.0)
         .retention_ms(None);
-    let p = store
-        .create_topic("t", cfg)
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = create(&store, "t", cfg);
     fill(&p, 60, |i| vec![(i % 3) as u8]);
     p.flush().unwrap();
     let (report, events) = acknowledged(dir.path(), "compact", || p.compact().unwrap());

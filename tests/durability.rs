@@ -1,8 +1,12 @@
 //! Flush policies and group commit: when appends become durable, and that concurrent
 //! durable appenders share fsyncs.
 
+mod common;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::wait_for;
 
 use seglog::{Error, FlushPolicy, Partition, Record, Store, TopicConfig};
 
@@ -69,11 +73,9 @@ fn every_records_flushes_on_the_append_that_reaches_n() {
 fn every_millis_is_flushed_by_the_background_thread() {
     let (_dir, store, p) = open(FlushPolicy::EveryMillis(20));
     p.append(&[Record::new("a"), Record::new("b")]).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while p.durable_offset() < 2 {
-        assert!(Instant::now() < deadline, "background flush never came");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for("the background flush", Duration::from_secs(10), || {
+        p.durable_offset() >= 2
+    });
     assert!(p.stats().flushes >= 1);
     // Closing stops the thread (and flushes what is left).
     p.append(&[Record::new("c")]).unwrap();

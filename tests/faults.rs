@@ -4,12 +4,11 @@
 //!
 //! Faults are planned process-wide, so the tests in this file run one at a time.
 
-use std::sync::Mutex;
+mod common;
 
+use common::{create, exclusive};
 use seglog::faults::{self, FaultOp};
 use seglog::{Error, FlushPolicy, Partition, Record, Store, TopicConfig};
-
-static SERIAL: Mutex<()> = Mutex::new(());
 
 const ENOSPC: i32 = 28;
 const EIO: i32 = 5;
@@ -48,7 +47,7 @@ fn config() -> TopicConfig {
 /// failure mode must keep: an error, poisoning, readable durable data, and a reopen that
 /// recovers and appends again.
 fn inject(op: FaultOp, errno: i32, nth: u64, policy: FlushPolicy) {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _faults = exclusive();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let topic = store
@@ -129,7 +128,7 @@ fn failed_segment_create_poisons_and_loses_nothing() {
 /// temporary file leaves the store as it was, and the topic can be created afterwards.
 #[test]
 fn failed_metadata_write_leaves_topics_unchanged() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _faults = exclusive();
     for op in [
         FaultOp::Create,
         FaultOp::Write,
@@ -161,7 +160,7 @@ fn failed_metadata_write_leaves_topics_unchanged() {
 /// reports it, no marker is left (the next open recovers), and nothing is lost.
 #[test]
 fn failed_checkpoint_or_marker_write_at_close_means_an_unclean_open() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _faults = exclusive();
     // Close writes two checkpoint files then the marker, each by create, write, fsync,
     // rename: fail each of the three renames in turn, and the first create.
     for (op, nth) in [
@@ -172,12 +171,7 @@ fn failed_checkpoint_or_marker_write_at_close_means_an_unclean_open() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let p = store
-            .create_topic("c", config())
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .clone();
+        let p = create(&store, "c", config());
         append(&p, 100).unwrap();
         drop(p);
         faults::fail_nth(op, nth, ENOSPC);
@@ -203,15 +197,10 @@ fn failed_checkpoint_or_marker_write_at_close_means_an_unclean_open() {
 /// poisons the partition (the log and the checkpoint must not disagree).
 #[test]
 fn failed_recovery_point_write_at_truncation_poisons_and_changes_nothing() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _faults = exclusive();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let p = store
-        .create_topic("c", config())
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = create(&store, "c", config());
     append(&p, 100).unwrap();
     store.flush().unwrap();
     faults::fail_nth(FaultOp::Rename, 1, EIO);
@@ -237,7 +226,7 @@ fn failed_recovery_point_write_at_truncation_poisons_and_changes_nothing() {
 /// is ever counted durable.
 #[test]
 fn waiters_for_a_failed_flush_do_not_retry_it() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _faults = exclusive();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let topic = store
@@ -299,15 +288,10 @@ fn waiters_for_a_failed_flush_do_not_retry_it() {
 /// cut.
 #[test]
 fn recovery_syncs_the_cut_of_a_torn_tail() {
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _faults = exclusive();
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let p = store
-        .create_topic("c", config())
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = create(&store, "c", config());
     append(&p, 10).unwrap();
     store.flush().unwrap();
     let active = p.segments().last().unwrap().log_path().to_path_buf();

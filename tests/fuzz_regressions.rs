@@ -2,8 +2,11 @@
 //! fuzz/README.md). Each reproduces its crash through the public API, with the crashing
 //! bytes embedded, and names the target that found it.
 
+mod common;
+
 use std::path::Path;
 
+use common::{create, log_files};
 use seglog::{Record, Store, TimestampOffset, TopicConfig};
 
 /// `open_segment` crash, minimized: a 3-batch segment (one record each, `index_interval_bytes
@@ -253,12 +256,7 @@ fn reopen_with_index(segment_bytes: u64, which: usize, index: &[u8]) -> (tempfil
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let cfg = TopicConfig::default().segment_bytes(segment_bytes);
-    let p = store
-        .create_topic("t", cfg)
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = create(&store, "t", cfg);
     for o in 0..10 {
         p.append(&[Record::new(format!("v{o}")).with_timestamp(1000 + o)])
             .unwrap();
@@ -266,14 +264,9 @@ fn reopen_with_index(segment_bytes: u64, which: usize, index: &[u8]) -> (tempfil
     let pdir = p.dir().to_path_buf();
     drop(p);
     store.close().unwrap();
-    let mut logs: Vec<_> = std::fs::read_dir(&pdir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".log"))
-        .collect();
-    logs.sort();
-    let name = &logs[which.min(logs.len() - 1)];
-    std::fs::write(pdir.join(name.replace(".log", ".index")), index).unwrap();
+    let logs = log_files(&pdir);
+    let log = &logs[which.min(logs.len() - 1)];
+    std::fs::write(log.with_extension("index"), index).unwrap();
     let store = Store::open(dir.path()).unwrap();
     (dir, store)
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use common::ManualClock;
+use common::{create, ManualClock, XorShift};
 use proptest::prelude::*;
 use seglog::record::{Batch, BatchIter};
 use seglog::segment::{lookup_index, lookup_timeindex};
@@ -165,21 +165,6 @@ fn is_segment_file_name(name: &str, suffix: &str) -> bool {
         .is_some_and(|d| d.len() == 20 && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// A small deterministic generator (xorshift), so the test needs no seed plumbing.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn check_partition_indexes(dir: &Path, interval: u32, seed: u64) {
     let clock = Arc::new(ManualClock::default());
     let store =
@@ -189,7 +174,7 @@ fn check_partition_indexes(dir: &Path, interval: u32, seed: u64) {
         .index_interval_bytes(interval);
     let t = store.create_topic("idx", cfg).unwrap();
     let p = t.partition(0).unwrap().clone();
-    let mut rng = Rng(seed);
+    let mut rng = XorShift(seed);
     for _ in 0..300 {
         let n = 1 + rng.below(5) as usize;
         let recs: Vec<Record> = (0..n)
@@ -324,12 +309,7 @@ fn index_entries_make_every_offset_readable() {
     let cfg = TopicConfig::default()
         .segment_bytes(4000)
         .index_interval_bytes(150);
-    let p = store
-        .create_topic("r", cfg)
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = create(&store, "r", cfg);
     for i in 0..200u64 {
         let n = 1 + (i % 4) as usize;
         let recs: Vec<Record> = (0..n).map(|j| Record::new(format!("{i}-{j}"))).collect();

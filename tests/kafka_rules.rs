@@ -4,22 +4,19 @@
 //! topic names that collide once `.` and `_` are alike, reserved internal topic names, and
 //! files inside partition directories that are never opened through a symbolic link.
 
+mod common;
+
 use std::path::Path;
 
+use common::{log_files, partition};
 use seglog::record::BatchIter;
 use seglog::segment::Segment;
-use seglog::{
-    CleanupPolicy, Error, Partition, Record, Store, StoreConfig, TopicConfig, OFFSETS_TOPIC,
-};
+use seglog::{CleanupPolicy, Error, Record, Store, StoreConfig, TopicConfig, OFFSETS_TOPIC};
 
 const T: i64 = 1_700_000_000_000;
 
 fn store(dir: &Path) -> Store {
     Store::open_with(dir, StoreConfig::default().maintenance_interval(None)).unwrap()
-}
-
-fn partition(store: &Store, topic: &str) -> Partition {
-    store.topic(topic).unwrap().partition(0).unwrap().clone()
 }
 
 fn keyed(key: &str, ts: i64) -> Record {
@@ -398,13 +395,7 @@ fn symlinked_segment_files_are_never_followed() {
             s.simulate_crash();
         }
         // The first (sealed) segment and the active one.
-        let pdir = dir.path().join("s-0");
-        let mut logs: Vec<_> = std::fs::read_dir(&pdir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "log"))
-            .collect();
-        logs.sort();
+        let logs = log_files(&dir.path().join("s-0"));
         for log in [logs.first().unwrap(), logs.last().unwrap()] {
             let target = log.with_extension(ext);
             let _ = std::fs::remove_file(&target);

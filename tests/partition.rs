@@ -7,71 +7,17 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
-use common::ManualClock;
+use common::model::{self, Stored};
+use common::{partition, remove_files, ManualClock, XorShift};
 use proptest::prelude::*;
 use seglog::record::BatchIter;
 use seglog::{
-    Clock, Error, Fetch, Header, Partition, Record, RecordView, Store, StoreConfig,
-    TimestampOffset, TimestampType, TopicConfig,
+    Clock, Error, Fetch, Partition, Record, Store, StoreConfig, TimestampOffset, TimestampType,
+    TopicConfig,
 };
 
 fn open(dir: &Path, clock: &Arc<ManualClock>) -> Store {
-    let clock: Arc<dyn Clock> = clock.clone();
-    Store::open_with(dir, StoreConfig::default().clock(clock)).unwrap()
-}
-
-fn partition(store: &Store, topic: &str) -> Partition {
-    store.topic(topic).unwrap().partition(0).unwrap().clone()
-}
-
-/// A deterministic generator (xorshift).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// A stored record as the model keeps it: every field, timestamp resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Stored {
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
-    headers: Vec<Header>,
-    timestamp: i64,
-}
-
-impl Stored {
-    fn of(r: &Record, default_ts: i64) -> Stored {
-        Stored {
-            key: r.key.clone(),
-            value: r.value.clone(),
-            headers: r.headers.clone(),
-            timestamp: r.timestamp.unwrap_or(default_ts),
-        }
-    }
-    fn from_view(v: &RecordView<'_>) -> Stored {
-        Stored {
-            key: v.key().map(<[u8]>::to_vec),
-            value: v.value().map(<[u8]>::to_vec),
-            headers: v
-                .headers()
-                .iter()
-                .map(|(k, v)| Header {
-                    key: String::from_utf8(k.to_vec()).unwrap(),
-                    value: v.map(<[u8]>::to_vec),
-                })
-                .collect(),
-            timestamp: v.timestamp(),
-        }
-    }
+    Store::open_with(dir, StoreConfig::default().clock(clock.clone())).unwrap()
 }
 
 /// Appends `recs`, recording them in `model` with the clock's time as default timestamp.
@@ -165,7 +111,7 @@ fn value_record(i: u64, len: usize) -> Record {
 
 /// A log of 300 batches of 1-4 records over many segments with a dense index.
 fn build_log(p: &Partition, model: &mut Vec<Stored>, clock: &ManualClock, seed: u64) {
-    let mut rng = Rng(seed);
+    let mut rng = XorShift(seed);
     for _ in 0..300 {
         let n = 1 + rng.below(4);
         let base = model.len() as u64;
@@ -310,7 +256,7 @@ fn offset_for_timestamp_matches_brute_force() {
     store.create_topic("t", small_cfg()).unwrap();
     let p = partition(&store, "t");
     let mut model = Vec::new();
-    let mut rng = Rng(99);
+    let mut rng = XorShift(99);
     for i in 0..250u64 {
         let n = 1 + rng.below(4);
         let recs: Vec<Record> = (0..n)
@@ -735,28 +681,9 @@ enum Op {
     ForTimestamp(i64),
 }
 
+/// Values under 200 bytes, up to 2 headers, 30% of them without a timestamp.
 fn record() -> impl Strategy<Value = Record> {
-    (
-        prop::option::weighted(0.7, prop::collection::vec(any::<u8>(), 0..8)),
-        prop::option::weighted(0.9, prop::collection::vec(any::<u8>(), 0..200)),
-        prop::collection::vec(
-            (
-                "[a-z]{0,4}",
-                prop::option::of(prop::collection::vec(any::<u8>(), 0..4)),
-            ),
-            0..3,
-        ),
-        prop::option::weighted(0.7, 0i64..20_000),
-    )
-        .prop_map(|(key, value, headers, timestamp)| Record {
-            key,
-            value,
-            headers: headers
-                .into_iter()
-                .map(|(key, value)| Header { key, value })
-                .collect(),
-            timestamp,
-        })
+    model::record(200, 3, 4, prop::option::weighted(0.7, 0i64..20_000))
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -871,9 +798,7 @@ fn roll_when_relative_offset_would_overflow() {
     store.create_topic("t", TopicConfig::default()).unwrap();
     store.close().unwrap();
     let pdir = dir.path().join("t-0");
-    for f in std::fs::read_dir(&pdir).unwrap() {
-        std::fs::remove_file(f.unwrap().path()).unwrap();
-    }
+    remove_files(&pdir);
     // One record at offset 0 in a batch whose last offset delta is i32::MAX.
     let mut log = Vec::new();
     encode_batch(

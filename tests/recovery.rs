@@ -2,8 +2,11 @@
 //! after a clean or an unclean shutdown reads and checks, corruption below the recovery
 //! point, and the temporary files interrupted operations leave.
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::path::Path;
+
+use common::{flip, log_files, nth_partition, partition_dir};
 use seglog::{
     Error, Partition, Record, Store, TopicConfig, CLEAN_SHUTDOWN_FILE, LOG_START_FILE,
     RECOVERY_POINT_FILE,
@@ -46,31 +49,12 @@ fn check_all(p: &Partition) {
     assert_eq!(next, p.log_end_offset());
 }
 
-fn partition(store: &Store, topic: &str, i: u32) -> Partition {
-    store.topic(topic).unwrap().partition(i).unwrap().clone()
-}
-
-fn pdir(dir: &Path, topic: &str, i: u32) -> PathBuf {
-    dir.join(format!("{topic}-{i}"))
-}
-
-/// The `.log` files of a partition directory, oldest first.
-fn logs(pdir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(pdir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    v.sort();
-    v
-}
-
 /// A store with topic `t` (one partition) holding `records` records, closed cleanly.
 fn closed_store(records: u64) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     store.create_topic("t", config()).unwrap();
-    fill(&partition(&store, "t", 0), records);
+    fill(&nth_partition(&store, "t", 0), records);
     store.close().unwrap();
     dir
 }
@@ -86,13 +70,6 @@ fn batches(log: &Path) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// Flips one bit of `path` at `pos`.
-fn flip(path: &Path, pos: usize) {
-    let mut bytes = std::fs::read(path).unwrap();
-    bytes[pos] ^= 0x10;
-    std::fs::write(path, bytes).unwrap();
-}
-
 #[test]
 fn close_writes_kafka_checkpoints_and_the_marker_open_removes_it() {
     let dir = tempfile::tempdir().unwrap();
@@ -100,9 +77,9 @@ fn close_writes_kafka_checkpoints_and_the_marker_open_removes_it() {
     assert!(!store.opened_clean(), "a new directory was never shut down");
     store.create_topic("a", config().partitions(2)).unwrap();
     store.create_topic("b", config()).unwrap();
-    fill(&partition(&store, "a", 0), 30);
-    fill(&partition(&store, "a", 1), 7);
-    fill(&partition(&store, "b", 0), 300);
+    fill(&nth_partition(&store, "a", 0), 30);
+    fill(&nth_partition(&store, "a", 1), 7);
+    fill(&nth_partition(&store, "b", 0), 300);
     assert!(!dir.path().join(CLEAN_SHUTDOWN_FILE).exists());
     store.close().unwrap();
 
@@ -118,7 +95,7 @@ fn close_writes_kafka_checkpoints_and_the_marker_open_removes_it() {
         !dir.path().join(CLEAN_SHUTDOWN_FILE).exists(),
         "the marker goes at open: a crash from now on is unclean"
     );
-    let p = partition(&store, "b", 0);
+    let p = nth_partition(&store, "b", 0);
     assert_eq!(p.log_end_offset(), 300);
     assert_eq!(
         p.durable_offset(),
@@ -129,20 +106,20 @@ fn close_writes_kafka_checkpoints_and_the_marker_open_removes_it() {
     store.simulate_crash();
     let store = Store::open(dir.path()).unwrap();
     assert!(!store.opened_clean());
-    check_all(&partition(&store, "b", 0));
+    check_all(&nth_partition(&store, "b", 0));
 }
 
 #[test]
 fn clean_open_reads_no_log_data() {
     let dir = closed_store(400);
-    let logs = logs(&pdir(dir.path(), "t", 0));
+    let logs = log_files(&partition_dir(dir.path(), "t", 0));
     assert!(logs.len() >= 5);
     // Garbage in the middle of a sealed segment: a clean open does not look at it.
     let (pos, _) = batches(&logs[1])[3];
-    flip(&logs[1], pos + 30);
+    flip(&logs[1], pos + 30, 0x10);
 
     let store = Store::open(dir.path()).unwrap();
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     assert_eq!(p.log_end_offset(), 400);
     let segs = p.segments();
     assert!(
@@ -171,7 +148,7 @@ fn unclean_open_checks_only_from_the_recovery_point() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     store.create_topic("t", config()).unwrap();
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     fill(&p, 300);
     store.flush().unwrap(); // recovery point 300
     let rp = std::fs::read_to_string(dir.path().join(RECOVERY_POINT_FILE)).unwrap();
@@ -183,12 +160,12 @@ fn unclean_open_checks_only_from_the_recovery_point() {
     store.simulate_crash();
 
     // Damage a batch below the recovery point in an earlier segment: not read at open.
-    let logs = logs(&pdir(dir.path(), "t", 0));
+    let logs = log_files(&partition_dir(dir.path(), "t", 0));
     let (pos, _) = batches(&logs[0])[2];
-    flip(&logs[0], pos + 40);
+    flip(&logs[0], pos + 40, 0x10);
 
     let store = Store::open(dir.path()).unwrap();
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     assert_eq!(p.log_end_offset(), 420);
     assert_eq!(
         p.durable_offset(),
@@ -213,7 +190,7 @@ fn corruption_below_the_recovery_point_in_a_recovered_segment_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     store.create_topic("t", TopicConfig::default()).unwrap();
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     let active = p.segments().last().unwrap().log_path().to_path_buf();
     // Several flushed batches in the active segment, then a recovery point past them.
     fill(&p, 12);
@@ -223,7 +200,7 @@ fn corruption_below_the_recovery_point_in_a_recovered_segment_is_an_error() {
     store.simulate_crash();
     let (pos, _) = batches(&active)[1];
     let len = std::fs::metadata(&active).unwrap().len();
-    flip(&active, pos + 40);
+    flip(&active, pos + 40, 0x10);
 
     match Store::open(dir.path()) {
         Err(Error::Corrupt {
@@ -244,8 +221,8 @@ fn corruption_below_the_recovery_point_in_a_recovered_segment_is_an_error() {
 #[test]
 fn torn_batch_in_an_unflushed_sealed_segment_drops_later_segments() {
     let dir = closed_store(400);
-    let pd = pdir(dir.path(), "t", 0);
-    let logs = logs(&pd);
+    let pd = partition_dir(dir.path(), "t", 0);
+    let logs = log_files(&pd);
     assert!(logs.len() >= 5);
     // As after a crash before anything was flushed: no marker, no recovery point.
     std::fs::remove_file(dir.path().join(CLEAN_SHUTDOWN_FILE)).unwrap();
@@ -253,10 +230,10 @@ fn torn_batch_in_an_unflushed_sealed_segment_drops_later_segments() {
     let (pos, len) = batches(&logs[2])[4];
     let bytes = std::fs::read(&logs[2]).unwrap();
     let base_of_torn = u64::from_be_bytes(bytes[pos..pos + 8].try_into().unwrap());
-    flip(&logs[2], pos + len - 1);
+    flip(&logs[2], pos + len - 1, 0x10);
 
     let store = Store::open(dir.path()).unwrap();
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     assert_eq!(p.log_end_offset(), base_of_torn, "cut at the torn batch");
     assert_eq!(p.segments().len(), 3, "later segments deleted");
     for later in &logs[3..] {
@@ -271,7 +248,7 @@ fn torn_batch_in_an_unflushed_sealed_segment_drops_later_segments() {
     drop(p);
     store.close().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     assert_eq!(p.log_end_offset(), base_of_torn + 10);
     check_all(&p);
 }
@@ -281,7 +258,7 @@ fn truncation_lowers_the_recovery_point_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     store.create_topic("t", config()).unwrap();
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     fill(&p, 200);
     store.flush().unwrap();
     p.truncate_to(150).unwrap();
@@ -301,7 +278,7 @@ fn truncation_lowers_the_recovery_point_at_once() {
         .unwrap();
     f.set_len((pos + len / 2) as u64).unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     assert_eq!(p.log_end_offset(), 178);
     check_all(&p);
 }
@@ -312,7 +289,7 @@ fn damaged_recovery_point_file_costs_a_full_recovery_not_data() {
     std::fs::write(dir.path().join(RECOVERY_POINT_FILE), "0\n1\nt 0 zz\n").unwrap();
     std::fs::remove_file(dir.path().join(CLEAN_SHUTDOWN_FILE)).unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     assert_eq!(p.log_end_offset(), 300);
     assert!(
         p.segments().iter().all(|s| s.indexes_loaded()),
@@ -343,7 +320,7 @@ fn log_start_offset_comes_back_from_its_checkpoint() {
     // As Kafka's DeleteRecords leaves it: the log start inside the first segment.
     std::fs::write(dir.path().join(LOG_START_FILE), "0\n1\nt 0 55\n").unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     assert_eq!(p.log_start_offset(), 55);
     assert!(matches!(
         p.read(54, 100),
@@ -365,7 +342,7 @@ fn clean_open_without_a_recovery_point_recovers_the_active_segment() {
     std::fs::write(dir.path().join(RECOVERY_POINT_FILE), "0\n0\n").unwrap();
     let store = Store::open(dir.path()).unwrap();
     assert!(store.opened_clean());
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     assert_eq!(p.log_end_offset(), 300);
     check_all(&p);
 }
@@ -375,13 +352,13 @@ fn a_deleted_topic_does_not_pass_its_recovery_point_to_a_new_one() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     store.create_topic("t", config()).unwrap();
-    fill(&partition(&store, "t", 0), 100);
+    fill(&nth_partition(&store, "t", 0), 100);
     store.flush().unwrap();
     store.delete_topic("t").unwrap();
     let rp = std::fs::read_to_string(dir.path().join(RECOVERY_POINT_FILE)).unwrap();
     assert_eq!(rp, "0\n0\n");
     store.create_topic("t", config()).unwrap();
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     fill(&p, 5);
     let active = p.segments().last().unwrap().log_path().to_path_buf();
     drop(p);
@@ -393,13 +370,13 @@ fn a_deleted_topic_does_not_pass_its_recovery_point_to_a_new_one() {
         .unwrap();
     f.set_len((pos + len - 1) as u64).unwrap();
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(partition(&store, "t", 0).log_end_offset(), 4);
+    assert_eq!(nth_partition(&store, "t", 0).log_end_offset(), 4);
 }
 
 #[test]
 fn leftover_temporary_files_are_removed() {
     let dir = closed_store(100);
-    let pd = pdir(dir.path(), "t", 0);
+    let pd = partition_dir(dir.path(), "t", 0);
     let junk = [
         pd.join("00000000000000000000.log.cleaned"),
         pd.join("00000000000000000000.index.cleaned"),
@@ -417,7 +394,7 @@ fn leftover_temporary_files_are_removed() {
     for j in &junk {
         assert!(!j.exists(), "{} removed", j.display());
     }
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     assert_eq!(p.log_end_offset(), 100);
     check_all(&p);
 }
@@ -426,8 +403,8 @@ fn leftover_temporary_files_are_removed() {
 #[test]
 fn committed_swap_replaces_the_segments_it_covers() {
     let dir = closed_store(400);
-    let pd = pdir(dir.path(), "t", 0);
-    let logs = logs(&pd);
+    let pd = partition_dir(dir.path(), "t", 0);
+    let logs = log_files(&pd);
     assert!(logs.len() >= 4);
     // A "cleaned" segment replacing the first two: their batches in one file (what a
     // cleaner that removed nothing would write), named after the first base offset.
@@ -442,7 +419,7 @@ fn committed_swap_replaces_the_segments_it_covers() {
     std::fs::write(logs[0].with_extension("index.swap"), b"").unwrap();
 
     let store = Store::open(dir.path()).unwrap();
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     assert!(!swap.exists());
     assert!(!logs[1].exists(), "the second old segment is gone");
     assert_eq!(std::fs::read(&logs[0]).unwrap(), merged);
@@ -474,13 +451,13 @@ fn stale_checkpoint_entries_are_dropped_at_open() {
         assert!(!text.contains("gone"), "{file}: {text}");
     }
     store.create_topic("gone", config()).unwrap();
-    let p = partition(&store, "gone", 0);
+    let p = nth_partition(&store, "gone", 0);
     fill(&p, 1000);
     store.flush().unwrap();
     drop(p);
     store.simulate_crash();
     let store = Store::open(dir.path()).unwrap();
-    let p = partition(&store, "gone", 0);
+    let p = nth_partition(&store, "gone", 0);
     assert_eq!(p.log_start_offset(), 0);
     assert_eq!(p.log_end_offset(), 1000);
     check_all(&p);
@@ -494,7 +471,7 @@ fn a_log_start_offset_lowered_by_recovery_is_written_at_open() {
     let dir = closed_store(500);
     std::fs::write(dir.path().join(LOG_START_FILE), "0\n1\nt 0 800\n").unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     assert_eq!(p.log_start_offset(), 500);
     assert_eq!(
         std::fs::read_to_string(dir.path().join(LOG_START_FILE)).unwrap(),
@@ -505,7 +482,7 @@ fn a_log_start_offset_lowered_by_recovery_is_written_at_open() {
     drop(p);
     store.simulate_crash();
     let store = Store::open(dir.path()).unwrap();
-    let p = partition(&store, "t", 0);
+    let p = nth_partition(&store, "t", 0);
     assert_eq!(p.log_start_offset(), 500);
     assert_eq!(
         p.read(500, 100).unwrap().records().next().unwrap().offset(),

@@ -9,37 +9,23 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{exclusive, shared, ManualClock};
+use common::{
+    create, exclusive, open, open_maintained, partition, read_dense, shared, store_config,
+    wait_for, ManualClock,
+};
 use seglog::faults::{self, FaultOp};
 use seglog::{
-    CleanupPolicy, Clock, Error, Partition, Record, Store, StoreConfig, TimestampType, TopicConfig,
-    LOG_START_FILE,
+    CleanupPolicy, Error, Partition, Record, Store, TimestampType, TopicConfig, LOG_START_FILE,
 };
 
 /// The store clock's start: a realistic epoch time.
 const T: i64 = 1_700_000_000_000;
 /// `retention_ms` of the time-retention tests.
 const R: i64 = 10_000;
-
-fn config(clock: &Arc<ManualClock>) -> StoreConfig {
-    let clock: Arc<dyn Clock> = clock.clone();
-    StoreConfig::default()
-        .clock(clock)
-        .maintenance_interval(None)
-}
-
-fn open(dir: &Path, clock: &Arc<ManualClock>) -> Store {
-    Store::open_with(dir, config(clock)).unwrap()
-}
-
-fn partition(store: &Store, topic: &str) -> Partition {
-    store.topic(topic).unwrap().partition(0).unwrap().clone()
-}
 
 /// The value stored at `offset`: fixed length, so every one-record batch has one size.
 fn value(offset: u64) -> Vec<u8> {
@@ -53,13 +39,8 @@ fn batch_size() -> u64 {
     static SIZE: OnceLock<u64> = OnceLock::new();
     *SIZE.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_with(dir.path(), config(&ManualClock::at(T))).unwrap();
-        let p = store
-            .create_topic("probe", TopicConfig::default())
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .clone();
+        let store = Store::open_with(dir.path(), store_config(&ManualClock::at(T))).unwrap();
+        let p = create(&store, "probe", TopicConfig::default());
         let a = p
             .append(&[Record::new(value(0)).with_timestamp(T)])
             .unwrap();
@@ -113,20 +94,10 @@ fn is_out_of_range<T: std::fmt::Debug>(r: seglog::Result<T>, at: u64) -> bool {
 /// Reads every record from the log start to the log end, checking each against what was
 /// appended (dense offsets, `value(offset)`), and returns the offsets read.
 fn read_all(p: &Partition) -> Vec<u64> {
-    let end = p.log_end_offset();
-    let mut next = p.log_start_offset();
-    let mut offsets = Vec::new();
-    while next < end {
-        let f = p.read(next, 4096).unwrap();
-        for r in f.records() {
-            assert_eq!(r.offset(), next, "offsets are dense in a delete-policy log");
-            assert_eq!(r.value().unwrap(), &value(next)[..]);
-            offsets.push(next);
-            next += 1;
-        }
-        assert_eq!(f.next_offset(), next);
-    }
-    offsets
+    read_dense(p, 4096, "a delete-policy log", |r| {
+        assert_eq!(r.value().unwrap(), &value(r.offset())[..]);
+        r.offset()
+    })
 }
 
 /// The first record a read at `offset` returns.
@@ -538,12 +509,7 @@ fn far_future_timestamps_are_refused() {
     let clock = ManualClock::at(T);
     let store = open(dir.path(), &clock);
     let hour = 60 * 60 * 1000;
-    let p = store
-        .create_topic("ct", TopicConfig::default())
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = create(&store, "ct", TopicConfig::default());
     assert_eq!(p.config().max_timestamp_skew_ms, Some(hour as u64));
     let at_limit = p
         .append(&[Record::new(value(0)).with_timestamp(T + hour)])
@@ -580,15 +546,11 @@ fn far_future_timestamps_are_refused() {
     clock.set(T);
 
     // Log-append time: the record's own timestamp is replaced by the clock.
-    let lat = store
-        .create_topic(
-            "lat",
-            TopicConfig::default().timestamp_type(TimestampType::LogAppendTime),
-        )
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let lat = create(
+        &store,
+        "lat",
+        TopicConfig::default().timestamp_type(TimestampType::LogAppendTime),
+    );
     let info = lat
         .append(&[Record::new(value(0)).with_timestamp(T + 100 * hour)])
         .unwrap();
@@ -597,12 +559,11 @@ fn far_future_timestamps_are_refused() {
     assert_eq!(f.records().next().unwrap().timestamp(), T);
 
     // No bound.
-    let any = store
-        .create_topic("any", TopicConfig::default().max_timestamp_skew_ms(None))
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let any = create(
+        &store,
+        "any",
+        TopicConfig::default().max_timestamp_skew_ms(None),
+    );
     let info = any
         .append(&[Record::new(value(0)).with_timestamp(T + 1000 * hour)])
         .unwrap();
@@ -840,25 +801,15 @@ fn background_maintenance_deletes_expired_segments() {
     let _shared = shared();
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(T);
-    let store = Store::open_with(
-        dir.path(),
-        config(&clock).maintenance_interval(Some(Duration::from_millis(10))),
-    )
-    .unwrap();
+    let store = open_maintained(dir.path(), &clock);
     store
         .create_topic("bg", three_per_segment().retention_ms(Some(R as u64)))
         .unwrap();
     let p = partition(&store, "bg");
     append_n(&p, 10, |_| T);
 
-    let wait_for = |what: &str, cond: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !cond() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    };
-    wait_for("a first maintenance pass", &|| {
+    let limit = Duration::from_secs(20);
+    wait_for("a first maintenance pass", limit, || {
         store.last_maintenance().is_some()
     });
     let first = store.last_maintenance().unwrap();
@@ -867,7 +818,7 @@ fn background_maintenance_deletes_expired_segments() {
     assert_eq!(bases(&p), [0, 3, 6, 9]);
 
     clock.set(T + R + 1);
-    wait_for("the expired segments to be deleted", &|| {
+    wait_for("the expired segments to be deleted", limit, || {
         p.log_start_offset() == 10
     });
     let last = store.last_maintenance().unwrap();

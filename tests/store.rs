@@ -3,10 +3,12 @@
 //! removal of orphan partition directories, the default partitioner, and reopening after
 //! a process that exited without closing.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
+use common::child;
 use seglog::{
     partition_for_key, CleanupPolicy, Error, FlushPolicy, Record, Store, TimestampType,
     TopicConfig, TOPICS_FILE,
@@ -18,29 +20,11 @@ const CHILD_DIR: &str = "SEGLOG_TEST_CHILD_DIR";
 /// Runs `child_process_helper` of this test binary in a new process and returns its
 /// report line.
 fn run_child(mode: &str, dir: &Path) -> String {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "child_process_helper",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_MODE, mode)
-        .env(CHILD_DIR, dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "child failed: {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-        .lines()
-        .find_map(|l| l.split_once("CHILD-REPORT:").map(|(_, r)| r.trim_end()))
-        .unwrap_or_else(|| panic!("no report from child:\n{stdout}"))
-        .to_string()
+    child::run_for_report(
+        child::helper("child_process_helper")
+            .env(CHILD_MODE, mode)
+            .env(CHILD_DIR, dir),
+    )
 }
 
 const CRASH_RECORDS: u64 = 120;
@@ -52,7 +36,6 @@ fn child_process_helper() {
     let (Ok(mode), Ok(dir)) = (std::env::var(CHILD_MODE), std::env::var(CHILD_DIR)) else {
         return;
     };
-    use std::io::Write;
     match mode.as_str() {
         "open" => {
             let report = match Store::open(&dir) {
@@ -63,7 +46,7 @@ fn child_process_helper() {
                 Err(Error::Locked { path }) => format!("locked {}", path.display()),
                 Err(e) => format!("error {e}"),
             };
-            println!("CHILD-REPORT:{report}");
+            child::report(&report);
         }
         "crash" => {
             // Append, then exit without closing: as if the process were killed.
@@ -76,8 +59,7 @@ fn child_process_helper() {
                 p.append(&[Record::new(format!("crash-{o}")).with_timestamp(5_000 + o as i64)])
                     .unwrap();
             }
-            println!("CHILD-REPORT:appended {}", p.log_end_offset());
-            std::io::stdout().flush().unwrap();
+            child::report(&format!("appended {}", p.log_end_offset()));
             std::process::exit(0);
         }
         m => panic!("unknown child mode {m}"),
@@ -529,9 +511,7 @@ fn lock_is_not_held_by_a_concurrently_spawned_process() {
         let (stop, spawned) = (Arc::clone(&stop), Arc::clone(&spawned));
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
-                let _ = Command::new(std::env::current_exe().unwrap())
-                    .arg("--list")
-                    .output();
+                let _ = child::this_binary().arg("--list").output();
                 spawned.fetch_add(1, Ordering::SeqCst);
             }
         })

@@ -10,9 +10,11 @@
 //! not follow) and for logs left by a process that exited without closing its store (the
 //! active segment's index files still preallocated and zero-filled to full size).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::{child, copy_dir, log_files, partition_dir, read_dense, Rng};
 use seglog::record::{encode_batch, BatchIter, BatchSpec, CRC_OFFSET};
 use seglog::{Partition, Record, Store, TopicConfig};
 
@@ -30,30 +32,6 @@ const CHILD_DIR: &str = "SEGLOG_TORN_CHILD_DIR";
 // ---------------------------------------------------------------------------------------
 // Deterministic data
 
-/// xorshift64* seeded through splitmix64: tiny, deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Rng((z ^ (z >> 31)) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
-
 fn ts(offset: u64) -> i64 {
     TS0 + TS_STEP * offset as i64
 }
@@ -69,7 +47,7 @@ fn record_at(offset: u64) -> Record {
         }
     } else {
         let len = r.below(200) as usize;
-        Record::new(r.bytes(len))
+        Record::new(r.low_bytes(len))
     };
     rec = rec.with_timestamp(ts(offset));
     if r.below(2) == 0 {
@@ -77,7 +55,7 @@ fn record_at(offset: u64) -> Record {
     }
     if r.below(3) == 0 {
         let n = r.below(20) as usize;
-        rec = rec.with_header("trace", Some(r.bytes(n)));
+        rec = rec.with_header("trace", Some(r.low_bytes(n)));
         if r.below(2) == 0 {
             rec = rec.with_header("null", None);
         }
@@ -147,7 +125,6 @@ fn child_process_helper() {
     let (Ok(mode), Ok(dir)) = (std::env::var(CHILD_MODE), std::env::var(CHILD_DIR)) else {
         return;
     };
-    use std::io::Write;
     let (interval, starts) = mode.split_once(':').unwrap();
     let layout = Layout {
         index_interval_bytes: interval.parse().unwrap(),
@@ -156,14 +133,7 @@ fn child_process_helper() {
     };
     let store = Store::open(&dir).unwrap();
     build_log(&store, layout);
-    let leo = store
-        .topic(TOPIC)
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .log_end_offset();
-    println!("CHILD-REPORT:built {leo}");
-    std::io::stdout().flush().unwrap();
+    child::report(&format!("built {}", partition(&store).log_end_offset()));
     // No close, no destructors: the active segment's indexes stay preallocated.
     std::process::exit(0);
 }
@@ -176,24 +146,12 @@ fn make_origin(dir: &Path, layout: Layout) {
         store.close().unwrap();
         return;
     }
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "child_process_helper",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_MODE, layout.child_arg())
-        .env(CHILD_DIR, dir)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("CHILD-REPORT:built"),
-        "child failed: {}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+    let report = child::run_for_report(
+        child::helper("child_process_helper")
+            .env(CHILD_MODE, layout.child_arg())
+            .env(CHILD_DIR, dir),
     );
+    assert!(report.starts_with("built "), "child reported {report:?}");
     // The premise of these cases: the active segment's index files were left preallocated.
     let (_, active_log) = active_log(dir);
     for (suffix, entry) in [("index", 8), ("timeindex", 12)] {
@@ -211,30 +169,10 @@ fn make_origin(dir: &Path, layout: Layout) {
 // ---------------------------------------------------------------------------------------
 // Files
 
-/// Copies a data directory (files and one level of partition directories).
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            std::fs::create_dir(&target).unwrap();
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// The partition directory and the active segment's `.log` (the one with the highest base).
 fn active_log(data_dir: &Path) -> (PathBuf, PathBuf) {
-    let pdir = data_dir.join(format!("{TOPIC}-0"));
-    let mut logs: Vec<PathBuf> = std::fs::read_dir(&pdir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "log"))
-        .collect();
-    logs.sort();
-    let last = logs.pop().unwrap();
+    let pdir = partition_dir(data_dir, TOPIC, 0);
+    let last = log_files(&pdir).pop().unwrap();
     (pdir, last)
 }
 
@@ -275,28 +213,12 @@ fn append_bytes(path: &Path, bytes: &[u8]) {
 // Checks
 
 fn partition(store: &Store) -> Partition {
-    store.topic(TOPIC).unwrap().partition(0).unwrap().clone()
+    common::partition(store, TOPIC)
 }
 
 /// Every record from the log start, checking that offsets are dense and reads never fail.
 fn read_all(p: &Partition, ctx: &str) -> Vec<(u64, Record)> {
-    let end = p.log_end_offset();
-    let mut out = Vec::new();
-    let mut next = p.log_start_offset();
-    while next < end {
-        let f = p
-            .read(next, 1000)
-            .unwrap_or_else(|e| panic!("{ctx}: read at {next}: {e}"));
-        assert!(!f.is_empty(), "{ctx}: empty read at {next} below {end}");
-        for r in f.records() {
-            assert_eq!(r.offset(), next, "{ctx}: offsets not dense");
-            out.push((r.offset(), r.to_record()));
-            next += 1;
-        }
-        assert_eq!(f.next_offset(), next, "{ctx}: next_offset");
-    }
-    assert_eq!(next, end, "{ctx}: read past the log end offset");
-    out
+    read_dense(p, 1000, ctx, |r| (r.offset(), r.to_record()))
 }
 
 /// Reopens `dir`, whose log was damaged after its first `keep` records (the snapshot holds
@@ -622,7 +544,7 @@ fn random_garbage_tail_is_cut() {
         each_layout(&format!("random garbage, seed {seed}"), |_, log| {
             let mut r = Rng::new(seed);
             let n = 1 + r.below(4096) as usize;
-            append_bytes(log, &r.bytes(n));
+            append_bytes(log, &r.low_bytes(n));
         });
     }
 }
@@ -675,7 +597,7 @@ fn tail_after_a_good_extra_batch_keeps_the_good_batch() {
         let ctx = format!("{layout:?}: good batch then garbage");
         damaged_copy_of(&origin.path, &snapshot, keep + 3, true, &ctx, |log| {
             append_bytes(log, &next_batch(keep));
-            append_bytes(log, &Rng::new(7).bytes(100));
+            append_bytes(log, &Rng::new(7).low_bytes(100));
         });
     }
 }

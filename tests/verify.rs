@@ -3,8 +3,11 @@
 //! ones, after a reopen), and each kind of damage injected into a copy is reported with the
 //! right file and byte position — without a panic.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::copy_dir;
 use seglog::record::DecodeError;
 use seglog::segment::file_name;
 use seglog::verify::{
@@ -84,16 +87,6 @@ fn build(data: &Path) -> PathBuf {
         && s.time_index.entries.len() >= 2
         && s.log.batch_count >= 4));
     dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_file() {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 /// A copy of the partition in `dir` to damage.
@@ -680,7 +673,6 @@ fn unclean_reopen_time_index_names_the_max_batch() {
     // A crash: the files as they are while the store is open.
     let crashed = tmp.path().join("crashed");
     copy_dir(&data, &crashed);
-    copy_dir(&partition_dir(&data), &partition_dir(&crashed));
     store.close().unwrap();
     let store = Store::open(&crashed).unwrap();
     store.close().unwrap();

@@ -1,5 +1,21 @@
-//! Helpers shared by the test binaries (each includes this module with `mod common;`).
-#![allow(dead_code)] // each test binary uses its own part
+//! Helpers shared by the test binaries (each includes this module with `mod common;`):
+//! a manual clock and the fault lock (here), store and topic setup ([`setup`]), reading a
+//! partition back ([`read`]), deterministic generators ([`rng`]), re-running the test
+//! binary as a child process ([`child`]), the record model of the model-based tests
+//! ([`model`]) and data-directory files ([`files`]).
+#![allow(dead_code, unused_imports)] // each test binary uses its own part of these
+
+pub mod child;
+pub mod files;
+pub mod model;
+pub mod read;
+pub mod rng;
+pub mod setup;
+
+pub use files::{copy_dir, flip, log_files, partition_dir, remove_files};
+pub use read::{read_all, read_dense, try_read_range};
+pub use rng::{Rng, XorShift};
+pub use setup::{create, nth_partition, open, open_maintained, partition, store_config, wait_for};
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
