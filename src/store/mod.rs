@@ -1,10 +1,11 @@
 //! The store: one data directory holding topics (Kafka's `log.dir` and `LogManager`).
 //! How it is opened is `open.rs`; its topic metadata file is `topics_file.rs`.
 
+mod dirs;
 mod open;
 mod topics_file;
 
-use topics_file::write_topics;
+use topics_file::{read_topics, write_topics};
 pub use topics_file::TOPICS_FILE;
 
 use std::collections::BTreeMap;
@@ -301,16 +302,43 @@ impl Store {
             .filter(|(n, _)| n.as_str() != name)
             .map(|(n, t)| (n.clone(), t.config().clone()))
             .collect();
-        // Metadata first: directories of a topic not in the metadata are removed on open,
-        // so a crash part-way still ends with the topic fully deleted.
-        write_topics(&self.dir, &configs)?;
-        topics.remove(name);
+        // Kafka's protocol (FORMAT.md §1, `dirs.rs`): rename every partition directory to a
+        // `-delete` name (durable), then rewrite the metadata (the commit), then remove.
+        // A crash before the commit leaves marked directories of a listed topic, which the
+        // open renames back (the topic stays whole); after it, marked directories of no
+        // listed topic, which the open removes (the topic is gone). A directory seglog did
+        // not mark is never removed, so the rename must come first.
         for p in topic.partitions() {
             p.mark_closed();
-            std::fs::remove_dir_all(p.dir())
-                .map_err(|e| Error::io("remove directory", p.dir(), e))?;
         }
-        crate::fs::sync_dir(&self.dir)?;
+        let partition_dirs: Vec<(u32, PathBuf)> = topic
+            .partitions()
+            .iter()
+            .map(|p| (p.number(), p.dir().to_path_buf()))
+            .collect();
+        let marked = dirs::mark_for_deletion(&self.dir, name, &partition_dirs)?;
+        if let Err(e) = write_topics(&self.dir, &configs) {
+            // The new file may be in place without being durable (a failed directory
+            // fsync): the marks then stay, and the next open undoes or finishes the deletion
+            // as the file on disk says. Only a file that still lists the topic is undone now.
+            match read_topics(&self.dir) {
+                Ok(on_disk) if on_disk.contains_key(name) => dirs::unmark(&self.dir, &marked),
+                Ok(_) => {
+                    topics.remove(name);
+                }
+                Err(_) => {}
+            }
+            return Err(e);
+        }
+        topics.remove(name);
+        // Committed: what is not removed now is removed by the next open.
+        let removed = marked
+            .iter()
+            .try_for_each(|(_, path)| dirs::remove_dir(path))
+            .and_then(|()| crate::fs::sync_dir(&self.dir));
+        if let Err(e) = removed {
+            tracing::warn!(topic = name, error = %e, "deleted topic's directories not all removed; the next open removes them");
+        }
         // Before a topic of the same name can be created: its partitions must not inherit
         // these recovery points.
         let written = write_checkpoints(&topics, &self.checkpoints);
