@@ -228,8 +228,10 @@ fn unknown_directories(dir: &std::path::Path, dirs: &[PathBuf], topics_missing: 
     let names: Vec<String> = dirs
         .iter()
         .map(|d| {
-            d.file_name()
-                .map_or_else(|| d.display().to_string(), |n| n.to_string_lossy().into_owned())
+            d.file_name().map_or_else(
+                || d.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
         })
         .collect();
     let why = if topics_missing {

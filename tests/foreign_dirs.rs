@@ -71,13 +71,21 @@ fn assert_refused(root: &Path, names: &[&str]) -> String {
     for name in names {
         assert!(text.contains(name), "{text} does not name {name}");
     }
-    assert!(text.contains("move them out of the data directory"), "{text}");
+    assert!(
+        text.contains("move them out of the data directory"),
+        "{text}"
+    );
     assert_eq!(tree(root), before, "the refused open changed files");
     text
 }
 
 fn read_all(store: &Store, topic: &str, partition: u32) -> Vec<Vec<u8>> {
-    let p = store.topic(topic).unwrap().partition(partition).unwrap().clone();
+    let p = store
+        .topic(topic)
+        .unwrap()
+        .partition(partition)
+        .unwrap()
+        .clone();
     let mut out = Vec::new();
     let mut at = p.log_start_offset();
     while at < p.log_end_offset() {
@@ -204,9 +212,7 @@ fn check_whole(root: &Path, expect_present: Option<bool>) -> bool {
     if let Some(want) = expect_present {
         assert_eq!(present, want, "topics {:?}", store.topics());
     }
-    let count = |topic: &str| -> usize {
-        (0..3).map(|p| read_all(&store, topic, p).len()).sum()
-    };
+    let count = |topic: &str| -> usize { (0..3).map(|p| read_all(&store, topic, p).len()).sum() };
     if present {
         assert_eq!(count("gone"), 30, "gone is back, but not whole");
     } else {
@@ -238,7 +244,12 @@ fn delete_topic_renames_to_kafka_delete_dirs_then_removes_them() {
 fn a_fault_at_any_step_of_delete_topic_leaves_it_whole_or_gone() {
     let _g = common::exclusive();
     let (mut kept, mut deleted) = (0, 0);
-    for op in [FaultOp::Rename, FaultOp::Fsync, FaultOp::Create, FaultOp::Write] {
+    for op in [
+        FaultOp::Rename,
+        FaultOp::Fsync,
+        FaultOp::Create,
+        FaultOp::Write,
+    ] {
         for n in 1..=8 {
             let dir = tempfile::tempdir().unwrap();
             let store = two_topics(dir.path());
@@ -249,7 +260,10 @@ fn a_fault_at_any_step_of_delete_topic_leaves_it_whole_or_gone() {
             let present = check_whole(dir.path(), None);
             // An error before the metadata commit leaves the topic; success deletes it.
             if result.is_ok() {
-                assert!(!present, "{op:?} #{n}: delete_topic succeeded, topic came back");
+                assert!(
+                    !present,
+                    "{op:?} #{n}: delete_topic succeeded, topic came back"
+                );
             }
             if present {
                 kept += 1;
@@ -301,7 +315,10 @@ fn leftover_delete_dirs_are_finished_at_open() {
     for (name, files) in [
         (format!("old-0.{ID}-delete"), 2),
         (format!("old-1.{ID}-delete"), 0),
-        ("__consumer_offsets-7.fedcba9876543210fedcba9876543210-delete".to_string(), 1),
+        (
+            "__consumer_offsets-7.fedcba9876543210fedcba9876543210-delete".to_string(),
+            1,
+        ),
     ] {
         std::fs::create_dir(root.join(&name)).unwrap();
         for f in 0..files {
@@ -335,7 +352,10 @@ fn a_crash_after_the_metadata_write_finishes_the_deletion() {
     store.close().unwrap();
     // The partition directories as they were, to put back as renamed ones afterwards.
     for p in 0..3 {
-        copy_dir(&root.join(format!("gone-{p}")), &saved.path().join(format!("gone-{p}")));
+        copy_dir(
+            &root.join(format!("gone-{p}")),
+            &saved.path().join(format!("gone-{p}")),
+        );
     }
     let store = Store::open(root).unwrap();
     store.delete_topic("gone").unwrap();

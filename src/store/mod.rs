@@ -5,8 +5,8 @@ mod dirs;
 mod open;
 mod topics_file;
 
-use topics_file::{read_topics, write_topics};
 pub use topics_file::TOPICS_FILE;
+use topics_file::{read_topics, write_topics};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
