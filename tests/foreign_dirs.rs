@@ -369,3 +369,34 @@ fn a_crash_after_the_metadata_write_finishes_the_deletion() {
     }
     check_whole(root, Some(false));
 }
+
+#[test]
+fn creating_a_topic_removes_marked_dirs_of_its_earlier_deletion() {
+    let _g = common::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let store = two_topics(root);
+    store.delete_topic("gone").unwrap();
+    // What a deletion whose removal failed after its commit leaves.
+    std::fs::create_dir(root.join(format!("gone-0.{ID}-delete"))).unwrap();
+    std::fs::write(
+        root.join(format!("gone-0.{ID}-delete/00000000000000000000.log")),
+        b"x",
+    )
+    .unwrap();
+    let t = store
+        .create_topic("gone", TopicConfig::default().partitions(3))
+        .unwrap();
+    for i in 0..30 {
+        t.send(Record::new(format!("gone-{i}"))).unwrap();
+    }
+    drop(t);
+    // A crash half-way through deleting the new topic: only its own marks to rename back.
+    store.simulate_crash();
+    std::fs::rename(
+        root.join("gone-0"),
+        root.join("gone-0.fedcba9876543210fedcba9876543210-delete"),
+    )
+    .unwrap();
+    check_whole(root, Some(true));
+}

@@ -266,6 +266,37 @@ pub(super) fn unmark(root: &Path, marked: &[(PathBuf, PathBuf)]) {
     let _ = crate::fs::sync_dir(root);
 }
 
+/// Removes the `-delete` directories named after `topic` (left by a deletion of it whose
+/// removal failed after its commit), before a topic of that name is created. The root is
+/// fsynced first, so that the commit they belong to is durable before they go.
+///
+/// # Errors
+/// I/O errors.
+pub(super) fn remove_marked_of(root: &Path, topic: &str) -> Result<()> {
+    let entries = std::fs::read_dir(root).map_err(|e| Error::io("list", root, e))?;
+    let mut marked = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list", root, e))?;
+        let name = entry.file_name();
+        let ours = name
+            .to_str()
+            .and_then(parse_delete_dir)
+            .is_some_and(|(prefix, _)| prefix == topic);
+        if ours && entry.file_type().is_ok_and(|t| t.is_dir()) {
+            marked.push(entry.path());
+        }
+    }
+    if marked.is_empty() {
+        return Ok(());
+    }
+    crate::fs::sync_dir(root)?;
+    for path in &marked {
+        tracing::info!(dir = %path.display(), "removing a directory of a deleted topic");
+        remove_dir(path)?;
+    }
+    crate::fs::sync_dir(root)
+}
+
 /// Removes a directory tree; one already gone is fine.
 pub(super) fn remove_dir(path: &Path) -> Result<()> {
     match std::fs::remove_dir_all(path) {

@@ -249,6 +249,9 @@ impl Store {
             .map(|(n, t)| (n.clone(), t.config().clone()))
             .collect();
         configs.insert(name.to_string(), config.clone());
+        // Marked directories of an earlier deletion of this name (committed: it is not
+        // listed) go first, so that the open never has two candidates to rename back.
+        dirs::remove_marked_of(&self.dir, name)?;
         // Metadata first: a crash before the directories exist recreates them on open.
         write_topics(&self.dir, &configs)?;
         // A new topic's partitions are empty: nothing to recover, nothing checkpointed.
