@@ -160,6 +160,33 @@ pub enum Error {
         /// `<topic>-<partition>`.
         partition: String,
     },
+    /// The data directory holds partition directories that are not seglog's: of a topic
+    /// not in `seglog-topics` (or `seglog-topics` is missing), or past a topic's partition
+    /// count. seglog removes only the directories it marked for deletion itself, so the open
+    /// stopped before changing anything.
+    #[error("{}", unknown_directories(.dir, .directories, *.topics_file_missing))]
+    UnknownDirectories {
+        /// The data directory.
+        dir: PathBuf,
+        /// The directories, sorted.
+        directories: Vec<PathBuf>,
+        /// `seglog-topics` does not exist (a Kafka broker's log dir, or a lost file).
+        topics_file_missing: bool,
+    },
+    /// Offsets that the checkpoint files or the neighbouring segments say were written are
+    /// in no segment file (a segment file was deleted or lost): reading or appending past
+    /// them would skip them silently.
+    #[error("{partition}: offsets {from}..{to} are in no segment file: {detail}")]
+    MissingOffsets {
+        /// `<topic>-<partition>`.
+        partition: String,
+        /// The first missing offset.
+        from: u64,
+        /// The offset after the last missing one.
+        to: u64,
+        /// Which file or checkpoint claims them, and which file is missing or ends early.
+        detail: String,
+    },
     /// The partition, topic or store was closed or deleted.
     #[error("{0} is closed")]
     Closed(String),
@@ -204,4 +231,29 @@ impl Error {
             expected: expected.into(),
         }
     }
+}
+
+fn unknown_directories(dir: &std::path::Path, dirs: &[PathBuf], topics_missing: bool) -> String {
+    let names: Vec<String> = dirs
+        .iter()
+        .map(|d| {
+            d.file_name().map_or_else(
+                || d.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    let why = if topics_missing {
+        format!("{} has no {} file", dir.display(), crate::TOPICS_FILE)
+    } else {
+        format!("{} names no such topic partition", crate::TOPICS_FILE)
+    };
+    format!(
+        "{} holds partition directories that are not this store's ({why}): {}; nothing was \
+         changed, since seglog deletes only directories it marked for deletion: move them \
+         out of the data directory, or restore {}, then open again",
+        dir.display(),
+        names.join(", "),
+        crate::TOPICS_FILE
+    )
 }

@@ -221,16 +221,17 @@ fn group_commits_go_on_after_a_failed_delete_topic() {
 #[test]
 fn delete_topic_reports_success_once_the_deletion_took_effect() {
     let _f = exclusive();
-    // Fsync: 1 the tmp file of `seglog-topics`, 2 its directory, 3 the directory after the
-    // partition directories are removed. Create: 1 `seglog-topics.tmp`, 2 the first
+    // Fsync: 1 the root after the partition directories are renamed to `-delete` names,
+    // 2 the tmp file of `seglog-topics`, 3 its directory (the commit), 4 the root after the
+    // marked directories are removed. Create: 1 `seglog-topics.tmp`, 2 the first
     // checkpoint file's tmp.
     for (op, nth) in [
         (FaultOp::Remove, 1),
-        (FaultOp::Fsync, 3),
+        (FaultOp::Fsync, 4),
         (FaultOp::Create, 2),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open_with(dir.path(), config()).unwrap();
+        let store = Store::open_with(dir.path(), config()).unwrap();
         let topic = store
             .create_topic("t", TopicConfig::default().partitions(2))
             .unwrap();
@@ -250,16 +251,15 @@ fn delete_topic_reports_success_once_the_deletion_took_effect() {
         assert!(store.topics().is_empty(), "{op:?}");
         assert!(matches!(store.topic("t"), Err(Error::UnknownTopic(_))));
         // Created again: its partitions start empty, and the checkpoint files no longer
-        // claim the old topic's offsets for them. A directory the failed removal left is
-        // not taken over: creating fails until a reopen removes it.
+        // claim the old topic's offsets for them. A `-delete` directory the failed removal
+        // left is removed first (it was marked by seglog), never taken over.
         if op == FaultOp::Remove {
-            let err = store.create_topic("t", TopicConfig::default());
-            assert!(
-                matches!(&err, Err(Error::Io { path, .. }) if path.ends_with("t-0")),
-                "{err:?}"
-            );
-            store.close().unwrap();
-            store = Store::open_with(dir.path(), config()).unwrap();
+            let marked = std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| n.starts_with("t-") && n.ends_with("-delete"))
+                .count();
+            assert!(marked > 0, "the failed removal left a marked directory");
         }
         let again = store.create_topic("t", TopicConfig::default()).unwrap();
         assert_eq!(again.partition(0).unwrap().log_end_offset(), 0);
@@ -268,6 +268,12 @@ fn delete_topic_reports_success_once_the_deletion_took_effect() {
             Some(10),
             "{op:?}: the old recovery point is still in the file"
         );
+        let left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with("-delete"))
+            .collect();
+        assert!(left.is_empty(), "{op:?}: {left:?}");
         store.delete_topic("t").unwrap();
         store.close().unwrap();
         let store = Store::open_with(dir.path(), config()).unwrap();

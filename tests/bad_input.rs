@@ -172,6 +172,8 @@ fn read_below_log_start_is_out_of_range() {
         encode_batch(&mut log, &BatchSpec::new(base, 0), &recs).unwrap();
     }
     std::fs::write(pdir.join("00000000000000000100.log"), &log).unwrap();
+    // The log start offset 0 the close wrote would say offsets 0..100 went missing.
+    std::fs::remove_file(dir.path().join(seglog::LOG_START_FILE)).unwrap();
 
     let store = Store::open(dir.path()).unwrap();
     let p = nth_partition(&store, "t", 0);
@@ -676,6 +678,8 @@ fn segment_with_batches_below_its_base_offset_is_corrupt_not_a_panic() {
     }
     let path = pdir.join("00000000000000000100.log");
     std::fs::write(&path, &log).unwrap();
+    // The log start offset 0 the close wrote would say offsets 0..100 went missing.
+    std::fs::remove_file(dir.path().join(seglog::LOG_START_FILE)).unwrap();
     // An offset index that fails the sanity check (not increasing), so it is rebuilt.
     let index = [0, 0, 0, 5, 0, 0, 0, 10, 0, 0, 0, 3, 0, 0, 0, 20];
     std::fs::write(pdir.join("00000000000000000100.index"), index).unwrap();

@@ -436,8 +436,10 @@ impl Partition {
             next_offset: offset,
         };
         let mut next = offset;
+        // The segment the fetch's first batch came from, and that batch's file position.
+        let mut first: Option<(Arc<Segment>, u64)> = None;
         while next < end {
-            let seg = {
+            let (seg, successor) = {
                 let segs = self.inner.segments.read();
                 if segs[0].base_offset() > next {
                     // Retention deleted the segment holding `next` since the range check.
@@ -450,12 +452,30 @@ impl Partition {
             };
             let budget = max_bytes.saturating_sub(fetch.buf.len());
             let before = fetch.buf.len();
-            match seg.0.read(next, budget, before == 0, &mut fetch.buf)? {
-                Some(n) if fetch.buf.len() > before => next = n,
+            match seg.read_below(next, budget, before == 0, successor, &mut fetch.buf)? {
+                Some((n, pos)) if fetch.buf.len() > before => {
+                    first.get_or_insert((Arc::clone(&seg), pos));
+                    next = n;
+                }
                 Some(_) => break, // the next batch does not fit the budget
-                None => match seg.1 {
+                None => match successor {
                     Some(b) => next = b.max(next),
-                    None => break,
+                    // The last segment holds nothing at `next`, below the log end: the
+                    // offsets in between are in no file (never an empty fetch, which
+                    // would stall every consumer).
+                    None => {
+                        return Err(Error::MissingOffsets {
+                            partition: self.inner.name.clone(),
+                            from: next,
+                            to: end,
+                            detail: format!(
+                                "the last segment, {}, holds nothing at or past offset {next} \
+                                 (it ends at byte {})",
+                                seg.log_path().display(),
+                                seg.size()
+                            ),
+                        })
+                    }
                 },
             }
             fetch.next_offset = next;
@@ -467,15 +487,34 @@ impl Partition {
             // The segment may already hold batches appended after `end` was loaded: leave
             // them to the next read, so that `next_offset` never passes the log end offset.
             let mut keep = 0;
+            let mut dropped = None;
             fetch.next_offset = offset;
             for (pos, b) in BatchIter::new(&fetch.buf).filter_map(Result::ok) {
                 if b.base_offset() >= end {
+                    dropped = Some(b.base_offset());
                     break;
                 }
                 keep = pos + b.as_bytes().len();
                 fetch.next_offset = b.last_offset() + 1;
             }
             fetch.buf.truncate(keep);
+            match (keep, dropped, first) {
+                // Appends start at the log end offset: a first batch past the one loaded
+                // has a damaged base offset (the CRC does not cover it).
+                (0, Some(base), Some((seg, pos))) if base > log_end => {
+                    return Err(Error::Corrupt {
+                        path: seg.log_path().to_path_buf(),
+                        position: pos,
+                        reason: format!(
+                            "batch base offset {base} lies past the log end offset {log_end} \
+                             (a damaged base offset)"
+                        ),
+                    });
+                }
+                // Nothing below `end` from `offset` on (a gap up to a batch at or past it).
+                (0, Some(_), _) => fetch.next_offset = end,
+                _ => {}
+            }
             fetch.next_offset = fetch.next_offset.min(end);
         }
         Ok(fetch)
@@ -747,6 +786,15 @@ impl Partition {
         let _maintenance = self.inner.maintenance.lock();
         let _w = self.inner.writer.lock();
         self.inner.closed.store(true, Ordering::Release);
+    }
+
+    /// Undoes [`Partition::mark_closed`] (a topic deletion that did not commit: its files
+    /// are back where they were).
+    pub(crate) fn unmark_closed(&self) {
+        let _maintenance = self.inner.maintenance.lock();
+        let _w = self.inner.writer.lock();
+        self.inner.closed.store(false, Ordering::Release);
+        self.inner.closing.store(false, Ordering::Release);
     }
 
     /// A snapshot of the segments, oldest first.

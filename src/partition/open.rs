@@ -16,11 +16,19 @@
 //!    segments in order. At the first recovered segment that was cut (a torn tail), or that
 //!    ends short of its successor, the log ends: later segments are deleted, and the cut and
 //!    the deletions are synced before the open goes on.
-//! 5. **Offsets** (§1.3, §9): log end = the active segment's next offset; log start = the
-//!    checkpoint's, clamped to `[first base, log end]`; durable offset = the log end after a
-//!    clean shutdown, else the recovery point (what lies past it is durable once flushed).
+//!    Without compaction (no compacting policy, no cleaner checkpoint entry) trusted
+//!    segments must reach their successor's base offset, which their first use checks
+//!    (`Error::MissingOffsets` when a segment file between them is gone).
+//! 5. **Coverage** (§9, [`check_coverage`]): the segments must hold what the checkpoints
+//!    say was written — the log reaches the recovery point, and after a clean shutdown the
+//!    first segment starts at or below the log start offset — else `Error::MissingOffsets`
+//!    naming the range and the files, before anything is created in their place (also
+//!    checked before step 1 creates a missing directory).
 //! 6. **Fresh**: a partition without segments gets an empty first segment at offset 0,
 //!    flushed with its directory.
+//! 7. **Offsets** (§1.3, §9): log end = the active segment's next offset; log start = the
+//!    checkpoint's, clamped to `[first base, log end]`; durable offset = the log end after a
+//!    clean shutdown, else the recovery point (what lies past it is durable once flushed).
 //!
 //! Every decision that changes a file is a `tracing` event naming the file (and the byte
 //! position where one applies).
@@ -180,6 +188,8 @@ impl Partition {
         // 1. Directory.
         let created = !dir.exists();
         if created {
+            // A lost directory of a partition the checkpoints say held records.
+            check_coverage(&name, &dir, &[], &state)?;
             crate::fs::create_dir_all(&dir)?;
             crate::fs::sync_dir(dir.parent().unwrap_or(Path::new(".")))?;
         }
@@ -201,7 +211,10 @@ impl Partition {
             recovery_point,
             treatments,
         } = plan(&bases, state.clean, state.recovery_point);
-        // 4. Open / recover.
+        // 4. Open / recover. Offset gaps at the end of a sealed segment come only from
+        // compaction: without it (no compacting policy, no cleaner checkpoint entry), a
+        // trusted segment must reach its successor, which its first use checks.
+        let dense = !config.cleanup_policy.compacts() && state.first_dirty.is_none();
         let mut segments: Vec<Arc<Segment>> = Vec::with_capacity(bases.len().max(1));
         let mut unflushed = Vec::new();
         for (i, (&base, &treatment)) in bases.iter().zip(&treatments).enumerate() {
@@ -212,12 +225,11 @@ impl Partition {
                     file = %paths(&dir, base).0.display(),
                     "segment below the recovery point: opened without reading it"
                 );
-                segments.push(Arc::new(Segment::open_trusted(
-                    &dir,
-                    base,
-                    next.unwrap_or(base),
-                    opts,
-                )?));
+                let seg = Segment::open_trusted(&dir, base, next.unwrap_or(base), opts)?;
+                if dense {
+                    seg.require_dense();
+                }
+                segments.push(Arc::new(seg));
                 continue;
             }
             if treatment == Treatment::CleanActive {
@@ -276,13 +288,15 @@ impl Partition {
                 unflushed.push(seg);
             }
         }
+        // 5. Coverage, before anything is created in place of what is missing.
+        check_coverage(&name, &dir, &segments, &state)?;
         // 6. Fresh.
         let fresh_log = segments.is_empty();
         if fresh_log {
             segments.push(Arc::new(Segment::create(&dir, 0, opts, now)?));
             dir_dirty = true;
         }
-        // 5. Offsets. Never empty: a segment was created above if there was none.
+        // 7. Offsets. Never empty: a segment was created above if there was none.
         let active = Arc::clone(&segments[segments.len() - 1]);
         unflushed.retain(|s| !Arc::ptr_eq(s, &active));
         let log_end = active.next_offset();
@@ -343,6 +357,78 @@ impl Partition {
         }
         Ok(p)
     }
+}
+
+/// Checks that the opened `segments` hold the offsets the checkpoints say were written
+/// (FORMAT.md §9): the log reaches the recovery point (flushed data; after a clean shutdown,
+/// the log end itself), and after a clean shutdown the first segment starts at or below the
+/// log start offset (retention raises it before deleting; only after a crash may the
+/// checkpoint lag behind a deletion).
+///
+/// # Errors
+/// [`Error::MissingOffsets`] naming the range and the files.
+fn check_coverage(
+    name: &str,
+    dir: &Path,
+    segments: &[Arc<Segment>],
+    state: &OpenState,
+) -> Result<()> {
+    let missing = |from: u64, to: u64, detail: String| {
+        tracing::error!(partition = name, from, to, %detail, "offsets missing at open");
+        Err(Error::MissingOffsets {
+            partition: name.to_string(),
+            from,
+            to,
+            detail,
+        })
+    };
+    let rp = state.recovery_point.unwrap_or(0);
+    let (Some(first), Some(last)) = (segments.first(), segments.last()) else {
+        if rp > 0 {
+            let from = state.log_start.unwrap_or(0).min(rp);
+            return missing(
+                from,
+                rp,
+                format!(
+                    "{} holds no segment file, but {} says the log reached offset {rp}",
+                    dir.display(),
+                    crate::checkpoint::RECOVERY_POINT_FILE
+                ),
+            );
+        }
+        return Ok(());
+    };
+    let end = last.next_offset();
+    if end < rp {
+        return missing(
+            end,
+            rp,
+            format!(
+                "{} says the log reached offset {rp}, but the last segment, {}, ends at {end} \
+                 (byte {}); {} is missing",
+                crate::checkpoint::RECOVERY_POINT_FILE,
+                last.log_path().display(),
+                last.size(),
+                crate::segment::file_name(end, ".log")
+            ),
+        );
+    }
+    if let (true, Some(start)) = (state.clean, state.log_start) {
+        if start < first.base_offset() {
+            return missing(
+                start,
+                first.base_offset(),
+                format!(
+                    "{} says the log starts at offset {start}, but the first segment, {}, \
+                     starts at {}: a segment file before it is missing",
+                    crate::checkpoint::LOG_START_FILE,
+                    first.log_path().display(),
+                    first.base_offset(),
+                ),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Ends the operations a crash interrupted in the partition directory `dir`, from the

@@ -133,6 +133,10 @@ pub struct Segment {
     /// The files are deleted (retention, truncation, compaction): readers that still hold
     /// the segment read the open file, and a lazy index load creates nothing.
     deleted: std::sync::atomic::AtomicBool,
+    /// A sealed segment opened without reading (`open_trusted`) that no compaction can have
+    /// rewritten: its batches must reach `next_offset` (its successor's base). Checked when
+    /// its indexes are first loaded, so that a missing segment file after it is an error.
+    dense: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) fn paths(dir: &Path, base_offset: u64) -> (PathBuf, PathBuf, PathBuf) {
@@ -354,6 +358,12 @@ impl Segment {
     /// without them and loads them on first use).
     pub fn indexes_loaded(&self) -> bool {
         self.indexes_loaded.load(Ordering::Acquire)
+    }
+
+    /// Requires this trusted segment's batches to reach its successor's base offset (see
+    /// the `dense` field): a topic that never compacted has no offset gaps.
+    pub(crate) fn require_dense(&self) {
+        self.dense.store(true, Ordering::Release);
     }
 
     /// Sets `next_offset` of a sealed segment from its successor's base offset, so that it
@@ -614,6 +624,23 @@ impl Segment {
         min_one: bool,
         buf: &mut Vec<u8>,
     ) -> Result<Option<u64>> {
+        Ok(self
+            .read_below(offset, max_bytes, min_one, None, buf)?
+            .map(|(next, _)| next))
+    }
+
+    /// [`Segment::read`], where every batch must end below `limit` (the next segment's
+    /// base offset): one that does not has a damaged base offset (which the CRC does not
+    /// cover) and is [`Error::Corrupt`], never returned. Also returns the file position of
+    /// the first batch appended to `buf`.
+    pub(crate) fn read_below(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        min_one: bool,
+        limit: Option<u64>,
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<(u64, u64)>> {
         let end = self.size();
         let Some((pos, first)) = self.locate(offset, end)? else {
             return Ok(None);
@@ -648,6 +675,18 @@ impl Segment {
                             ),
                         });
                     }
+                    if let Some(limit) = limit.filter(|&l| b.last_offset() >= l) {
+                        return Err(Error::Corrupt {
+                            path: self.log.path().to_path_buf(),
+                            position: pos + p as u64,
+                            reason: format!(
+                                "batch offsets {}..={} reach the next segment's base offset \
+                                 {limit} (a damaged base offset)",
+                                b.base_offset(),
+                                b.last_offset()
+                            ),
+                        });
+                    }
                     at = p + b.as_bytes().len();
                     next = b.last_offset() + 1;
                 }
@@ -657,7 +696,7 @@ impl Segment {
             }
         }
         buf.extend_from_slice(&view[..at]);
-        Ok(Some(next))
+        Ok(Some((next, pos)))
     }
 
     /// The base offset of the batch holding `offset` when that batch also holds lower

@@ -9,10 +9,12 @@
 //!    segment's base offset; nothing is read.
 //! 2. **Lazy index load** (`ensure_indexes`, §6): on first use the index files are opened,
 //!    mapped and sanity-checked; if one is missing or fails, both are rebuilt from the log
-//!    (a bad batch met while rebuilding a sealed segment is `Error::Corrupt`).
+//!    (a bad batch met while rebuilding a sealed segment is `Error::Corrupt`). A segment
+//!    that must be dense (no compaction) must end at its successor's base offset, else
+//!    `Error::MissingOffsets`.
 //! 3. **Clean active** (`open_clean_active`, §9): the active segment's indexes are loaded and
-//!    checked against the recovery point, which gives its next offset; any disagreement
-//!    sends it to step 4.
+//!    checked against the recovery point, which gives its next offset, and the batch headers
+//!    after the last index entry must end exactly there; any disagreement sends it to step 4.
 //! 4. **Recovered** (`recover`, §9 "after an unclean shutdown"): both indexes are emptied and
 //!    rebuilt while every batch is checked (length, magic, CRC, records, offsets increasing
 //!    and below the next segment's base). At the first bad batch the log is cut when
@@ -131,7 +133,10 @@ impl Segment {
         let plausible = next_offset >= seg.next_offset()
             && next_offset - base_offset <= MAX_RELATIVE_OFFSET + 1
             && (size == 0) == (next_offset == base_offset);
-        if !plausible {
+        // The batch headers after the last index entry (at most about index.interval.bytes)
+        // must end exactly at the recovery point: a log that ends short of it (a later
+        // segment file lost) must not take its end from the checkpoint.
+        if !plausible || seg.tail_end() != Some(next_offset) {
             return Ok(None);
         }
         seg.next_offset.store(next_offset, Ordering::Release);
@@ -330,6 +335,7 @@ impl Segment {
             indexes_loaded: std::sync::atomic::AtomicBool::new(indexes != Indexes::Lazy),
             load_lock: Mutex::new(()),
             deleted: std::sync::atomic::AtomicBool::new(false),
+            dense: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -358,20 +364,68 @@ impl Segment {
         *self.index.write() = IndexFile::open(&index_path, OFFSET_ENTRY_SIZE, true)?;
         *self.time_index.write() = IndexFile::open(&time_path, TIME_ENTRY_SIZE, true)?;
         let next = self.next_offset();
-        if missing || !self.indexes_sane(self.size(), Some(next)) {
+        let end = if missing || !self.indexes_sane(self.size(), Some(next)) {
             tracing::warn!(
                 file = %index_path.display(),
                 missing,
                 "index files missing or failing their sanity check: rebuilding from the log"
             );
             self.rebuild_indexes(false)?;
+            let end = Some(self.next_offset());
             // Offsets between the last batch and the next segment are a gap, not an end.
             self.set_next_offset(next);
+            end
         } else {
             self.restore_max_timestamp();
+            if self.dense.load(Ordering::Acquire) {
+                self.tail_end()
+            } else {
+                None
+            }
+        };
+        if let Some(end) = end.filter(|&e| e < next && self.dense.load(Ordering::Acquire)) {
+            return Err(self.missing_after(end, next));
         }
         self.indexes_loaded.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// The offset after the last batch, from the batch headers after the last `.index`
+    /// entry (at most about `index.interval.bytes` of the log); `None` when a header there
+    /// does not decode (reads report that batch).
+    fn tail_end(&self) -> Option<u64> {
+        let (from, mut end) = self.index.read().last().map_or((0, self.base_offset), |e| {
+            let (rel, pos) = decode_offset_entry(e);
+            (pos as u64, self.base_offset + rel as u64 + 1)
+        });
+        let scan = self.log.scan_headers(from, self.size(), |_, h| {
+            end = end.max(h.next_offset());
+            true
+        });
+        matches!(scan, Ok(Ok(_))).then_some(end)
+    }
+
+    /// The error for a segment of a topic without compaction whose batches end at `end`,
+    /// before its successor's base offset `next`: a segment file between them is missing.
+    fn missing_after(&self, end: u64, next: u64) -> Error {
+        let path = self.log.path();
+        let dir = path.parent().unwrap_or(Path::new("."));
+        Error::MissingOffsets {
+            partition: dir
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            from: end,
+            to: next,
+            detail: format!(
+                "{} ends at offset {end} (byte {}) but the next segment, {}, starts at {next}; \
+                 the topic does not compact, so a segment file between them (such as {}) is \
+                 missing",
+                path.display(),
+                self.size(),
+                file_name(next, ".log"),
+                file_name(end, ".log"),
+            ),
+        }
     }
 
     /// Takes the max timestamp and its offset from the last `.timeindex` entry.

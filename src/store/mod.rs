@@ -1,11 +1,12 @@
 //! The store: one data directory holding topics (Kafka's `log.dir` and `LogManager`).
 //! How it is opened is `open.rs`; its topic metadata file is `topics_file.rs`.
 
+mod dirs;
 mod open;
 mod topics_file;
 
-use topics_file::write_topics;
 pub use topics_file::TOPICS_FILE;
+use topics_file::{read_topics, write_topics};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -263,17 +264,18 @@ impl Store {
                 existing: existing.clone(),
             });
         }
-        // Left by a deletion whose cleanup failed (the next open removes it): a new topic
-        // must not take over its data.
-        if let Some(left) = (0..config.partitions)
+        // A directory seglog did not make (copied in while the store is open): a new topic
+        // must not take over its data, and seglog never deletes it.
+        let foreign: Vec<PathBuf> = (0..config.partitions)
             .map(|p| self.ctx.partition_dir(name, p))
-            .find(|d| d.exists())
-        {
-            return Err(Error::io(
-                "create directory (left by a deleted topic; reopen the store to remove it)",
-                left,
-                std::io::ErrorKind::AlreadyExists.into(),
-            ));
+            .filter(|d| d.exists())
+            .collect();
+        if !foreign.is_empty() {
+            return Err(Error::UnknownDirectories {
+                dir: self.dir.clone(),
+                directories: foreign,
+                topics_file_missing: false,
+            });
         }
         if self.checkpoints.lock().may_mention(name) {
             // Left by a deleted topic whose checkpoint rewrite failed: the new partitions
@@ -285,6 +287,9 @@ impl Store {
             .map(|(n, t)| (n.clone(), t.config().clone()))
             .collect();
         configs.insert(name.to_string(), config.clone());
+        // Marked directories of an earlier deletion of this name (committed: it is not
+        // listed) go first, so that the open never has two candidates to rename back.
+        dirs::remove_marked_of(&self.dir, name)?;
         // Metadata first: a crash before the directories exist recreates them on open.
         write_topics(&self.dir, &configs)?;
         // A new topic's partitions are empty: nothing to recover, nothing checkpointed.
@@ -320,9 +325,13 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::UnknownTopic`]; I/O errors. An error means the topic was not deleted: it
-    /// still exists, readable and writable, and is not [`Topic::is_deleted`]. One thing
+    /// still exists, readable and writable, and is not [`Topic::is_deleted`]. Two things
     /// may have happened: the groups' committed offsets on it are removed first (so that a
-    /// topic created again under the name starts afresh), and may be gone.
+    /// topic created again under the name starts afresh), and may be gone; and when the
+    /// final directory fsync of `seglog-topics` fails, the topic is gone from the store
+    /// ([`Topic::is_deleted`] says so) but not durably — the next open settles it as the
+    /// file on disk says. Appends to the topic that run while it is being deleted may fail
+    /// with [`Error::Closed`].
     pub fn delete_topic(&self, name: &str) -> Result<()> {
         // Lock order: the coordinator's lock, then the topics lock (as loading the offsets
         // takes them).
@@ -348,25 +357,68 @@ impl Store {
         if let Some(committed) = committed.as_mut() {
             crate::consumer::forget_topic(committed, name, self.config.clock.now_ms())?;
         }
-        // The commit point. Metadata first: directories of a topic not in the metadata
-        // are removed on open, so a crash part-way still ends with the topic deleted.
-        write_topics(&self.dir, &configs)?;
-        // Under the coordinator's lock, which commits check it under: no commit on the
-        // topic lands after its offsets are forgotten. Consumers still holding the topic
-        // can no longer commit on it.
+        // Kafka's protocol (FORMAT.md §1, `dirs.rs`): rename every partition directory to a
+        // `-delete` name (durable), then rewrite the metadata (the commit), then remove.
+        // A crash before the commit leaves marked directories of a listed topic, which the
+        // open renames back (the topic stays whole); after it, marked directories of no
+        // listed topic, which the open removes (the topic is gone). A directory seglog did
+        // not mark is never removed, so the rename must come first. The partitions are
+        // closed meanwhile (their files move) and reopened for writes if the deletion
+        // does not commit.
+        for p in topic.partitions() {
+            p.mark_closed();
+        }
+        // Only partitions whose directory is back in place take writes again.
+        let reopen = || {
+            for p in topic.partitions().iter().filter(|p| p.dir().exists()) {
+                p.unmark_closed();
+            }
+        };
+        let partition_dirs: Vec<(u32, PathBuf)> = topic
+            .partitions()
+            .iter()
+            .map(|p| (p.number(), p.dir().to_path_buf()))
+            .collect();
+        let marked = match dirs::mark_for_deletion(&self.dir, name, &partition_dirs) {
+            Ok(marked) => marked,
+            Err(e) => {
+                reopen();
+                return Err(e);
+            }
+        };
+        if let Err(e) = write_topics(&self.dir, &configs) {
+            // The new file may be in place without being durable (a failed directory
+            // fsync): the marks then stay, and the next open undoes or finishes the deletion
+            // as the file on disk says. Only a file that still lists the topic is undone now.
+            match read_topics(&self.dir) {
+                Ok(on_disk) if on_disk.contains_key(name) => {
+                    dirs::unmark(&self.dir, &marked);
+                    reopen();
+                }
+                Ok(_) => {
+                    // The file says deleted, not yet durably: the error says so.
+                    topic.mark_deleted();
+                    topics.remove(name);
+                }
+                Err(_) => {}
+            }
+            return Err(e);
+        }
+        // The commit point is passed. Under the coordinator's lock, which commits check it
+        // under: no commit on the topic lands after its offsets are forgotten. Consumers
+        // still holding the topic can no longer commit on it.
         topic.mark_deleted();
         drop(committed);
         topics.remove(name);
         // Deleted. What follows only tidies up; a failure leaves files the next open
         // removes, so it is not reported as a failure of the deletion.
-        for p in topic.partitions() {
-            p.mark_closed();
-        }
-        let removed = topic
-            .partitions()
+        let removed = marked
             .iter()
-            .try_for_each(|p| crate::fs::remove_dir_all(p.dir()));
-        let _ = removed.and_then(|()| crate::fs::sync_dir(&self.dir));
+            .try_for_each(|(_, path)| dirs::remove_dir(path))
+            .and_then(|()| crate::fs::sync_dir(&self.dir));
+        if let Err(e) = removed {
+            tracing::warn!(topic = name, error = %e, "deleted topic's directories not all removed; the next open removes them");
+        }
         // Should this fail, `create_topic` writes the checkpoints before a topic of the
         // same name can inherit these entries.
         let _ = write_checkpoints(&topics, &self.checkpoints);

@@ -2,23 +2,28 @@
 //! What happens to each partition is `partition/open.rs`, to each segment
 //! `segment/recover.rs`.
 //!
-//! The open sequence (each step names its FORMAT.md paragraph):
+//! The open sequence (each step names its FORMAT.md paragraph). Steps 1-3 only read (and
+//! create `.lock`), so an open that fails there has changed nothing:
 //!
 //! 1. **Lock** (§1.1): the directory is created if missing and its `.lock` taken, so no
 //!    other store (or Kafka broker) works on it meanwhile.
-//! 2. **Shutdown state** (§1.4, §1.3, §10): the clean-shutdown marker is read and removed
+//! 2. **Topics** (§1.2): `seglog-topics` is read and checked.
+//! 3. **Directories** (§1): every partition-shaped directory at the root must be a
+//!    partition of a listed topic, else the open fails with
+//!    [`Error::UnknownDirectories`] (a Kafka broker's log dir, a lost `seglog-topics`, a
+//!    directory copied in): seglog removes only what it marked for deletion.
+//! 4. **Shutdown state** (§1.4, §1.3, §10): the clean-shutdown marker is read and removed
 //!    (from now on a crash is unclean), `*.tmp` leftovers of interrupted atomic replaces at
 //!    the root are removed (and the directory fsynced), and the three checkpoint files are
 //!    read. A damaged recovery-point or cleaner file costs a full recovery or a re-clean,
 //!    never data; a damaged log-start file is an error (records below it are deleted).
-//! 3. **Topics** (§1.2): `seglog-topics` is read and checked.
-//! 4. **Partitions** (§9): every partition of every topic is opened with one shared
+//! 5. **Deletions** (§1 "Deleting a topic"): `-delete` directories of deletions that did not
+//!    commit are renamed back, the others removed, and the root fsynced.
+//! 6. **Partitions** (§9): every partition of every topic is opened with one shared
 //!    [`OpenContext`] (shutdown state and checkpoints).
-//! 5. **Unknown directories** (§1): partition directories of topics that are not in
-//!    `seglog-topics` are removed (the remains of an interrupted `delete_topic`).
-//! 6. **Checkpoints** (§1.3, §9): rewritten with what the open found — entries of vanished
+//! 7. **Checkpoints** (§1.3, §9): rewritten with what the open found — entries of deleted
 //!    partitions dropped, log start offsets as recovery clamped them.
-//! 7. **Threads**: the flusher (flush policies, periodic checkpoints) and, if configured,
+//! 8. **Threads**: the flusher (flush policies, periodic checkpoints) and, if configured,
 //!    the maintenance thread (retention, compaction) start.
 
 use std::collections::BTreeMap;
@@ -28,7 +33,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use super::topics_file::{read_topics, TOPICS_FILE};
-use super::{write_checkpoints, Background, Store};
+use super::{dirs, write_checkpoints, Background, Store};
 use crate::checkpoint::{
     self, Checkpoints, Written, CLEANER_FILE, CLEAN_SHUTDOWN_FILE, LOG_START_FILE,
     RECOVERY_POINT_FILE,
@@ -39,7 +44,7 @@ use crate::error::{Error, Result};
 use crate::fs::DirLock;
 use crate::notify::Notify;
 use crate::partition::{OpenContext, Partition};
-use crate::topic::{validate_topic_name, Topic};
+use crate::topic::Topic;
 
 impl Store {
     /// Opens `dir` with `config`, following the sequence in the module docs.
@@ -56,24 +61,29 @@ impl Store {
             crate::fs::sync_dir(dir.parent().unwrap_or(Path::new(".")))?;
         }
         let lock = DirLock::acquire(&dir)?;
-        // 2. Shutdown state.
-        let ctx = read_shutdown_state(&dir, &config)?;
-        // 3. Topics.
+        // 2. Topics.
+        let topics_file_missing = !dir.join(TOPICS_FILE).exists();
         let configs = read_topics(&dir)?;
-        // 4. Partitions.
+        // 3. Directories. Before anything is written: a directory that is not ours must
+        // find the data directory exactly as it was.
+        let deletions = dirs::scan(&dir, &configs, topics_file_missing)?;
+        // 4. Shutdown state.
+        let ctx = read_shutdown_state(&dir, &config)?;
+        // 5. Deletions. Before the partitions open: a partition renamed back is opened
+        // with its data.
+        dirs::finish(&dir, &deletions)?;
+        // 6. Partitions.
         let mut topics = BTreeMap::new();
         for (name, cfg) in configs {
             let topic = open_topic(&ctx, &name, cfg, false)?;
             topics.insert(name, topic);
         }
-        // 5. Unknown directories.
-        remove_orphans(&dir, &topics)?;
-        // 6. Checkpoints. The files now say exactly what this open found: entries of
+        // 7. Checkpoints. The files now say exactly what this open found: entries of
         // partitions that no longer exist (a delete_topic that crashed) go, and a log start
         // offset that recovery lowered to the recovered log end is written down before
         // anything is appended past it.
         write_checkpoints(&topics, &ctx.checkpoints)?;
-        // 7. Threads.
+        // 8. Threads.
         let topics = Arc::new(RwLock::new(topics));
         let flusher = Background::flusher(
             Arc::clone(&topics),
@@ -178,37 +188,4 @@ fn read_shutdown_state(dir: &Path, config: &StoreConfig) -> Result<OpenContext> 
         log_starts,
         cleaner,
     })
-}
-
-/// Removes partition directories of topics that are not in the metadata: the remains of a
-/// `delete_topic` interrupted after its metadata write.
-fn remove_orphans(dir: &Path, topics: &BTreeMap<String, Topic>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))?;
-    let mut removed = false;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
-        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-            continue;
-        };
-        let Some((topic, part)) = name.rsplit_once('-') else {
-            continue;
-        };
-        let is_partition_dir = !part.is_empty()
-            && part.bytes().all(|b| b.is_ascii_digit())
-            && validate_topic_name(topic).is_ok()
-            && entry.file_type().is_ok_and(|t| t.is_dir());
-        let known = topics
-            .get(topic)
-            .is_some_and(|t| part.parse::<u32>().is_ok_and(|p| p < t.partition_count()));
-        if is_partition_dir && !known {
-            tracing::warn!(dir = %entry.path().display(), "removing the directory of a deleted topic");
-            std::fs::remove_dir_all(entry.path())
-                .map_err(|e| Error::io("remove directory", entry.path(), e))?;
-            removed = true;
-        }
-    }
-    if removed {
-        crate::fs::sync_dir(dir)?;
-    }
-    Ok(())
 }
