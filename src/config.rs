@@ -450,9 +450,11 @@ pub struct StoreConfig {
     /// checks what was appended since the last one. [`Store::flush`](crate::Store::flush)
     /// and close also write it.
     pub checkpoint_interval: std::time::Duration,
-    /// How often the background thread enforces retention and compacts topics that need
-    /// it (Kafka's `log.retention.check.interval.ms`, default 5 minutes); `None` turns
-    /// the background maintenance off ([`Store::enforce_retention`](crate::Store::enforce_retention)
+    /// How often the background maintenance runs (Kafka's
+    /// `log.retention.check.interval.ms`, default 5 minutes): a `seglog-retention` thread
+    /// enforces retention and a `seglog-cleaner` thread compacts the topics that need it,
+    /// each on its own schedule, so that deletions never wait behind a compaction pass.
+    /// `None` turns the background maintenance off ([`Store::enforce_retention`](crate::Store::enforce_retention)
     /// and [`Store::compact`](crate::Store::compact) still work).
     pub maintenance_interval: Option<std::time::Duration>,
     /// Memory for the compactor's map of keys to their latest offsets (Kafka's

@@ -47,7 +47,8 @@
 //!   from Kafka's checkpoint files ([`RECOVERY_POINT_FILE`], [`CLEAN_SHUTDOWN_FILE`]).
 //! - [`CleanupPolicy`], [`Partition::enforce_retention`], [`Partition::compact`],
 //!   [`Partition::delete_records_before`]: Kafka's retention and compaction, run by the
-//!   store's background thread ([`StoreConfig::maintenance_interval`]) or on demand.
+//!   store's background threads, one for retention and one for compaction
+//!   ([`StoreConfig::maintenance_interval`]), or on demand.
 //! - [`Consumer`] ([`Store::consumer`], [`Store::join_group`]): tailing reads that block
 //!   until data arrives, seeking, Kafka's offset reset policies, and consumer groups with
 //!   durable committed offsets in [`OFFSETS_TOPIC`].

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -128,8 +129,10 @@ impl Partition {
     /// are left for the next pass, which starts where this one ended.
     ///
     /// Readers go on meanwhile and see either the old or the cleaned segments. Appends go
-    /// on too; retention, truncation and close wait for the pass (close makes it stop
-    /// early, leaving the log as it was).
+    /// on too, and so does retention: the pass holds the partition's maintenance lock only
+    /// while it swaps a cleaned segment in, and a group of segments that retention deleted
+    /// meanwhile is not swapped in (its cleaned copy is discarded). Truncation and close
+    /// wait for the pass (close makes it stop early, leaving the log as it was).
     ///
     /// [`StoreConfig::cleaner_buffer_bytes`]: crate::StoreConfig::cleaner_buffer_bytes
     ///
@@ -143,7 +146,10 @@ impl Partition {
 
     fn compact_pass(&self, force: bool) -> Result<CompactionReport> {
         let inner = &*self.inner;
-        let _maintenance = inner.maintenance.lock();
+        // One pass at a time; truncation and close wait for it. Retention does not: the
+        // segment list below is a snapshot whose oldest entries retention may delete while
+        // the pass runs, and each swap checks that its inputs are still in the log.
+        let _cleaner = inner.cleaner.lock();
         self.check_open()?;
         let cfg = &inner.config;
         let mut report = CompactionReport {
@@ -205,6 +211,12 @@ impl Partition {
         // Only flushed data is rewritten (the cleaned segments are synced before they
         // replace anything, and recovery never re-checks data below the recovery point).
         self.flush()?;
+        // From here the pass holds only the cleanable segments it has yet to read or
+        // rewrite: those retention deletes meanwhile and those swapped out are dropped as
+        // it goes, so that their files close then, not at the end of the pass.
+        let bases: Vec<u64> = segs.iter().map(|s| s.base_offset()).collect();
+        let sizes: Vec<u64> = segs.iter().map(|s| s.size()).collect();
+        let mut held: Vec<Option<Arc<Segment>>> = segs.into_iter().take(end).map(Some).collect();
 
         use std::hash::BuildHasher as _;
         let seed = std::collections::hash_map::RandomState::new().hash_one(inner.key.1);
@@ -215,9 +227,16 @@ impl Partition {
         };
         let mut map_end = first_dirty;
         let mut full = false;
-        for (i, seg) in segs[dirty_idx..end].iter().enumerate() {
+        for i in dirty_idx..end {
             self.check_not_closing()?;
-            let upper = segs[dirty_idx + i + 1].base_offset();
+            let upper = bases[i + 1];
+            self.release_deleted(&mut held);
+            let Some(seg) = held[i].clone() else {
+                // Deleted by retention, with every older segment: no record left there
+                // can need a key from it.
+                map_end = upper;
+                continue;
+            };
             let mut result = Ok(());
             seg.for_each_batch(map_end, |b| {
                 report.dirty_bytes += b.as_bytes().len() as u64;
@@ -252,15 +271,16 @@ impl Partition {
         report.keys = map.latest.len() as u64;
 
         // Rewrite every segment that starts below the map's end, merging small neighbours.
-        let count = segs[..end].partition_point(|s| s.base_offset() < map_end);
+        let count = bases[..end].partition_point(|&b| b < map_end);
+        held.truncate(count);
         let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
         let mut start = 0;
         while start < count {
             let mut stop = start + 1;
-            let mut size = segs[start].size();
+            let mut size = sizes[start];
             while stop < count {
-                let next_size = size + segs[stop].size();
-                let span = segs[stop + 1].base_offset() - segs[start].base_offset();
+                let next_size = size + sizes[stop];
+                let span = bases[stop + 1] - bases[start];
                 if next_size > cfg.segment_bytes || span > MAX_RELATIVE_OFFSET + 1 {
                     break;
                 }
@@ -282,12 +302,28 @@ impl Partition {
         let mut before = -1;
         for group in groups {
             self.check_not_closing()?;
-            let old = &segs[group.clone()];
-            let next_base = segs[group.end].base_offset();
+            self.release_deleted(&mut held);
+            let old: Vec<Arc<Segment>> = held[group.clone()]
+                .iter_mut()
+                .filter_map(Option::take)
+                .collect();
+            if old.len() < group.len() || self.listed_at(&old).is_none() {
+                continue; // retention deleted (some of) them meanwhile
+            }
+            let next_base = bases[group.end];
+            let mut cleaned_report = CompactionReport::default();
+            let mut group_expiry = expiry;
             let (cleaned, max_ts) =
-                self.clean_group(old, &rules, before, &mut expiry, &mut report)?;
+                self.clean_group(&old, &rules, before, &mut group_expiry, &mut cleaned_report)?;
             before = before.max(max_ts);
-            self.swap_in(old, next_base, &cleaned, &mut report)?;
+            if self.swap_in(&old, next_base, &cleaned)? {
+                expiry = group_expiry;
+                report.segments_before += cleaned_report.segments_before;
+                report.segments_after += 1;
+                report.bytes_before += cleaned_report.bytes_before;
+                report.bytes_after += cleaned_report.bytes_after;
+                report.records_removed += cleaned_report.records_removed;
+            }
         }
         // A pass that reached the uncleanable section rewrote every tombstone there is:
         // `expiry` is exact. A partial one keeps the earlier expiry too.
@@ -418,17 +454,53 @@ impl Partition {
         Ok((path, kept_max))
     }
 
+    /// Drops the segments of `held` that retention deleted since the pass took its
+    /// snapshot: retention deletes the oldest, so those below the log's first base offset.
+    fn release_deleted(&self, held: &mut [Option<Arc<Segment>>]) {
+        let first = self.inner.segments.read()[0].base_offset();
+        for slot in held.iter_mut() {
+            match slot {
+                Some(s) if s.base_offset() >= first => break,
+                Some(_) => *slot = None,
+                None => {}
+            }
+        }
+    }
+
+    /// Where the segments `old` are in the log, if they all still are (retention deletes
+    /// the oldest segments while a pass runs).
+    fn listed_at(&self, old: &[Arc<Segment>]) -> Option<usize> {
+        let segs = self.inner.segments.read();
+        let at = segs.iter().position(|s| Arc::ptr_eq(s, &old[0]))?;
+        let listed = segs.get(at..at + old.len())?;
+        listed
+            .iter()
+            .zip(old)
+            .all(|(s, o)| Arc::ptr_eq(s, o))
+            .then_some(at)
+    }
+
     /// Replaces the segments `old` with the cleaned segment at `cleaned`: rename to
-    /// `.swap` (the commit point), delete the old files, rename into place, reopen.
-    fn swap_in(
-        &self,
-        old: &[Arc<Segment>],
-        next_base: u64,
-        cleaned: &std::path::Path,
-        report: &mut CompactionReport,
-    ) -> Result<()> {
+    /// `.swap` (the commit point), delete the old files, rename into place, reopen. Runs
+    /// under the maintenance lock, so retention cannot delete `old` during the swap; when
+    /// it deleted any of them before, the cleaned file is discarded (swapping it in would
+    /// bring deleted records back) and this returns false.
+    fn swap_in(&self, old: &[Arc<Segment>], next_base: u64, cleaned: &Path) -> Result<bool> {
         let inner = &*self.inner;
         let dir = &inner.dir;
+        let now = inner.clock.now_ms();
+        let _maintenance = inner.maintenance.lock();
+        let listed = self.check_open().map(|()| self.listed_at(old));
+        let Ok(Some(_)) = listed else {
+            let _ = std::fs::remove_file(cleaned);
+            if matches!(listed, Ok(None)) {
+                tracing::info!(
+                    file = %cleaned.display(),
+                    "compaction: retention deleted the segments being cleaned; cleaned copy discarded"
+                );
+            }
+            return listed.map(|_| false);
+        };
         let base = old[0].base_offset();
         let final_path = dir.join(file_name(base, ".log"));
         let swap = crate::fs::with_suffix(&final_path, crate::segment::SWAP_SUFFIX);
@@ -444,7 +516,6 @@ impl Partition {
             }
             crate::fs::rename(&swap, &final_path)?;
             let opts = SegmentOptions::from_config(&inner.config);
-            let now = inner.clock.now_ms();
             let (seg, recovered) =
                 Segment::recover(dir, base, opts, false, 0, Some(next_base), now)?;
             if let Recovered::CutAt(pos) = recovered {
@@ -469,14 +540,22 @@ impl Partition {
                 return Err(e);
             }
         };
-        let mut segs = inner.segments.write();
-        let at = segs
-            .iter()
-            .position(|s| Arc::ptr_eq(s, &old[0]))
-            .expect("segments being cleaned stay in the list: the maintenance lock is held");
-        segs.splice(at..at + old.len(), [seg]);
-        report.segments_after += 1;
-        Ok(())
+        {
+            let mut segs = inner.segments.write();
+            let at = segs
+                .iter()
+                .position(|s| Arc::ptr_eq(s, &old[0]))
+                .expect("segments being swapped stay in the list: the maintenance lock is held");
+            segs.splice(at..at + old.len(), [seg]);
+        }
+        // The pass flushed its inputs before cleaning them, so none should be waiting for a
+        // flush; one that were would keep its deleted files open until the next flush.
+        inner
+            .writer
+            .lock()
+            .unflushed
+            .retain(|s| !old.iter().any(|o| Arc::ptr_eq(o, s)));
+        Ok(true)
     }
 }
 

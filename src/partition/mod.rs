@@ -8,7 +8,10 @@
 //!
 //! Lock order — a thread holding one of these takes only those below it:
 //!
-//! 1. `maintenance` (compaction, retention, truncation, close);
+//! 0. `cleaner` (a whole compaction pass; truncation and close take it so that no pass
+//!    runs across them);
+//! 1. `maintenance` (retention, truncation, close, and a compaction pass's swaps — not
+//!    the pass's reading, writing and fsyncs, so retention never waits for a whole pass);
 //! 2. `sync` (the flush state; briefly, never across an fsync);
 //! 3. `writer` (appends, rolls);
 //! 4. the store's checkpoint lock ([`Checkpoints`](crate::checkpoint::Checkpoints));
@@ -135,8 +138,12 @@ struct Inner {
     /// Set first thing by `close`, so that a long compaction gives up.
     closing: AtomicBool,
     checkpoints: Arc<Checkpoints>,
-    /// Serializes the operations that change sealed segments (compaction, retention,
-    /// truncation, close). Taken before any other lock of the partition.
+    /// Serializes compaction passes, and keeps truncation and close out of a running one.
+    /// Held across a pass's reads, writes and fsyncs; retention does not take it.
+    cleaner: Mutex<()>,
+    /// Serializes the operations that change sealed segments (retention, truncation,
+    /// close, a compaction swap). Held only briefly by compaction, so retention runs while
+    /// a pass cleans. Taken before every other lock of the partition but `cleaner`.
     maintenance: Mutex<()>,
     /// Compaction: the first offset not yet cleaned.
     first_dirty: AtomicU64,
@@ -552,6 +559,9 @@ impl Partition {
     /// [`Error::Closed`]; [`Error::Poisoned`]; I/O errors (which poison the partition).
     pub fn truncate_to(&self, offset: u64) -> Result<()> {
         let inner = &*self.inner;
+        // No compaction pass runs across a truncation: its segments and first dirty
+        // offset would be stale.
+        let _cleaner = inner.cleaner.lock();
         let _maintenance = inner.maintenance.lock();
         // No flush may run meanwhile: it would mark offsets durable that this removes.
         // Holding the lock keeps new ones from starting once the running one has ended.
@@ -733,10 +743,16 @@ impl Partition {
             Ok(())
         });
         if let Err(e) = synced {
-            // Nothing is claimed durable: the next flush syncs all of it again.
+            // Nothing is claimed durable: the next flush syncs all of it again — but not
+            // segments retention or compaction removed meanwhile, which would otherwise
+            // keep their deleted files open.
             let mut w = inner.writer.lock();
             let active = segments.len() - 1;
-            w.unflushed.extend(segments.into_iter().take(active));
+            let live = inner.segments.read();
+            let still_listed = |s: &Arc<Segment>| live.iter().any(|l| Arc::ptr_eq(l, s));
+            w.unflushed
+                .extend(segments.into_iter().take(active).filter(still_listed));
+            drop(live);
             w.dir_dirty |= dir_dirty;
             return Err(e);
         }
@@ -762,6 +778,8 @@ impl Partition {
     /// Flushes, trims the active segment's index files and refuses further writes.
     pub(crate) fn close(&self) -> Result<()> {
         self.begin_close();
+        // A running compaction pass stops at its next step (`closing`).
+        let _cleaner = self.inner.cleaner.lock();
         let _maintenance = self.inner.maintenance.lock();
         {
             let w = self.inner.writer.lock();
@@ -783,6 +801,8 @@ impl Partition {
     /// Marks the partition closed without flushing (its files are being deleted).
     pub(crate) fn mark_closed(&self) {
         self.begin_close();
+        // No compaction pass writes in the directory once this returns.
+        let _cleaner = self.inner.cleaner.lock();
         let _maintenance = self.inner.maintenance.lock();
         let _w = self.inner.writer.lock();
         self.inner.closed.store(true, Ordering::Release);

@@ -343,6 +343,7 @@ impl Partition {
                 closed: AtomicBool::new(false),
                 closing: AtomicBool::new(false),
                 checkpoints: Arc::clone(&ctx.checkpoints),
+                cleaner: Mutex::new(()),
                 maintenance: Mutex::new(()),
                 first_dirty: AtomicU64::new(state.first_dirty.unwrap_or(0).max(log_start)),
                 cleaner_buffer_bytes: ctx.cleaner_buffer_bytes,

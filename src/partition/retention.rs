@@ -67,7 +67,10 @@ impl Partition {
     /// were deleted, so that on a full disk the roll has their space). The log start offset
     /// becomes the first remaining segment's base offset (or stays higher). The deletions
     /// are durable when this returns; appends wait only while the segments are taken out
-    /// of the partition, not while their files are deleted.
+    /// of the partition, not while their files are deleted. A compaction pass on the
+    /// partition delays this only while it swaps a cleaned segment in, not for the whole
+    /// pass; segments the pass is cleaning may go, and the pass then discards their
+    /// cleaned copy.
     ///
     /// Readers that hold data of a deleted segment keep reading it safely: reads copy
     /// batches out, and a segment's open file lives until its last reader drops it. A read
@@ -204,7 +207,10 @@ impl Partition {
     fn delete_detached(&self, removed: Vec<Arc<Segment>>) -> Result<RetentionReport> {
         let mut report = RetentionReport::default();
         if !removed.is_empty() {
-            for seg in &removed {
+            // Each segment is dropped as soon as its files are deleted: unless a reader
+            // still holds it, its descriptors and maps go with it, not at the end of the
+            // pass (a pass may delete thousands).
+            for seg in removed {
                 tracing::info!(
                     file = %seg.log_path().display(),
                     base_offset = seg.base_offset(),
@@ -215,8 +221,6 @@ impl Partition {
                 report.segments_deleted += 1;
                 report.bytes_deleted += seg.size();
             }
-            // Unmapping and closing the files happens as the last holders drop them.
-            drop(removed);
             crate::fs::sync_dir(&self.inner.dir)?;
         }
         report.log_start_offset = self.log_start_offset();

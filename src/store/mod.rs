@@ -47,15 +47,15 @@ pub struct Store {
     /// only the defaults apply.
     ctx: OpenContext,
     flusher: Option<Background>,
-    maintainer: Option<Background>,
-    last_maintenance: Arc<parking_lot::Mutex<Option<MaintenanceReport>>>,
+    maintainer: Option<Maintenance>,
+    last_maintenance: Arc<parking_lot::Mutex<LastPasses>>,
     groups: Arc<Coordinator>,
     closed: bool,
     _lock: DirLock,
 }
 
 /// What a maintenance pass ([`Store::enforce_retention`], [`Store::compact`], or the
-/// background thread) did across the store.
+/// background threads, see [`Store::last_maintenance`]) did across the store.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MaintenanceReport {
     /// Segments deleted by retention.
@@ -84,6 +84,17 @@ pub struct MaintenanceFailure {
 }
 
 impl MaintenanceReport {
+    /// Adds `other`'s counts and failures to this report.
+    fn absorb(&mut self, other: &MaintenanceReport) {
+        self.segments_deleted += other.segments_deleted;
+        self.bytes_deleted += other.bytes_deleted;
+        self.partitions_compacted += other.partitions_compacted;
+        self.dirty_bytes_cleaned += other.dirty_bytes_cleaned;
+        self.compacted_bytes_before += other.compacted_bytes_before;
+        self.compacted_bytes_after += other.compacted_bytes_after;
+        self.failures.extend(other.failures.iter().cloned());
+    }
+
     fn fail(&mut self, p: &Partition, e: &Error) {
         self.failures.push(MaintenanceFailure {
             partition: p.name().to_string(),
@@ -119,6 +130,48 @@ fn compact(topics: &[Topic], report: &mut MaintenanceReport) {
             Ok(_) | Err(Error::Closed(_)) => {}
             Err(e) => report.fail(p, &e),
         }
+    }
+}
+
+/// The last pass of each background maintenance thread.
+#[derive(Debug, Default)]
+struct LastPasses {
+    retention: Option<MaintenanceReport>,
+    compaction: Option<MaintenanceReport>,
+}
+
+impl LastPasses {
+    /// Both reports in one (see [`Store::last_maintenance`]).
+    fn merged(&self) -> Option<MaintenanceReport> {
+        if self.retention.is_none() && self.compaction.is_none() {
+            return None;
+        }
+        let mut report = MaintenanceReport::default();
+        for r in [&self.retention, &self.compaction].into_iter().flatten() {
+            report.absorb(r);
+        }
+        Some(report)
+    }
+}
+
+/// The background maintenance: two threads, like Kafka's (its scheduler's
+/// `kafka-log-retention` task and its `LogCleaner` threads), so that deleting what
+/// retention no longer keeps never waits behind a compaction pass's reads, writes and
+/// fsyncs. Each runs every `maintenance_interval`.
+#[derive(Debug)]
+struct Maintenance {
+    retention: Background,
+    cleaner: Background,
+}
+
+impl Maintenance {
+    /// Stops both threads, each after the pass it is running (a compaction pass stops
+    /// early once its partition is closing).
+    fn stop(self) {
+        let _ = self.retention.stop.send(());
+        let _ = self.cleaner.stop.send(());
+        self.retention.stop();
+        self.cleaner.stop();
     }
 }
 
@@ -159,20 +212,48 @@ impl Background {
         let _ = self.thread.join();
     }
 
-    /// The maintenance thread: retention and compaction every `interval`.
+    /// The maintenance threads: `seglog-retention` enforces retention and
+    /// `seglog-cleaner` compacts, each every `interval`.
     fn maintainer(
         topics: Arc<RwLock<BTreeMap<String, Topic>>>,
         interval: Duration,
-        last: Arc<parking_lot::Mutex<Option<MaintenanceReport>>>,
-    ) -> std::io::Result<Background> {
-        Background::spawn("seglog-maintenance", interval, move || {
-            let list: Vec<Topic> = topics.read().values().cloned().collect();
-            let mut report = MaintenanceReport::default();
-            enforce_retention(&list, &mut report);
-            compact(&list, &mut report);
-            *last.lock() = Some(report);
-            interval
-        })
+        last: Arc<parking_lot::Mutex<LastPasses>>,
+    ) -> std::io::Result<Maintenance> {
+        let pass =
+            |topics: Arc<RwLock<BTreeMap<String, Topic>>>,
+             last: Arc<parking_lot::Mutex<LastPasses>>,
+             work: fn(&[Topic], &mut MaintenanceReport),
+             slot: fn(&mut LastPasses) -> &mut Option<MaintenanceReport>| {
+                move || {
+                    let list: Vec<Topic> = topics.read().values().cloned().collect();
+                    let mut report = MaintenanceReport::default();
+                    work(&list, &mut report);
+                    *slot(&mut last.lock()) = Some(report);
+                    interval
+                }
+            };
+        let retention = Background::spawn(
+            "seglog-retention",
+            interval,
+            pass(
+                Arc::clone(&topics),
+                Arc::clone(&last),
+                enforce_retention,
+                |l| &mut l.retention,
+            ),
+        )?;
+        let cleaner = Background::spawn(
+            "seglog-cleaner",
+            interval,
+            pass(topics, last, compact, |l| &mut l.compaction),
+        );
+        match cleaner {
+            Ok(cleaner) => Ok(Maintenance { retention, cleaner }),
+            Err(e) => {
+                retention.stop();
+                Err(e)
+            }
+        }
     }
 
     /// The flusher: flushes topics with [`FlushPolicy::EveryMillis`] and writes the
@@ -476,10 +557,13 @@ impl Store {
         report
     }
 
-    /// The report of the background maintenance thread's last pass (retention, then
-    /// compaction), if it ran yet.
+    /// What the background maintenance did last: retention and compaction run on two
+    /// threads of their own (so that retention never waits behind compaction), and this
+    /// merges their last passes — the retention fields come from the retention thread's
+    /// last pass, the compaction fields from the cleaner thread's, and the failures are
+    /// those of both. `None` until one of them has finished a pass.
     pub fn last_maintenance(&self) -> Option<MaintenanceReport> {
-        self.last_maintenance.lock().clone()
+        self.last_maintenance.lock().merged()
     }
 
     /// A consumer of every partition of `topic`, on its own (no group): positions start
@@ -652,7 +736,7 @@ impl Store {
         if let Some(f) = self.flusher.take() {
             f.stop();
         }
-        // A compaction pass in the maintenance thread stops early once its partition is
+        // A compaction pass in the cleaner thread stops early once its partition is
         // closing.
         for t in self.topics.read().values() {
             t.partitions().iter().for_each(Partition::begin_close);

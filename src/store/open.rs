@@ -24,7 +24,7 @@
 //! 7. **Checkpoints** (§1.3, §9): rewritten with what the open found — entries of deleted
 //!    partitions dropped, log start offsets as recovery clamped them.
 //! 8. **Threads**: the flusher (flush policies, periodic checkpoints) and, if configured,
-//!    the maintenance thread (retention, compaction) start.
+//!    the maintenance threads (one for retention, one for compaction) start.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -91,14 +91,14 @@ impl Store {
             config.checkpoint_interval,
         )
         .map_err(|e| Error::io("start flusher thread for", &dir, e))?;
-        let last_maintenance = Arc::new(parking_lot::Mutex::new(None));
+        let last_maintenance = Arc::default();
         let maintainer = config
             .maintenance_interval
             .map(|interval| {
                 Background::maintainer(Arc::clone(&topics), interval, Arc::clone(&last_maintenance))
             })
             .transpose()
-            .map_err(|e| Error::io("start maintenance thread for", &dir, e))?;
+            .map_err(|e| Error::io("start maintenance threads for", &dir, e))?;
         Ok(Store {
             dir,
             config,
