@@ -211,6 +211,11 @@ impl CheckpointGuard<'_> {
     pub(crate) fn set_first_dirty(&mut self, key: &(String, u32), offset: u64) -> Result<()> {
         let mut cleaner = self.written.cleaner.clone();
         cleaner.insert(key.clone(), offset);
+        self.write_cleaner(cleaner)
+    }
+
+    /// Replaces `cleaner-offset-checkpoint` with `cleaner` (unless it says that already).
+    fn write_cleaner(&mut self, cleaner: Offsets) -> Result<()> {
         let w = &mut *self.written;
         replace(
             self.dir,
@@ -240,14 +245,7 @@ impl CheckpointGuard<'_> {
             .filter(|(k, _)| live.contains_key(*k))
             .map(|(k, v)| (k.clone(), *v))
             .collect();
-        let w = &mut *self.written;
-        replace(
-            self.dir,
-            CLEANER_FILE,
-            cleaner,
-            &mut w.cleaner,
-            &mut w.unsure,
-        )
+        self.write_cleaner(cleaner)
     }
 
     /// What the files say now: `(recovery points, log start offsets)`.

@@ -130,8 +130,7 @@ fn run_scenario(scenario: &str) {
         let out_dir = tempfile::tempdir().unwrap();
         let out = out_dir.path().join("acked");
         let seed = 0xE05_0000 + run;
-        let result = Command::new(std::env::current_exe().unwrap())
-            .args(["child_entry", "--exact", "--nocapture", "--test-threads=1"])
+        let result = common::child::helper("child_entry")
             .env(CHILD_SCENARIO, scenario)
             .env(CHILD_DIR, mount.path())
             .env(CHILD_OUT, &out)
@@ -280,12 +279,7 @@ fn failed_index_allocation_fails_the_append_before_the_log_is_written() {
     )
     .unwrap();
     let config = TopicConfig::default().index_interval_bytes(0);
-    let p = store
-        .create_topic("t", config)
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .clone();
+    let p = common::setup::create(&store, "t", config);
     p.append(&[Record::new("first")]).unwrap();
     p.flush().unwrap();
     let log = dir.path().join("t-0").join("00000000000000000000.log");
@@ -468,12 +462,7 @@ impl Child {
     /// Appends (flushing every 37) until an operation fails; it must fail with ENOSPC.
     fn appends(&mut self, config: TopicConfig) {
         let store = self.open();
-        let p = store
-            .create_topic("t", config)
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .clone();
+        let p = common::setup::create(&store, "t", config);
         self.baseline(&p, 0, 100, 100);
         let slack = self.rng.below(64) * PAGE;
         self.fill(slack);
@@ -510,12 +499,7 @@ impl Child {
         let config = TopicConfig::default()
             .segment_bytes(64 << 10)
             .flush_policy(FlushPolicy::EveryRecords(7));
-        let p = store
-            .create_topic("t", config)
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .clone();
+        let p = common::setup::create(&store, "t", config);
         self.baseline(&p, 0, 100, 100);
         let slack = self.rng.below(64) * PAGE;
         self.fill(slack);
@@ -548,12 +532,7 @@ impl Child {
             .segment_bytes(64 << 10)
             .cleanup_policy(CleanupPolicy::Compact)
             .min_cleanable_dirty_ratio(0.0);
-        let p = store
-            .create_topic("t", config)
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .clone();
+        let p = common::setup::create(&store, "t", config);
         // Unique keys: compaction keeps every record, so each cleaned group is as large as
         // the segments it replaces. A pass frees each group's old files once it is swapped
         // in, so only one group (a 64 KiB segment) needs room at a time: less than that.
@@ -654,12 +633,7 @@ impl Child {
             .segment_bytes(256 << 10)
             .index_interval_bytes(0)
             .flush_policy(FlushPolicy::EveryAppend);
-        let p = store
-            .create_topic("t", config)
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .clone();
+        let p = common::setup::create(&store, "t", config);
         self.baseline(&p, 0, 100, 100);
         let slack = self.rng.below(64) * PAGE;
         self.fill(slack);

@@ -86,21 +86,21 @@ fn read_through(p: &Partition) -> seglog::Result<u64> {
     Ok(records)
 }
 
+/// A compacted topic of small segments, cleaned whatever its dirty ratio.
+fn compacted() -> TopicConfig {
+    TopicConfig::default()
+        .cleanup_policy(CleanupPolicy::Compact)
+        .segment_bytes(2_000)
+        .min_cleanable_dirty_ratio(0.0)
+}
+
 #[test]
 fn a_flipped_base_offset_in_a_kept_empty_batch_is_an_error_not_a_stall() {
     let _g = shared();
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(T);
     let store = open(dir.path(), &clock).unwrap();
-    let t = store
-        .create_topic(
-            "t",
-            TopicConfig::default()
-                .cleanup_policy(CleanupPolicy::Compact)
-                .segment_bytes(2_000)
-                .min_cleanable_dirty_ratio(0.0),
-        )
-        .unwrap();
+    let t = store.create_topic("t", compacted()).unwrap();
     // One key: compaction empties every cleaned segment but keeps its last batch.
     for i in 0..300 {
         t.send_to(
@@ -249,15 +249,7 @@ fn compaction_gaps_read_through_after_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::at(T);
     let store = open(dir.path(), &clock).unwrap();
-    let t = store
-        .create_topic(
-            "t",
-            TopicConfig::default()
-                .cleanup_policy(CleanupPolicy::Compact)
-                .segment_bytes(2_000)
-                .min_cleanable_dirty_ratio(0.0),
-        )
-        .unwrap();
+    let t = store.create_topic("t", compacted()).unwrap();
     for i in 0..400 {
         let key = format!("k{}", if i % 7 == 0 { i } else { i % 5 });
         t.send_to(

@@ -42,9 +42,8 @@ pub struct Store {
     dir: PathBuf,
     config: StoreConfig,
     topics: Arc<RwLock<BTreeMap<String, Topic>>>,
-    checkpoints: Arc<Checkpoints>,
-    /// What open found (clean shutdown or not, checkpoints), with which partitions open;
-    /// only the defaults apply.
+    /// What open found (clean shutdown or not, checkpoints) and the checkpoint files:
+    /// every partition opens with it (a topic created later as fresh, inheriting nothing).
     ctx: OpenContext,
     flusher: Option<Background>,
     maintainer: Option<Maintenance>,
@@ -358,10 +357,10 @@ impl Store {
                 topics_file_missing: false,
             });
         }
-        if self.checkpoints.lock().may_mention(name) {
+        if self.ctx.checkpoints.lock().may_mention(name) {
             // Left by a deleted topic whose checkpoint rewrite failed: the new partitions
             // must not inherit its recovery points or log start offsets at the next open.
-            write_checkpoints(&topics, &self.checkpoints)?;
+            write_checkpoints(&topics, &self.ctx.checkpoints)?;
         }
         let mut configs: BTreeMap<String, TopicConfig> = topics
             .iter()
@@ -502,7 +501,7 @@ impl Store {
         }
         // Should this fail, `create_topic` writes the checkpoints before a topic of the
         // same name can inherit these entries.
-        let _ = write_checkpoints(&topics, &self.checkpoints);
+        let _ = write_checkpoints(&topics, &self.ctx.checkpoints);
         drop(topics);
         if name == OFFSETS_TOPIC {
             // Not under the topics lock: loading the offsets takes the coordinator's lock
@@ -535,7 +534,7 @@ impl Store {
         }
         // Under the topics lock: a topic deleted meanwhile must not come back into the
         // files (its partitions would inherit its offsets if created again).
-        write_checkpoints(&self.topics.read(), &self.checkpoints)
+        write_checkpoints(&self.topics.read(), &self.ctx.checkpoints)
     }
 
     /// Enforces retention on every partition now (see [`Partition::enforce_retention`]).
@@ -759,7 +758,7 @@ impl Store {
         // marker tells the next open that nothing needs checking. Not after a failure: the
         // next open then recovers.
         first?;
-        write_checkpoints(&topics, &self.checkpoints)?;
+        write_checkpoints(&topics, &self.ctx.checkpoints)?;
         crate::fs::write_atomic(&self.dir.join(CLEAN_SHUTDOWN_FILE), b"")
     }
 }

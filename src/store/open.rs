@@ -103,7 +103,6 @@ impl Store {
             dir,
             config,
             topics,
-            checkpoints: Arc::clone(&ctx.checkpoints),
             ctx,
             flusher: Some(flusher),
             maintainer,
