@@ -100,6 +100,15 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io("fsync directory", dir, e))
 }
 
+/// fdatasyncs the file at `path` through a descriptor opened for it (the file's pages,
+/// written through any descriptor or map, are synced).
+pub(crate) fn sync_file(path: &Path) -> Result<()> {
+    inject(FaultOp::Fsync)
+        .and_then(|()| File::open(path))
+        .and_then(|f| f.sync_data())
+        .map_err(|e| Error::io("fsync", path, e))
+}
+
 /// Replaces `path` with `contents` atomically: write `path.tmp`, fsync it, rename over
 /// `path`, fsync the directory. A crash leaves either the old or the new file.
 pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {

@@ -64,6 +64,7 @@ mod checkpoint;
 mod config;
 mod consumer;
 mod error;
+mod files;
 mod fs;
 mod mmap;
 mod notify;

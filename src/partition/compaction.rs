@@ -420,7 +420,7 @@ impl Partition {
             }
             crate::fs::rename(&swap, &final_path)?;
             crate::fs::sync_dir(dir)?;
-            let opts = SegmentOptions::from_config(&inner.config);
+            let opts = SegmentOptions::from_config(&inner.config, &inner.files);
             let now = inner.clock.now_ms();
             let (seg, recovered) =
                 Segment::recover(dir, base, opts, false, 0, Some(next_base), now)?;
@@ -437,7 +437,7 @@ impl Partition {
         // Any failure after the commit leaves memory and disk apart: poisoned, so that only
         // a reopen (which completes the swap) writes again.
         let seg = match done {
-            Ok(seg) => Arc::new(seg),
+            Ok(seg) => seg,
             Err(e) => {
                 self.poison(&e);
                 return Err(e);

@@ -43,6 +43,11 @@ use crate::notify::Notify;
 use crate::record::{encode_batch, BatchIter, BatchSpec, Record, TIMESTAMP_TYPE_BIT};
 use crate::segment::{Segment, SegmentOptions};
 
+/// How many times a read starts over after finding its segment deleted under it (the
+/// segment list changes right after a deletion; bounded in case it did not, after an
+/// error).
+const DELETED_RETRIES: u32 = 100;
+
 /// What an append wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
@@ -142,6 +147,8 @@ struct Inner {
     first_dirty: AtomicU64,
     /// Memory for compaction's key map.
     cleaner_buffer_bytes: usize,
+    /// The store's open segment files (new segments count there).
+    files: Arc<crate::files::OpenFiles>,
     /// Compaction: the earliest delete horizon of a tombstone it kept (`i64::MAX`: none
     /// known). Once passed, a pass runs even with nothing dirty. Not persisted: after a
     /// reopen, such tombstones go with the next pass that new data triggers.
@@ -341,8 +348,8 @@ impl Partition {
     fn roll(&self, w: &mut Writer, base: u64, now: i64) -> Result<()> {
         let inner = &*self.inner;
         w.active.seal()?;
-        let opts = SegmentOptions::from_config(&inner.config);
-        let seg = Arc::new(Segment::create(&inner.dir, base, opts, now)?);
+        let opts = SegmentOptions::from_config(&inner.config, &inner.files);
+        let seg = Segment::create(&inner.dir, base, opts, now)?;
         inner.segments.write().push(Arc::clone(&seg));
         let old = std::mem::replace(&mut w.active, seg);
         w.unflushed.push(old);
@@ -436,6 +443,7 @@ impl Partition {
             next_offset: offset,
         };
         let mut next = offset;
+        let mut retries = 0;
         while next < end {
             let seg = {
                 let segs = self.inner.segments.read();
@@ -450,7 +458,17 @@ impl Partition {
             };
             let budget = max_bytes.saturating_sub(fetch.buf.len());
             let before = fetch.buf.len();
-            match seg.0.read(next, budget, before == 0, &mut fetch.buf)? {
+            let read = match seg.0.read(next, budget, before == 0, &mut fetch.buf) {
+                // Deleted under us (retention, compaction) and closed by the file cache: the
+                // segment list tells where the offset went.
+                Err(_) if seg.0.is_deleted() && retries < DELETED_RETRIES => {
+                    retries += 1;
+                    std::thread::yield_now();
+                    continue;
+                }
+                read => read?,
+            };
+            match read {
                 Some(n) if fetch.buf.len() > before => next = n,
                 Some(_) => break, // the next batch does not fit the budget
                 None => match seg.1 {
@@ -489,18 +507,33 @@ impl Partition {
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
         let _no_truncation = self.inner.truncation.read();
         let end = self.log_end_offset();
-        let segs: Vec<Arc<Segment>> = self.inner.segments.read().clone();
-        let start = self.log_start_offset();
-        for seg in segs {
-            if seg.max_timestamp()? < timestamp {
-                continue;
+        let mut retries = 0;
+        'search: loop {
+            let segs: Vec<Arc<Segment>> = self.inner.segments.read().clone();
+            let start = self.log_start_offset();
+            for seg in segs {
+                let found = seg
+                    .max_timestamp()
+                    .and_then(|max| match max < timestamp {
+                        true => Ok(None),
+                        false => seg.find_offset_by_timestamp(timestamp, start),
+                    });
+                let found = match found {
+                    // Deleted under us: search the segments that replaced it.
+                    Err(_) if seg.is_deleted() && retries < DELETED_RETRIES => {
+                        retries += 1;
+                        std::thread::yield_now();
+                        continue 'search;
+                    }
+                    found => found?,
+                };
+                if let Some((offset, timestamp)) = found {
+                    // A record appended after `end` was loaded is not visible yet.
+                    return Ok((offset < end).then_some(TimestampOffset { offset, timestamp }));
+                }
             }
-            if let Some((offset, timestamp)) = seg.find_offset_by_timestamp(timestamp, start)? {
-                // A record appended after `end` was loaded is not visible yet.
-                return Ok((offset < end).then_some(TimestampOffset { offset, timestamp }));
-            }
+            return Ok(None);
         }
-        Ok(None)
     }
 
     /// Removes every record at or past `offset`; the log end offset becomes `offset`.
@@ -738,7 +771,12 @@ impl Partition {
             }
             w.active.seal()?;
         }
-        self.sync_to(self.log_end_offset(), true)
+        self.sync_to(self.log_end_offset(), true)?;
+        // Handles to a closed partition may live on: its files need not.
+        for seg in self.inner.segments.read().iter() {
+            seg.close_files();
+        }
+        Ok(())
     }
 
     /// Marks the partition closed without flushing (its files are being deleted).

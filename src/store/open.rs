@@ -47,6 +47,7 @@ impl Store {
     /// # Errors
     /// As [`Store::open`].
     pub fn open_with(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store> {
+        config.validate()?;
         // 1. Lock.
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
@@ -167,6 +168,7 @@ fn read_shutdown_state(dir: &Path, config: &StoreConfig) -> Result<OpenContext> 
         clock: config.clock.clone(),
         checkpoints,
         cleaner_buffer_bytes: config.cleaner_buffer_bytes,
+        files: crate::files::OpenFiles::new(config.max_open_files),
         clean,
         recovery_points,
         log_starts,
