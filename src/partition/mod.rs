@@ -43,11 +43,6 @@ use crate::notify::Notify;
 use crate::record::{encode_batch, BatchIter, BatchSpec, Record, TIMESTAMP_TYPE_BIT};
 use crate::segment::{Segment, SegmentOptions};
 
-/// How many times a read starts over after finding its segment deleted under it (the
-/// segment list changes right after a deletion; bounded in case it did not, after an
-/// error).
-const DELETED_RETRIES: u32 = 100;
-
 /// What an append wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
@@ -443,7 +438,6 @@ impl Partition {
             next_offset: offset,
         };
         let mut next = offset;
-        let mut retries = 0;
         while next < end {
             let seg = {
                 let segs = self.inner.segments.read();
@@ -461,11 +455,7 @@ impl Partition {
             let read = match seg.0.read(next, budget, before == 0, &mut fetch.buf) {
                 // Deleted under us (retention, compaction) and closed by the file cache: the
                 // segment list tells where the offset went.
-                Err(_) if seg.0.is_deleted() && retries < DELETED_RETRIES => {
-                    retries += 1;
-                    std::thread::yield_now();
-                    continue;
-                }
+                Err(_) if self.replaced(&seg.0) => continue,
                 read => read?,
             };
             match read {
@@ -499,6 +489,25 @@ impl Partition {
         Ok(fetch)
     }
 
+    /// After a read of `seg` failed: true when the segment was deleted (retention or
+    /// compaction, with its files closed by the cache) and has left the segment list, so
+    /// that the read can look again where its offsets went. Waits (up to about two
+    /// seconds) for a compaction that deleted it to put its replacement in the list.
+    fn replaced(&self, seg: &Arc<Segment>) -> bool {
+        let mut pause = std::time::Duration::from_micros(50);
+        for _ in 0..20 {
+            if !seg.is_deleted() {
+                return false;
+            }
+            if !self.inner.segments.read().iter().any(|s| Arc::ptr_eq(s, seg)) {
+                return true;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(200));
+        }
+        false
+    }
+
     /// The first record with a timestamp `>= timestamp` (Kafka's ListOffsets by time), or
     /// `None` when every record is older.
     ///
@@ -507,7 +516,6 @@ impl Partition {
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
         let _no_truncation = self.inner.truncation.read();
         let end = self.log_end_offset();
-        let mut retries = 0;
         'search: loop {
             let segs: Vec<Arc<Segment>> = self.inner.segments.read().clone();
             let start = self.log_start_offset();
@@ -520,11 +528,7 @@ impl Partition {
                     });
                 let found = match found {
                     // Deleted under us: search the segments that replaced it.
-                    Err(_) if seg.is_deleted() && retries < DELETED_RETRIES => {
-                        retries += 1;
-                        std::thread::yield_now();
-                        continue 'search;
-                    }
+                    Err(_) if self.replaced(&seg) => continue 'search,
                     found => found?,
                 };
                 if let Some((offset, timestamp)) = found {

@@ -192,7 +192,7 @@ impl Evict for Segment {
     fn evict(&self, part: Part) -> bool {
         match part {
             Part::Log => {
-                if self.pins.load(Ordering::SeqCst) > 0 {
+                if self.pins.load(Ordering::SeqCst) > 0 || self.is_deleted() {
                     return false;
                 }
                 // Readers holding the file keep it: only the cache's reference goes.
@@ -1026,25 +1026,16 @@ impl Segment {
     }
 
     /// Deletes the segment's three files, the `.log` first (once it is gone, the segment
-    /// is; index files without a `.log` are removed at open). The segment's files leave the
-    /// cache: readers in the middle of a read go on reading the open `.log`, which the OS
-    /// frees when the last of them drops it; nothing reopens them.
+    /// is; index files without a `.log` are removed at open). Readers holding the segment
+    /// go on reading the files it has open, which the OS frees when the segment is dropped;
+    /// they stop counting against the store's cap (they are released with the last reader),
+    /// and nothing reopens them: a read that finds a deleted segment closed fails with
+    /// `NotFound` (the partition then looks again where the offsets went).
     pub(crate) fn delete_files(&self) -> Result<()> {
         {
             let _no_loader = self.load_lock.lock();
             self.deleted.store(true, Ordering::Release);
-            // Lookups scan the log without an index from now on.
-            for (idx, size) in [
-                (&self.index, OFFSET_ENTRY_SIZE),
-                (&self.time_index, TIME_ENTRY_SIZE),
-            ] {
-                let mut idx = idx.write();
-                let path = idx.path().to_path_buf();
-                *idx = IndexFile::unloaded(&path, size);
-            }
-            self.indexes_loaded.store(true, Ordering::Release);
         }
-        self.log.close();
         if let Some(files) = &self.opts.files {
             files.closed(self.id, Part::Log);
             files.closed(self.id, Part::Indexes);
