@@ -69,7 +69,10 @@ fn read_all(store: &Store) -> u64 {
     let (mut next, mut bytes) = (0, 0);
     while next < p.log_end_offset() {
         let f = p.read(next, 1 << 20).unwrap();
-        bytes += f.records().map(|r| r.value().map_or(0, |v| v.len() as u64)).sum::<u64>();
+        bytes += f
+            .records()
+            .map(|r| r.value().map_or(0, |v| v.len() as u64))
+            .sum::<u64>();
         next = f.next_offset();
     }
     bytes
@@ -91,7 +94,10 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let end = build(dir.path());
     if let Ok(mode) = std::env::var("SEGLOG_OPEN_FILES_DRIVER") {
-        let store = open(dir.path(), if mode == "capped" { CAP_LOW } else { CAP_HIGH });
+        let store = open(
+            dir.path(),
+            if mode == "capped" { CAP_LOW } else { CAP_HIGH },
+        );
         let mut seed = 0x9e37_79b9_7f4a_7c15;
         lookups(&store, end, &mut seed); // warm: the uncapped case opens everything
         lookups(&store, end, &mut seed);

@@ -144,12 +144,7 @@ impl OpenFiles {
         }
     }
 
-    fn evict_lru(
-        &self,
-        st: &mut State,
-        keep: (u64, Part),
-        upgraded: &mut Vec<Arc<dyn Evict>>,
-    ) {
+    fn evict_lru(&self, st: &mut State, keep: (u64, Part), upgraded: &mut Vec<Arc<dyn Evict>>) {
         let mut candidates = Vec::with_capacity(st.entries.len());
         let mut gone = Vec::new();
         for (&key, e) in &st.entries {
@@ -283,8 +278,7 @@ mod tests {
     fn the_default_follows_the_descriptor_limit() {
         let cap = default_max_open_files();
         assert!((MIN_OPEN_FILES..=MAX_DEFAULT as usize).contains(&cap));
-        if let Some(soft) = rustix::process::getrlimit(rustix::process::Resource::Nofile).current
-        {
+        if let Some(soft) = rustix::process::getrlimit(rustix::process::Resource::Nofile).current {
             assert!(cap as u64 <= (soft / 2).max(MIN_OPEN_FILES as u64));
         }
     }

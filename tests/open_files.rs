@@ -29,7 +29,11 @@ fn open_files_under(dir: &Path) -> (usize, usize) {
     let maps = std::fs::read_to_string("/proc/self/maps")
         .unwrap()
         .lines()
-        .filter(|l| l.split_whitespace().nth(5).is_some_and(|p| p.starts_with(&prefix)))
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(5)
+                .is_some_and(|p| p.starts_with(&prefix))
+        })
         .count();
     (fds, maps)
 }
@@ -198,7 +202,11 @@ fn child(dir: &Path) {
         "CHILD-REPORT: cap {cap} peak fds {} peak maps {} samples {} records {total}",
         peak.fds, peak.maps, peak.samples
     );
-    assert!(peak.fds <= cap, "{} descriptors over the cap {cap}", peak.fds);
+    assert!(
+        peak.fds <= cap,
+        "{} descriptors over the cap {cap}",
+        peak.fds
+    );
     assert!(peak.maps <= cap, "{} maps over the cap {cap}", peak.maps);
 }
 
@@ -236,4 +244,131 @@ fn thousands_of_segments_under_ulimit_256() {
         .find(|l| l.contains("CHILD-REPORT:"))
         .unwrap_or_else(|| panic!("no report from the child:\n{stdout}"));
     println!("{report}");
+}
+
+/// Open files of this process under `dir` (descriptors, maps), for the in-process tests.
+fn counts(dir: &Path) -> (usize, usize) {
+    open_files_under(dir)
+}
+
+// With the smallest cap, files are closed all the time while readers race compaction (which
+// deletes and replaces segments), retention (which deletes them) and truncation (which
+// rewrites a sealed segment and makes it active again): every read returns the records
+// written, in order, and the store's files stay within the cap between operations.
+#[test]
+fn tiny_cap_under_compaction_retention_and_truncation() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let cap = 16;
+    let store = Store::open_with(
+        dir.path(),
+        StoreConfig::default()
+            .maintenance_interval(None)
+            .max_open_files(cap),
+    )
+    .unwrap();
+    let small = TopicConfig::default().segment_bytes(600).retention_ms(None);
+    let compacted = store
+        .create_topic(
+            "c",
+            small
+                .clone()
+                .cleanup_policy(seglog::CleanupPolicy::Compact)
+                .min_cleanable_dirty_ratio(0.0),
+        )
+        .unwrap();
+    let retained = store
+        .create_topic("r", small.clone().retention_bytes(Some(6_000)))
+        .unwrap();
+    let c = compacted.partition(0).unwrap().clone();
+    let r = retained.partition(0).unwrap().clone();
+    // Keys 0..20: the value names the offset, so a reader can check every record it gets.
+    let rec = |o: u64| Record::new(format!("{o}")).with_key(format!("k{}", o % 20));
+    for o in 0..400 {
+        c.append(&[rec(o)]).unwrap();
+        r.append(&[rec(o)]).unwrap();
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = [c.clone(), r.clone(), c.clone(), r.clone()]
+        .into_iter()
+        .map(|p| {
+            let done = Arc::clone(&done);
+            std::thread::spawn(move || {
+                let mut scans = 0u64;
+                while !done.load(Ordering::Acquire) || scans == 0 {
+                    let mut next = p.log_start_offset();
+                    while next < p.log_end_offset() {
+                        let f = match p.read(next, 700) {
+                            Ok(f) => f,
+                            // Retention moved the log start past `next`: start again.
+                            Err(seglog::Error::OffsetOutOfRange { .. }) => break,
+                            Err(e) => panic!("read at {next}: {e}"),
+                        };
+                        for rv in f.records() {
+                            assert!(rv.offset() >= next);
+                            let v = std::str::from_utf8(rv.value().unwrap()).unwrap();
+                            assert_eq!(v, rv.offset().to_string());
+                            next = rv.offset() + 1;
+                        }
+                        next = next.max(f.next_offset());
+                    }
+                    scans += 1;
+                }
+                scans
+            })
+        })
+        .collect();
+    for round in 0..30u64 {
+        for _ in 0..40 {
+            let o = c.log_end_offset();
+            c.append(&[rec(o)]).unwrap();
+            let o = r.log_end_offset();
+            r.append(&[rec(o)]).unwrap();
+        }
+        c.compact_now().unwrap();
+        r.enforce_retention().unwrap();
+        if round % 10 == 9 {
+            // Into a sealed segment some way back: rewritten, and active again.
+            let to = r.log_end_offset() - 25;
+            r.truncate_to(to).unwrap();
+        }
+        c.flush().unwrap();
+        r.flush().unwrap();
+        let (fds, maps) = counts(dir.path());
+        // The lock file and a reader's segment in use may come on top of the cap.
+        assert!(fds <= cap + 6, "{fds} descriptors, cap {cap}");
+        assert!(maps <= cap + 6, "{maps} maps, cap {cap}");
+    }
+    done.store(true, Ordering::Release);
+    for t in readers {
+        assert!(t.join().unwrap() > 0);
+    }
+    // Everything is still readable after a reopen.
+    drop((c, r, compacted, retained));
+    store.close().unwrap();
+    let store = Store::open_with(dir.path(), StoreConfig::default().max_open_files(cap)).unwrap();
+    for name in ["c", "r"] {
+        let p = store.topic(name).unwrap().partition(0).unwrap().clone();
+        let mut next = p.log_start_offset();
+        while next < p.log_end_offset() {
+            let f = p.read(next, 4096).unwrap();
+            for rv in f.records() {
+                let v = std::str::from_utf8(rv.value().unwrap()).unwrap();
+                assert_eq!(v, rv.offset().to_string());
+            }
+            next = f.next_offset();
+        }
+    }
+    store.close().unwrap();
+}
+
+#[test]
+fn max_open_files_is_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    match Store::open_with(dir.path(), StoreConfig::default().max_open_files(3)) {
+        Err(seglog::Error::InvalidConfig { field, .. }) => assert_eq!(field, "max_open_files"),
+        other => panic!("expected InvalidConfig, got {other:?}"),
+    }
+    assert!(StoreConfig::default().max_open_files >= 16);
 }

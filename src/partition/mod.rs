@@ -14,7 +14,9 @@
 //! 4. the store's checkpoint lock ([`Checkpoints`](crate::checkpoint::Checkpoints));
 //! 5. `truncation` (readers share it; truncation takes it exclusively);
 //! 6. `segments` (the segment list; held briefly);
-//! 7. a segment's own locks (index files, writer state, lazy load).
+//! 7. a segment's own locks (index files, writer state, lazy load);
+//! 8. the store's open-file cache (`files.rs`), which closing another segment's files only
+//!    *tries* that segment's locks, so holding it waits for no segment.
 //!
 //! Above the partition: the consumer coordinator's lock, then the store's topics lock, then
 //! the checkpoint lock.
@@ -499,7 +501,13 @@ impl Partition {
             if !seg.is_deleted() {
                 return false;
             }
-            if !self.inner.segments.read().iter().any(|s| Arc::ptr_eq(s, seg)) {
+            if !self
+                .inner
+                .segments
+                .read()
+                .iter()
+                .any(|s| Arc::ptr_eq(s, seg))
+            {
                 return true;
             }
             std::thread::sleep(pause);
@@ -520,12 +528,10 @@ impl Partition {
             let segs: Vec<Arc<Segment>> = self.inner.segments.read().clone();
             let start = self.log_start_offset();
             for seg in segs {
-                let found = seg
-                    .max_timestamp()
-                    .and_then(|max| match max < timestamp {
-                        true => Ok(None),
-                        false => seg.find_offset_by_timestamp(timestamp, start),
-                    });
+                let found = seg.max_timestamp().and_then(|max| match max < timestamp {
+                    true => Ok(None),
+                    false => seg.find_offset_by_timestamp(timestamp, start),
+                });
                 let found = match found {
                     // Deleted under us: search the segments that replaced it.
                     Err(_) if self.replaced(&seg) => continue 'search,

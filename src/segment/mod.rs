@@ -281,10 +281,7 @@ impl Segment {
         // Checked again once open: `deleted` is set before the files are removed, so a file
         // opened while it is still false is this segment's, never a successor at the same
         // path (compaction renames one there).
-        let (open, opened) = self
-            .log
-            .open_file(|| self.is_deleted())?
-            .ok_or_else(gone)?;
+        let (open, opened) = self.log.open_file(|| self.is_deleted())?.ok_or_else(gone)?;
         if opened {
             self.register(Part::Log);
         }
