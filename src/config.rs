@@ -461,6 +461,18 @@ pub struct StoreConfig {
     /// `log.cleaner.dedupe.buffer.size`, default 128 MiB). A dirty range with more keys
     /// than fit is cleaned in several passes.
     pub cleaner_buffer_bytes: usize,
+    /// Cap on the segment files the store keeps open, shared by all its partitions. Sealed
+    /// segments' files are opened on demand and the least recently used closed when the
+    /// cap is reached; active segments always stay open (they count, and the cap is
+    /// exceeded when they alone need more). A segment's `.log` counts 1 and its two index
+    /// files 2; each counts the larger of its descriptors and its memory maps, so both stay
+    /// under the cap. Files a reader is using are never closed under it, so concurrent
+    /// readers can exceed the cap for as long as their reads last.
+    ///
+    /// Default: half of the process's soft `RLIMIT_NOFILE` (as when the default is built)
+    /// less 32 for the store's other files, at least 16 and at most 32,768 — 96 under
+    /// `ulimit -n 256`, 480 under 1024. Allowed: at least 16.
+    pub max_open_files: usize,
 }
 
 impl Default for StoreConfig {
@@ -470,6 +482,7 @@ impl Default for StoreConfig {
             checkpoint_interval: std::time::Duration::from_secs(60),
             maintenance_interval: Some(std::time::Duration::from_secs(300)),
             cleaner_buffer_bytes: 128 << 20,
+            max_open_files: crate::files::default_max_open_files(),
         }
     }
 }
@@ -485,6 +498,25 @@ impl StoreConfig {
     pub fn cleaner_buffer_bytes(mut self, bytes: usize) -> Self {
         self.cleaner_buffer_bytes = bytes;
         self
+    }
+
+    /// Sets [`StoreConfig::max_open_files`].
+    pub fn max_open_files(mut self, n: usize) -> Self {
+        self.max_open_files = n;
+        self
+    }
+
+    /// Checks every field against its allowed range.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the first field out of range.
+    pub fn validate(&self) -> Result<()> {
+        check(
+            "max_open_files",
+            self.max_open_files as u64,
+            crate::files::MIN_OPEN_FILES as u64,
+            u64::MAX,
+        )
     }
 
     /// Sets [`StoreConfig::checkpoint_interval`].

@@ -206,6 +206,17 @@ pub(crate) fn sync_file(f: &File, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// fdatasyncs the file at `path` through a descriptor opened for it (the file's pages,
+/// written through any descriptor or map, are synced).
+pub(crate) fn sync_path(path: &Path) -> Result<()> {
+    inject(FaultOp::Fsync)
+        .and_then(|()| nofollow().read(true).open(path))
+        .and_then(|f| f.sync_data())
+        .map_err(|e| Error::io("fsync", path, e))?;
+    record(|| FsEvent::SyncFile(path.to_path_buf()));
+    Ok(())
+}
+
 /// Replaces `path` with `contents` atomically: write `path.tmp`, fsync it, rename over
 /// `path`, fsync the directory. A crash leaves either the old or the new file.
 pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {

@@ -65,6 +65,7 @@ mod checkpoint;
 mod config;
 mod consumer;
 mod error;
+mod files;
 mod fs;
 mod mmap;
 mod notify;

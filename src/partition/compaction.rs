@@ -515,7 +515,7 @@ impl Partition {
                 seg.delete_files()?;
             }
             crate::fs::rename(&swap, &final_path)?;
-            let opts = SegmentOptions::from_config(&inner.config);
+            let opts = SegmentOptions::from_config(&inner.config, &inner.files);
             let (seg, recovered) =
                 Segment::recover(dir, base, opts, false, 0, Some(next_base), now)?;
             if let Recovered::CutAt(pos) = recovered {
@@ -534,7 +534,7 @@ impl Partition {
         // Any failure after the commit leaves memory and disk apart: poisoned, so that only
         // a reopen (which completes the swap) writes again.
         let seg = match done {
-            Ok(seg) => Arc::new(seg),
+            Ok(seg) => seg,
             Err(e) => {
                 self.poison(&e);
                 return Err(e);

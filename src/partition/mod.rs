@@ -17,7 +17,9 @@
 //! 4. the store's checkpoint lock ([`Checkpoints`](crate::checkpoint::Checkpoints));
 //! 5. `truncation` (readers share it; truncation takes it exclusively);
 //! 6. `segments` (the segment list; held briefly);
-//! 7. a segment's own locks (index files, writer state, lazy load).
+//! 7. a segment's own locks (index files, writer state, lazy load);
+//! 8. the store's open-file cache (`files.rs`), which closing another segment's files only
+//!    *tries* that segment's locks, so holding it waits for no segment.
 //!
 //! Above the partition: the consumer coordinator's lock, then the store's topics lock, then
 //! the checkpoint lock.
@@ -149,6 +151,8 @@ struct Inner {
     first_dirty: AtomicU64,
     /// Memory for compaction's key map.
     cleaner_buffer_bytes: usize,
+    /// The store's open segment files (new segments count there).
+    files: Arc<crate::files::OpenFiles>,
     /// Compaction: the earliest delete horizon of a tombstone it kept (`i64::MAX`: none
     /// known). Once passed, a pass runs even with nothing dirty. Not persisted: after a
     /// reopen, such tombstones go with the next pass that new data triggers.
@@ -348,8 +352,8 @@ impl Partition {
     fn roll(&self, w: &mut Writer, base: u64, now: i64) -> Result<()> {
         let inner = &*self.inner;
         w.active.seal()?;
-        let opts = SegmentOptions::from_config(&inner.config);
-        let seg = Arc::new(Segment::create(&inner.dir, base, opts, now)?);
+        let opts = SegmentOptions::from_config(&inner.config, &inner.files);
+        let seg = Segment::create(&inner.dir, base, opts, now)?;
         inner.segments.write().push(Arc::clone(&seg));
         let old = std::mem::replace(&mut w.active, seg);
         w.unflushed.push(old);
@@ -459,7 +463,13 @@ impl Partition {
             };
             let budget = max_bytes.saturating_sub(fetch.buf.len());
             let before = fetch.buf.len();
-            match seg.read_below(next, budget, before == 0, successor, &mut fetch.buf)? {
+            let read = match seg.read_below(next, budget, before == 0, successor, &mut fetch.buf) {
+                // Deleted under us (retention, compaction) and closed by the file cache: the
+                // segment list tells where the offset went.
+                Err(_) if self.replaced(&seg) => continue,
+                read => read?,
+            };
+            match read {
                 Some((n, pos)) if fetch.buf.len() > before => {
                     first.get_or_insert((Arc::clone(&seg), pos));
                     next = n;
@@ -527,6 +537,31 @@ impl Partition {
         Ok(fetch)
     }
 
+    /// After a read of `seg` failed: true when the segment was deleted (retention or
+    /// compaction, with its files closed by the cache) and has left the segment list, so
+    /// that the read can look again where its offsets went. Waits (up to about two
+    /// seconds) for a compaction that deleted it to put its replacement in the list.
+    fn replaced(&self, seg: &Arc<Segment>) -> bool {
+        let mut pause = std::time::Duration::from_micros(50);
+        for _ in 0..20 {
+            if !seg.is_deleted() {
+                return false;
+            }
+            if !self
+                .inner
+                .segments
+                .read()
+                .iter()
+                .any(|s| Arc::ptr_eq(s, seg))
+            {
+                return true;
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(200));
+        }
+        false
+    }
+
     /// The first record with a timestamp `>= timestamp` (Kafka's ListOffsets by time), or
     /// `None` when every record is older.
     ///
@@ -535,18 +570,26 @@ impl Partition {
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<TimestampOffset>> {
         let _no_truncation = self.inner.truncation.read();
         let end = self.log_end_offset();
-        let segs: Vec<Arc<Segment>> = self.inner.segments.read().clone();
-        let start = self.log_start_offset();
-        for seg in segs {
-            if seg.max_timestamp()? < timestamp {
-                continue;
+        'search: loop {
+            let segs: Vec<Arc<Segment>> = self.inner.segments.read().clone();
+            let start = self.log_start_offset();
+            for seg in segs {
+                let found = seg.max_timestamp().and_then(|max| match max < timestamp {
+                    true => Ok(None),
+                    false => seg.find_offset_by_timestamp(timestamp, start),
+                });
+                let found = match found {
+                    // Deleted under us: search the segments that replaced it.
+                    Err(_) if self.replaced(&seg) => continue 'search,
+                    found => found?,
+                };
+                if let Some((offset, timestamp)) = found {
+                    // A record appended after `end` was loaded is not visible yet.
+                    return Ok((offset < end).then_some(TimestampOffset { offset, timestamp }));
+                }
             }
-            if let Some((offset, timestamp)) = seg.find_offset_by_timestamp(timestamp, start)? {
-                // A record appended after `end` was loaded is not visible yet.
-                return Ok((offset < end).then_some(TimestampOffset { offset, timestamp }));
-            }
+            return Ok(None);
         }
-        Ok(None)
     }
 
     /// Removes every record at or past `offset`; the log end offset becomes `offset`.
@@ -795,7 +838,12 @@ impl Partition {
             }
             w.active.seal()?;
         }
-        self.sync_to(self.log_end_offset(), true)
+        self.sync_to(self.log_end_offset(), true)?;
+        // Handles to a closed partition may live on: its files need not.
+        for seg in self.inner.segments.read().iter() {
+            seg.close_files();
+        }
+        Ok(())
     }
 
     /// Marks the partition closed without flushing (its files are being deleted).

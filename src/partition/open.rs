@@ -61,6 +61,9 @@ pub(crate) struct OpenContext {
     pub(crate) checkpoints: Arc<Checkpoints>,
     /// The store's [`StoreConfig::cleaner_buffer_bytes`](crate::StoreConfig).
     pub(crate) cleaner_buffer_bytes: usize,
+    /// The store's open segment files, capped at
+    /// [`StoreConfig::max_open_files`](crate::StoreConfig).
+    pub(crate) files: Arc<crate::files::OpenFiles>,
     /// The clean-shutdown marker was present at open.
     pub(crate) clean: bool,
     /// `recovery-point-offset-checkpoint` as read at open.
@@ -193,7 +196,7 @@ impl Partition {
             crate::fs::create_dir_all(&dir)?;
             crate::fs::sync_dir(dir.parent().unwrap_or(Path::new(".")))?;
         }
-        let opts = SegmentOptions::from_config(&config);
+        let opts = SegmentOptions::from_config(&config, &ctx.files);
         // 2. Leftovers.
         let mut dir_dirty = finish_interrupted(&dir)?;
         let mut bases = Vec::new();
@@ -225,18 +228,18 @@ impl Partition {
                     file = %paths(&dir, base).0.display(),
                     "segment below the recovery point: opened without reading it"
                 );
-                let seg = Segment::open_trusted(&dir, base, next.unwrap_or(base), opts)?;
+                let seg = Segment::open_trusted(&dir, base, next.unwrap_or(base), opts.clone())?;
                 if dense {
                     seg.require_dense();
                 }
-                segments.push(Arc::new(seg));
+                segments.push(seg);
                 continue;
             }
             if treatment == Treatment::CleanActive {
                 if let Some(seg) =
-                    Segment::open_clean_active(&dir, base, recovery_point, opts, now)?
+                    Segment::open_clean_active(&dir, base, recovery_point, opts.clone(), now)?
                 {
-                    segments.push(Arc::new(seg));
+                    segments.push(seg);
                     break;
                 }
                 tracing::warn!(
@@ -246,7 +249,7 @@ impl Partition {
                 );
             }
             let (seg, mut recovered) =
-                Segment::recover(&dir, base, opts, last, recovery_point, next, now)?;
+                Segment::recover(&dir, base, opts.clone(), last, recovery_point, next, now)?;
             if let (Recovered::Intact, Some(next)) = (recovered, next) {
                 // Appends fill a segment up to the next one's base offset; one that ends
                 // short lost its tail in the crash (a power cut can keep a later file
@@ -263,7 +266,6 @@ impl Partition {
                     recovered = Recovered::CutAt(seg.size());
                 }
             }
-            let seg = Arc::new(seg);
             segments.push(Arc::clone(&seg));
             if let Recovered::CutAt(_) = recovered {
                 if !last {
@@ -293,7 +295,7 @@ impl Partition {
         // 6. Fresh.
         let fresh_log = segments.is_empty();
         if fresh_log {
-            segments.push(Arc::new(Segment::create(&dir, 0, opts, now)?));
+            segments.push(Segment::create(&dir, 0, opts, now)?);
             dir_dirty = true;
         }
         // 7. Offsets. Never empty: a segment was created above if there was none.
@@ -347,6 +349,7 @@ impl Partition {
                 maintenance: Mutex::new(()),
                 first_dirty: AtomicU64::new(state.first_dirty.unwrap_or(0).max(log_start)),
                 cleaner_buffer_bytes: ctx.cleaner_buffer_bytes,
+                files: Arc::clone(&ctx.files),
                 tombstone_expiry: AtomicI64::new(i64::MAX),
                 notify,
             }),

@@ -44,7 +44,11 @@ impl Bytes {
 #[derive(Debug)]
 pub(crate) struct IndexFile {
     path: PathBuf,
+    /// Open while the segment is active; a sealed segment's index is closed once mapped
+    /// (the map stays valid) and reopened only to resize it.
     file: Option<File>,
+    /// Mapped read-write (false: a read-only tool's copy).
+    writable: bool,
     bytes: Bytes,
     entry_size: usize,
     entries: usize,
@@ -94,6 +98,7 @@ impl IndexFile {
         let mut idx = IndexFile {
             path: path.to_path_buf(),
             file,
+            writable,
             bytes,
             entry_size,
             entries: 0,
@@ -132,6 +137,7 @@ impl IndexFile {
         IndexFile {
             path: path.to_path_buf(),
             file: None,
+            writable: false,
             bytes: Bytes::Owned(Vec::new()),
             entry_size,
             entries: 0,
@@ -240,6 +246,12 @@ impl IndexFile {
     /// Resizes the file to `max_bytes` rounded down to whole entries (at least the valid
     /// entries) and remaps it. Used to preallocate (active) and to trim (sealed).
     pub(crate) fn resize(&mut self, max_bytes: usize) -> Result<()> {
+        if !self.writable {
+            return Ok(());
+        }
+        if self.file.is_none() {
+            self.file = Some(crate::fs::open(&self.path, true)?);
+        }
         let Some(file) = &self.file else {
             return Ok(());
         };
@@ -255,6 +267,16 @@ impl IndexFile {
         self.allocated = self.allocated.min(len);
         self.bytes = map_or_empty(file, &self.path)?;
         Ok(())
+    }
+
+    /// Closes the descriptor, keeping the map (a sealed segment's index: see `files.rs`).
+    pub(crate) fn close_file(&mut self) {
+        self.file = None;
+    }
+
+    /// True when entries were written since the last flush.
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.dirty.lock().is_some()
     }
 
     /// Trims the file to the valid entries.

@@ -3,39 +3,91 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::mmap::{LogMap, View};
+use crate::mmap::{LogMap, OpenLog, View};
 use crate::record::{Batch, BatchHeader, DecodeError, BATCH_HEADER_SIZE};
 
 /// Bytes viewed at a time while walking batch headers when the file is not mapped.
 const SCAN_CHUNK: u64 = 16 * 1024;
 
-/// An open `.log` file: appends past the published size, reads below it (see
-/// [`LogMap`]).
+/// A `.log` file: appends past the published size, reads below it (see [`LogMap`]). Its
+/// descriptor is opened on demand ([`LogFile::open_file`]) and may be closed by the store's
+/// file cache; the segment does the bookkeeping (`Segment::log`).
 #[derive(Debug)]
 pub(crate) struct LogFile {
     path: PathBuf,
     data: LogMap,
+    /// Reads go through a mapping (false: `pread`, for read-only tools).
+    mappable: bool,
+    /// Opened read-write.
+    writable: bool,
+}
+
+/// A [`LogFile`] with its descriptor open, held for the duration of an operation.
+pub(crate) struct OpenedLog<'a> {
+    log: &'a LogFile,
+    file: Arc<OpenLog>,
 }
 
 impl LogFile {
-    /// Wraps `file`. With `Some(capacity)`, reads go through a mapping of
-    /// `max(capacity, file length)` bytes (room for the active segment to grow); with
-    /// `None`, through `pread`.
-    pub(crate) fn new(path: PathBuf, file: File, map_capacity: Option<u64>) -> Result<LogFile> {
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io("stat", &path, e))?
-            .len();
-        Ok(LogFile {
-            data: LogMap::new(file, len, map_capacity.map_or(0, |c| c.max(len))),
+    /// A log of `size` bytes at `path`, open as `file` if given. With `Some(capacity)`,
+    /// reads of `file` go through a mapping of `max(capacity, size)` bytes (room for the
+    /// active segment to grow), and of a file opened later, of its size; with `None`,
+    /// through `pread`.
+    pub(crate) fn new(
+        path: PathBuf,
+        file: Option<File>,
+        size: u64,
+        map_capacity: Option<u64>,
+        writable: bool,
+    ) -> LogFile {
+        let log = LogFile {
+            data: LogMap::new(size),
             path,
-        })
+            mappable: map_capacity.is_some(),
+            writable,
+        };
+        if let Some(file) = file {
+            let capacity = map_capacity.map_or(0, |c| c.max(size));
+            log.data.install(OpenLog::new(file, capacity));
+        }
+        log
     }
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The open descriptor, if open.
+    pub(crate) fn opened(&self) -> Option<OpenedLog<'_>> {
+        self.data.handle().map(|file| OpenedLog { log: self, file })
+    }
+
+    /// Opens the descriptor (mapped at the published size) unless it is open; true when
+    /// this call opened it. `None` when `refuse`, asked once the file is open and before
+    /// anyone can use it, says the file must not be used (its segment was deleted).
+    pub(crate) fn open_file(
+        &self,
+        refuse: impl FnOnce() -> bool,
+    ) -> Result<Option<(OpenedLog<'_>, bool)>> {
+        if let Some(h) = self.opened() {
+            return Ok(Some((h, false)));
+        }
+        let file = crate::fs::open(&self.path, self.writable)?;
+        if refuse() {
+            return Ok(None);
+        }
+        let capacity = if self.mappable { self.size() } else { 0 };
+        let (file, installed) = self.data.install(OpenLog::new(file, capacity));
+        Ok(Some((OpenedLog { log: self, file }, installed)))
+    }
+
+    /// Drops the log's reference to its descriptor (holders of an [`OpenedLog`] or a view
+    /// keep theirs); true when it was open.
+    pub(crate) fn close(&self) -> bool {
+        self.data.close()
     }
 
     /// Published size: every byte below it belongs to a batch written in full.
@@ -48,60 +100,73 @@ impl LogFile {
         self.data.publish(size)
     }
 
-    /// Writes `bytes` at `position` (at or past the published size).
-    pub(crate) fn write_at(&self, bytes: &[u8], position: u64) -> Result<()> {
-        self.data
-            .write_at(bytes, position)
-            .map_err(|e| Error::io("write", &self.path, e))
-    }
-
-    /// The bytes `[from, to)`, clamped to the published size.
-    pub(crate) fn view(&self, from: u64, to: u64) -> Result<View<'_>> {
-        self.data
-            .view(from, to)
-            .map_err(|e| Error::io("read", &self.path, e))
-    }
-
-    /// How many bytes a walk should view at once.
-    fn window(&self, default: u64) -> u64 {
-        if self.data.is_mapped() {
-            u64::MAX
-        } else {
-            default
-        }
-    }
-
     /// Lowers the published size to `len` (readers stop seeing what follows), leaving the
     /// file as it is, so that bytes from `len` on can be rewritten.
     pub(crate) fn unpublish(&self, len: u64) {
         self.data.unpublish(len)
     }
 
-    /// Truncates the file (and the published size) to `len` bytes.
-    pub(crate) fn set_len(&self, len: u64) -> Result<()> {
-        self.data
-            .shrink(len)
-            .map_err(|e| Error::io("truncate", &self.path, e))
-    }
-
-    /// The file's modification time in milliseconds since the Unix epoch.
+    /// The file's modification time in milliseconds since the Unix epoch (from the open
+    /// descriptor if any, else from the path).
     pub(crate) fn modified_ms(&self) -> Result<i64> {
-        let modified = self
-            .data
-            .metadata()
+        let meta = match self.data.handle() {
+            Some(h) => h.metadata(),
+            None => std::fs::metadata(&self.path),
+        };
+        let modified = meta
             .and_then(|m| m.modified())
             .map_err(|e| Error::io("stat", &self.path, e))?;
         Ok(modified
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64))
     }
+}
+
+impl<'a> OpenedLog<'a> {
+    fn path(&self) -> &'a Path {
+        &self.log.path
+    }
+
+    /// Writes `bytes` at `position` (at or past the published size).
+    pub(crate) fn write_at(&self, bytes: &[u8], position: u64) -> Result<()> {
+        self.log
+            .data
+            .write_at(&self.file, bytes, position)
+            .map_err(|e| Error::io("write", self.path(), e))
+    }
+
+    /// The bytes `[from, to)`, clamped to the published size. The view keeps the file
+    /// open.
+    pub(crate) fn view(&self, from: u64, to: u64) -> Result<View<'a>> {
+        self.log
+            .data
+            .view(&self.file, from, to)
+            .map_err(|e| Error::io("read", self.path(), e))
+    }
+
+    /// How many bytes a walk should view at once.
+    fn window(&self, default: u64) -> u64 {
+        if self.file.is_mapped() {
+            u64::MAX
+        } else {
+            default
+        }
+    }
+
+    /// Truncates the file (and the published size) to `len` bytes.
+    pub(crate) fn set_len(&self, len: u64) -> Result<()> {
+        self.log
+            .data
+            .shrink(&self.file, len)
+            .map_err(|e| Error::io("truncate", self.path(), e))
+    }
 
     /// fdatasync.
     pub(crate) fn sync(&self) -> Result<()> {
-        self.data
+        self.file
             .sync_data()
-            .map_err(|e| Error::io("fsync", &self.path, e))?;
-        crate::fs::record(|| crate::fs::FsEvent::SyncFile(self.path.clone()));
+            .map_err(|e| Error::io("fsync", self.path(), e))?;
+        crate::fs::record(|| crate::fs::FsEvent::SyncFile(self.path().to_path_buf()));
         Ok(())
     }
 
@@ -173,7 +238,7 @@ pub(crate) struct WalkEnd {
     pub(crate) error: Option<(u64, DecodeError)>,
 }
 
-impl LogFile {
+impl OpenedLog<'_> {
     /// Walks whole batches from `from` up to `end`, checking each (header, CRC, records)
     /// and calling `f(position, batch)` until it returns `false` or a batch is bad.
     /// Reads a window at a time, so memory is bounded by the window and the largest batch

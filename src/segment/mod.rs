@@ -5,6 +5,10 @@
 //! read concurrently. The writer publishes the log size with release ordering only after a
 //! whole batch and its index entries are written, and readers read below the published
 //! size, so a reader never sees part of a batch.
+//!
+//! Open files: a segment's `.log` and its index files are opened on demand and closed by
+//! the store's file cache (`files.rs`, which explains the counting) when it needs room. The
+//! active segment, and any segment while an operation runs on it, is pinned and stays open.
 
 pub(crate) mod index;
 pub(crate) mod log;
@@ -14,16 +18,18 @@ pub(crate) mod timeindex;
 pub(crate) use recover::Recovered;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
+use crate::files::{Evict, OpenFiles, Part};
 use crate::record::{shift, Batch, BatchHeader, BatchIter, DecodeError, BASE_OFFSET_OFFSET};
 use index::{
     decode_offset_entry, encode_offset_entry, lookup_offset, IndexFile, OFFSET_ENTRY_SIZE,
 };
-use log::LogFile;
+use log::{LogFile, OpenedLog};
 use timeindex::{decode_time_entry, encode_time_entry, lookup_before, TIME_ENTRY_SIZE};
 
 pub use index::{decode_offset_entry as decode_index_entry, lookup_offset as lookup_index};
@@ -50,8 +56,8 @@ pub fn parse_log_name(name: &str) -> Option<u64> {
     digits.parse().ok().filter(|&b| b <= i64::MAX as u64)
 }
 
-/// How a segment maintains its indexes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a segment maintains its indexes, and where it counts its open files.
+#[derive(Debug, Clone)]
 pub(crate) struct SegmentOptions {
     /// Bytes between index entries.
     pub(crate) index_interval_bytes: u32,
@@ -59,15 +65,21 @@ pub(crate) struct SegmentOptions {
     pub(crate) max_index_bytes: u32,
     /// Bytes of the `.log` to map for reads (the segment size limit; 0: no mapping).
     pub(crate) map_bytes: u64,
+    /// The store's open-file cache (`None`: files stay open, for read-only tools).
+    pub(crate) files: Option<Arc<OpenFiles>>,
 }
 
 impl SegmentOptions {
     /// The options a topic's configuration implies.
-    pub(crate) fn from_config(config: &crate::config::TopicConfig) -> SegmentOptions {
+    pub(crate) fn from_config(
+        config: &crate::config::TopicConfig,
+        files: &Arc<OpenFiles>,
+    ) -> SegmentOptions {
         SegmentOptions {
             index_interval_bytes: config.index_interval_bytes,
             max_index_bytes: config.segment_index_bytes,
             map_bytes: config.segment_bytes,
+            files: Some(Arc::clone(files)),
         }
     }
 }
@@ -126,17 +138,74 @@ pub struct Segment {
     writer: Mutex<WriterState>,
     opts: SegmentOptions,
     /// The index files are open. A segment below the recovery point is opened without
-    /// them; the first use loads and sanity-checks them (`ensure_indexes`).
-    indexes_loaded: std::sync::atomic::AtomicBool,
-    /// Serializes lazy index loads.
+    /// them; the first use loads and sanity-checks them (`ensure_indexes`). The file cache
+    /// may close them again (`Evict`).
+    indexes_loaded: AtomicBool,
+    /// The indexes were loaded and checked once (and `max_timestamp` is known): a reload
+    /// after the cache closed them only maps them.
+    verified: AtomicBool,
+    /// Serializes lazy index loads (and the cache's closing of the indexes).
     load_lock: Mutex<()>,
-    /// The files are deleted (retention, truncation, compaction): readers that still hold
-    /// the segment read the open file, and a lazy index load creates nothing.
-    deleted: std::sync::atomic::AtomicBool,
+    /// The files are deleted (retention, truncation, compaction): readers holding the
+    /// open `.log` go on reading it; nothing reopens the files, and a lazy index load
+    /// creates nothing.
+    deleted: AtomicBool,
     /// A sealed segment opened without reading (`open_trusted`) that no compaction can have
     /// rewritten: its batches must reach `next_offset` (its successor's base). Checked when
     /// its indexes are first loaded, so that a missing segment file after it is an error.
-    dense: std::sync::atomic::AtomicBool,
+    dense: AtomicBool,
+    /// This segment's id in the file cache.
+    id: u64,
+    /// This segment, for the file cache (set once it is shared).
+    me: OnceLock<Weak<Segment>>,
+    /// Per [`Part`], the cache tick of its last use.
+    last_use: [AtomicU64; 2],
+    /// Operations running, plus one while the segment is active: while pinned, the cache
+    /// closes none of its files.
+    pins: AtomicUsize,
+    /// The segment is the active one (holds one of `pins`).
+    active: AtomicBool,
+    /// The cache closed index files with entries not yet flushed: the next flush syncs
+    /// the files.
+    index_sync_pending: AtomicBool,
+}
+
+/// Keeps a segment's files open while it lives (see [`Segment::pin`]).
+pub(crate) struct Pin<'a>(&'a Segment);
+
+impl Drop for Pin<'_> {
+    fn drop(&mut self) {
+        self.0.pins.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if let Some(files) = &self.opts.files {
+            files.closed(self.id, Part::Log);
+            files.closed(self.id, Part::Indexes);
+        }
+    }
+}
+
+impl Evict for Segment {
+    fn last_use(&self, part: Part) -> u64 {
+        self.last_use[part as usize].load(Ordering::Relaxed)
+    }
+
+    fn evict(&self, part: Part) -> bool {
+        match part {
+            Part::Log => {
+                if self.pins.load(Ordering::SeqCst) > 0 || self.is_deleted() {
+                    return false;
+                }
+                // Readers holding the file keep it: only the cache's reference goes.
+                self.log.close();
+                true
+            }
+            Part::Indexes => self.unload_indexes(),
+        }
+    }
 }
 
 pub(crate) fn paths(dir: &Path, base_offset: u64) -> (PathBuf, PathBuf, PathBuf) {
@@ -148,6 +217,123 @@ pub(crate) fn paths(dir: &Path, base_offset: u64) -> (PathBuf, PathBuf, PathBuf)
 }
 
 impl Segment {
+    /// Shares the segment, counting the files it has open in the store's cache.
+    pub(crate) fn shared(self) -> Arc<Segment> {
+        let seg = Arc::new(self);
+        let _ = seg.me.set(Arc::downgrade(&seg));
+        if seg.log.opened().is_some() {
+            seg.register(Part::Log);
+        }
+        if seg.indexes_loaded() {
+            seg.register(Part::Indexes);
+        }
+        seg
+    }
+
+    /// Pins the segment while the guard lives: the cache closes none of its files.
+    pub(crate) fn pin(&self) -> Pin<'_> {
+        self.pins.fetch_add(1, Ordering::SeqCst);
+        Pin(self)
+    }
+
+    /// Marks the segment active (pinned for as long) or sealed.
+    fn set_active(&self, active: bool) {
+        if self.active.swap(active, Ordering::AcqRel) != active {
+            if active {
+                self.pins.fetch_add(1, Ordering::SeqCst);
+            } else {
+                self.pins.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Notes a use of `part` (for the cache's least-recently-used order).
+    fn touch(&self, part: Part) {
+        if let Some(files) = &self.opts.files {
+            self.last_use[part as usize].store(files.tick(), Ordering::Relaxed);
+        }
+    }
+
+    /// Counts `part`, just opened, in the cache (which may close other segments' files).
+    fn register(&self, part: Part) {
+        if let (Some(files), Some(me)) = (&self.opts.files, self.me.get()) {
+            self.touch(part);
+            files.opened(self.id, part, me.clone() as Weak<dyn Evict>);
+        }
+    }
+
+    /// The `.log` with its descriptor open, reopened if the cache closed it. The caller
+    /// should hold a [`Pin`] for as long as it uses the segment's indexes too.
+    ///
+    /// # Errors
+    /// I/O errors opening the file; a deleted segment is not reopened (`NotFound`).
+    fn log(&self) -> Result<OpenedLog<'_>> {
+        self.touch(Part::Log);
+        if let Some(open) = self.log.opened() {
+            return Ok(open);
+        }
+        let gone = || {
+            Error::io(
+                "reopen",
+                self.log.path(),
+                std::io::Error::new(std::io::ErrorKind::NotFound, "the segment was deleted"),
+            )
+        };
+        if self.is_deleted() {
+            return Err(gone());
+        }
+        // Checked again once open: `deleted` is set before the files are removed, so a file
+        // opened while it is still false is this segment's, never a successor at the same
+        // path (compaction renames one there).
+        let (open, opened) = self.log.open_file(|| self.is_deleted())?.ok_or_else(gone)?;
+        if opened {
+            self.register(Part::Log);
+        }
+        Ok(open)
+    }
+
+    /// Closes the files the cache holds open for this segment (unless pinned: files in use
+    /// close when the cache next needs room). For a partition that closes.
+    pub(crate) fn close_files(&self) {
+        for part in [Part::Log, Part::Indexes] {
+            if self.evict(part) {
+                if let Some(files) = &self.opts.files {
+                    files.closed(self.id, part);
+                }
+            }
+        }
+    }
+
+    /// True once the segment's files are deleted.
+    pub(crate) fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
+    /// The cache's closing of the indexes: refused while pinned or in use.
+    fn unload_indexes(&self) -> bool {
+        let Some(_no_loader) = self.load_lock.try_lock() else {
+            return false;
+        };
+        let (Some(mut idx), Some(mut tidx)) = (self.index.try_write(), self.time_index.try_write())
+        else {
+            return false;
+        };
+        // Cleared before the pins are read: an operation that pins after this sees the
+        // indexes unloaded and reloads them (after this, under the load lock).
+        self.indexes_loaded.store(false, Ordering::SeqCst);
+        if self.pins.load(Ordering::SeqCst) > 0 || self.is_deleted() {
+            self.indexes_loaded.store(true, Ordering::SeqCst);
+            return false;
+        }
+        if idx.is_dirty() || tidx.is_dirty() {
+            self.index_sync_pending.store(true, Ordering::Release);
+        }
+        let (ip, tp) = (idx.path().to_path_buf(), tidx.path().to_path_buf());
+        *idx = IndexFile::unloaded(&ip, OFFSET_ENTRY_SIZE);
+        *tidx = IndexFile::unloaded(&tp, TIME_ENTRY_SIZE);
+        true
+    }
+
     /// Walks batches in `[from, end)` (see `walk_below`, with no limit).
     fn walk(
         &self,
@@ -171,7 +357,7 @@ impl Segment {
     ) -> Result<log::WalkEnd> {
         let mut expected = self.base_offset;
         let mut out_of_order = None;
-        let mut walk = self.log.walk_batches(from, end, |pos, b| {
+        let mut walk = self.log()?.walk_batches(from, end, |pos, b| {
             let h = b.header();
             let bad = if (h.base_offset as u64) < expected || !self.fits(h) {
                 Some(DecodeError::BadField {
@@ -226,7 +412,7 @@ impl Segment {
         let mut first = None;
         if self.size() > 0 {
             // A bad first header leaves no reference: the segment then ages by wall clock.
-            let _ = self.log.scan_headers(0, self.size(), |_, h| {
+            let _ = self.log()?.scan_headers(0, self.size(), |_, h| {
                 first = Some(h.max_timestamp);
                 false
             })?;
@@ -240,7 +426,7 @@ impl Segment {
     /// Truncates the log file to `len` (a batch boundary) and drops index entries at or
     /// past it.
     fn cut_log(&self, len: u64) -> Result<()> {
-        self.log.set_len(len)?;
+        self.log()?.set_len(len)?;
         self.drop_from(len);
         Ok(())
     }
@@ -288,7 +474,9 @@ impl Segment {
     /// As loading the indexes: I/O errors, or [`Error::Corrupt`] when they had to be
     /// rebuilt and the log is corrupt.
     pub fn max_timestamp(&self) -> Result<i64> {
-        self.ensure_indexes()?;
+        if !self.verified.load(Ordering::Acquire) {
+            self.ensure_indexes()?;
+        }
         Ok(self.max_ts())
     }
 
@@ -320,6 +508,7 @@ impl Segment {
     /// # Errors
     /// As [`Segment::max_timestamp`].
     pub fn index_entries(&self) -> Result<(usize, usize)> {
+        let _pin = self.pin();
         self.ensure_indexes()?;
         Ok((self.index.read().len(), self.time_index.read().len()))
     }
@@ -329,6 +518,7 @@ impl Segment {
     /// # Errors
     /// As [`Segment::max_timestamp`].
     pub fn offset_index(&self) -> Result<Vec<(u64, u32)>> {
+        let _pin = self.pin();
         self.ensure_indexes()?;
         let idx = self.index.read();
         Ok((0..idx.len())
@@ -344,6 +534,7 @@ impl Segment {
     /// # Errors
     /// As [`Segment::max_timestamp`].
     pub fn time_index(&self) -> Result<Vec<(i64, u64)>> {
+        let _pin = self.pin();
         self.ensure_indexes()?;
         let idx = self.time_index.read();
         Ok((0..idx.len())
@@ -355,7 +546,8 @@ impl Segment {
     }
 
     /// True when the index files are loaded (a segment below the recovery point is opened
-    /// without them and loads them on first use).
+    /// without them and loads them on first use; the store's file cache closes them again
+    /// when it needs room).
     pub fn indexes_loaded(&self) -> bool {
         self.indexes_loaded.load(Ordering::Acquire)
     }
@@ -420,7 +612,7 @@ impl Segment {
         let pos = self.size();
         // On a full file system the append fails here, before the log is written.
         self.reserve_index_entries(&self.writer.lock())?;
-        self.log.write_at(batch, pos)?;
+        self.log()?.write_at(batch, pos)?;
         self.mark_checked(pos, pos + batch.len() as u64);
         self.index_batch(pos, header)?;
         self.next_offset
@@ -525,32 +717,65 @@ impl Segment {
 
     /// Seals the segment (it stops being active): a final time-index entry, then both index
     /// files trimmed to their entries.
+    /// A sealed segment's index files are closed once trimmed (their maps stay), and the
+    /// segment is no longer pinned.
     pub(crate) fn seal(&self) -> Result<()> {
         let w = self.writer.lock();
         self.maybe_append_time_entry(&w, true)?;
-        self.index.write().trim()?;
-        self.time_index.write().trim()
+        for idx in [&self.index, &self.time_index] {
+            let mut idx = idx.write();
+            idx.trim()?;
+            idx.close_file();
+        }
+        drop(w);
+        self.set_active(false);
+        Ok(())
     }
 
-    /// Makes the segment's data durable: fdatasync of the log, msync of the indexes.
+    /// Makes the segment's data durable: fdatasync of the log, msync of the indexes (or
+    /// fdatasync of their files, when the cache closed them with unflushed entries). A
+    /// deleted segment has nothing to make durable.
     pub(crate) fn flush(&self) -> Result<()> {
-        self.log.sync()?;
+        let _pin = self.pin();
+        if self.is_deleted() {
+            return Ok(());
+        }
+        self.log()?.sync()?;
         self.index.read().flush()?;
-        self.time_index.read().flush()
+        self.time_index.read().flush()?;
+        if self.index_sync_pending.swap(false, Ordering::AcqRel) {
+            let (_, index, time) = paths(self.dir(), self.base_offset);
+            let synced = crate::fs::sync_path(&index).and_then(|()| crate::fs::sync_path(&time));
+            if synced.is_err() {
+                self.index_sync_pending.store(true, Ordering::Release);
+            }
+            synced?;
+        }
+        Ok(())
+    }
+
+    /// The partition directory.
+    fn dir(&self) -> &Path {
+        self.log.path().parent().unwrap_or(Path::new("."))
     }
 
     /// Position of the first batch with last offset `>= offset`, with its header, or
     /// `None` when every batch below `end` ends before `offset`.
-    fn locate(&self, offset: u64, end: u64) -> Result<Option<(u64, BatchHeader)>> {
+    fn locate(
+        &self,
+        log: &OpenedLog<'_>,
+        offset: u64,
+        end: u64,
+    ) -> Result<Option<(u64, BatchHeader)>> {
         self.ensure_indexes()?;
         let rel = offset.saturating_sub(self.base_offset).min(u32::MAX as u64) as u32;
         let entry = lookup_offset(self.index.read().valid_bytes(), rel)
             .map(|(rel, pos)| (self.base_offset + rel as u64, pos as u64));
-        match self.scan_to(offset, end, entry)? {
+        match self.scan_to(log, offset, end, entry)? {
             Scan::Found(found) => Ok(found),
             // The index is derived data and the log is the truth: an entry that does not
             // name the batch at its position (a damaged index) is ignored.
-            Scan::WrongIndexEntry => match self.scan_to(offset, end, None)? {
+            Scan::WrongIndexEntry => match self.scan_to(log, offset, end, None)? {
                 Scan::Found(found) => Ok(found),
                 Scan::WrongIndexEntry => Ok(None),
             },
@@ -560,13 +785,19 @@ impl Segment {
     /// Walks batch headers from the index entry's position (or the start) to the first
     /// batch whose last offset is `>= offset`. Offsets must increase from batch to batch
     /// (the base offset is not covered by the CRC, so a damaged one is caught here).
-    fn scan_to(&self, offset: u64, end: u64, entry: Option<(u64, u64)>) -> Result<Scan> {
+    fn scan_to(
+        &self,
+        log: &OpenedLog<'_>,
+        offset: u64,
+        end: u64,
+        entry: Option<(u64, u64)>,
+    ) -> Result<Scan> {
         let start = entry.map_or(0, |(_, pos)| pos);
         let mut found = None;
         let mut wrong_entry = false;
         let mut expected = self.base_offset;
         let mut out_of_order = None;
-        let scan = self.log.scan_headers(start.min(end), end, |pos, h| {
+        let scan = log.scan_headers(start.min(end), end, |pos, h| {
             if pos == start {
                 if let Some((entry_offset, _)) = entry {
                     // The entry must name this batch's last offset (FORMAT.md, `.index`).
@@ -641,8 +872,10 @@ impl Segment {
         limit: Option<u64>,
         buf: &mut Vec<u8>,
     ) -> Result<Option<(u64, u64)>> {
+        let _pin = self.pin();
+        let log = self.log()?;
         let end = self.size();
-        let Some((pos, first)) = self.locate(offset, end)? else {
+        let Some((pos, first)) = self.locate(&log, offset, end)? else {
             return Ok(None);
         };
         let mut want = max_bytes as u64;
@@ -650,7 +883,7 @@ impl Segment {
             want = want.max(first.size() as u64);
         }
         let to = end.min(pos.saturating_add(want));
-        let view = self.log.view(pos, to)?;
+        let view = log.view(pos, to)?;
         let mut at = 0;
         let mut next = offset;
         let checked_to = self.checked_to.load(Ordering::Acquire);
@@ -706,7 +939,9 @@ impl Segment {
     /// # Errors
     /// [`Error::Corrupt`] and I/O errors from the lookup.
     pub(crate) fn batch_base_containing(&self, offset: u64) -> Result<Option<u64>> {
-        let Some((_, h)) = self.locate(offset, self.size())? else {
+        let _pin = self.pin();
+        let log = self.log()?;
+        let Some((_, h)) = self.locate(&log, offset, self.size())? else {
             return Ok(None);
         };
         let base = h.base_offset as u64;
@@ -724,13 +959,13 @@ impl Segment {
         from_offset: u64,
         mut f: impl FnMut(&Batch<'_>) -> bool,
     ) -> Result<()> {
+        let _pin = self.pin();
+        let log = self.log()?;
         let end = self.size();
-        let Some((pos, _)) = self.locate(from_offset, end)? else {
+        let Some((pos, _)) = self.locate(&log, from_offset, end)? else {
             return Ok(());
         };
-        let walk = self
-            .log
-            .walk_batches_checking(pos, end, false, |_, b| f(b))?;
+        let walk = log.walk_batches_checking(pos, end, false, |_, b| f(b))?;
         match walk.error {
             Some((p, e)) => Err(Error::corrupt(self.log.path(), p, e)),
             None => Ok(()),
@@ -743,8 +978,9 @@ impl Segment {
     /// # Errors
     /// I/O errors.
     pub(crate) fn first_batch_timestamp(&self) -> Result<Option<i64>> {
+        let _pin = self.pin();
         let mut first = None;
-        let _ = self.log.scan_headers(0, self.size(), |_, h| {
+        let _ = self.log()?.scan_headers(0, self.size(), |_, h| {
             first = Some(h.max_timestamp);
             false
         })?;
@@ -758,22 +994,25 @@ impl Segment {
         target: i64,
         from_offset: u64,
     ) -> Result<Option<(u64, i64)>> {
-        if self.max_timestamp()? < target {
+        let _pin = self.pin();
+        self.ensure_indexes()?;
+        if self.max_ts() < target {
             return Ok(None);
         }
+        let log = self.log()?;
         let after = lookup_before(self.time_index.read().valid_bytes(), target)
             .map(|(_, rel)| self.base_offset + rel as u64 + 1)
             .unwrap_or(self.base_offset);
         let start_offset = after.max(from_offset);
         let end = self.size();
-        let Some((pos, _)) = self.locate(start_offset, end)? else {
+        let Some((pos, _)) = self.locate(&log, start_offset, end)? else {
             return Ok(None);
         };
         let mut found = None;
         // A batch whose records cannot be decoded (a compressed one) is never skipped: the
         // answer may lie inside it, and a later offset would be wrong.
         let mut bad = None;
-        let walk = self.log.walk_batches(pos, end, |p, b| {
+        let walk = log.walk_batches(pos, end, |p, b| {
             if b.header().max_timestamp < target {
                 return true;
             }
@@ -802,14 +1041,16 @@ impl Segment {
     /// rewritten in place with only its records below `offset` (same base offset and
     /// producer fields). Returns true when anything was removed.
     pub(crate) fn truncate_to(&self, offset: u64) -> Result<bool> {
+        let _pin = self.pin();
+        let log = self.log()?;
         let end = self.size();
-        let Some((pos, h)) = self.locate(offset, end)? else {
+        let Some((pos, h)) = self.locate(&log, offset, end)? else {
             return Ok(false);
         };
         let mut rewritten = Vec::new();
         if (h.base_offset as u64) < offset {
             // Keep the part of this batch below `offset`, its record bytes unchanged.
-            let raw = self.log.view(pos, pos + h.size() as u64)?;
+            let raw = log.view(pos, pos + h.size() as u64)?;
             let kept = Batch::parse(&raw)
                 .and_then(|b| b.truncated_before(offset))
                 .map_err(|e| Error::corrupt(self.log.path(), pos, e))?;
@@ -826,8 +1067,8 @@ impl Segment {
             // recovery cuts (the recovery point was lowered to `offset` first).
             self.drop_from(pos);
             self.log.unpublish(pos);
-            self.log.write_at(&rewritten, pos)?;
-            self.log.set_len(new_end)?;
+            log.write_at(&rewritten, pos)?;
+            log.set_len(new_end)?;
             self.log.publish(new_end);
         }
         // Recompute what the tail determined: next offset, max timestamp, index spacing.
@@ -852,23 +1093,33 @@ impl Segment {
 
     /// Reopens a sealed segment as the active one (after a truncation into it).
     pub(crate) fn reactivate(&self) -> Result<()> {
+        let _pin = self.pin();
+        // Loaded first: a first load may rebuild and seal them.
+        self.ensure_indexes()?;
+        self.set_active(true);
         self.preallocate_indexes()?;
         self.load_rolling_timestamp()
     }
 
     /// Deletes the segment's three files, the `.log` first (once it is gone, the segment
     /// is; index files without a `.log` are removed at open). Readers holding the segment
-    /// go on reading the open file, which the OS frees when the last of them drops it.
+    /// go on reading the files it has open, which the OS frees when the segment is dropped;
+    /// they stop counting against the store's cap (they are released with the last reader),
+    /// and nothing reopens them: a read that finds a deleted segment closed fails with
+    /// `NotFound` (the partition then looks again where the offsets went).
     pub(crate) fn delete_files(&self) -> Result<()> {
         {
             let _no_loader = self.load_lock.lock();
             self.deleted.store(true, Ordering::Release);
         }
-        let idx = self.index.read();
-        let tidx = self.time_index.read();
+        if let Some(files) = &self.opts.files {
+            files.closed(self.id, Part::Log);
+            files.closed(self.id, Part::Indexes);
+        }
+        let (_, index, time) = paths(self.dir(), self.base_offset);
         remove_if_exists(self.log.path())?;
-        remove_if_exists(idx.path())?;
-        remove_if_exists(tidx.path())
+        remove_if_exists(&index)?;
+        remove_if_exists(&time)
     }
 }
 

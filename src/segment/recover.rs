@@ -5,13 +5,16 @@
 //! The open sequence of one segment (each step names its FORMAT.md paragraph):
 //!
 //! 1. **Trusted** (`open_trusted`, §9 "after a clean shutdown", and segments below the
-//!    recovery point): the `.log` is opened for its size only; its next offset is the next
-//!    segment's base offset; nothing is read.
+//!    recovery point): the `.log` is not opened (its size comes from `stat`); its next
+//!    offset is the next segment's base offset; nothing is read. Its files are opened on
+//!    first use, through the store's file cache (`files.rs`).
 //! 2. **Lazy index load** (`ensure_indexes`, §6): on first use the index files are opened,
 //!    mapped and sanity-checked; if one is missing or fails, both are rebuilt from the log
 //!    (a bad batch met while rebuilding a sealed segment is `Error::Corrupt`). A segment
 //!    that must be dense (no compaction) must end at its successor's base offset, else
-//!    `Error::MissingOffsets`.
+//!    `Error::MissingOffsets`. A sealed segment's index descriptors are closed once mapped;
+//!    when the cache has closed the maps too, the next use maps the files again without
+//!    checking them twice.
 //! 3. **Clean active** (`open_clean_active`, §9): the active segment's indexes are loaded and
 //!    checked against the recovery point, which gives its next offset, and the batch headers
 //!    after the last index entry must end exactly there; any disagreement sends it to step 4.
@@ -26,7 +29,8 @@
 //! `tracing` event with the file and the byte position.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use super::*;
 
@@ -57,7 +61,7 @@ impl Segment {
         base_offset: u64,
         opts: SegmentOptions,
         now_ms: i64,
-    ) -> Result<Segment> {
+    ) -> Result<Arc<Segment>> {
         let (log_path, index_path, time_path) = paths(dir, base_offset);
         let file = crate::fs::create_new(&log_path)?;
         // Stale index files of a deleted segment at this offset must not be reused.
@@ -65,7 +69,7 @@ impl Segment {
         remove_if_exists(&time_path)?;
         let seg = Segment::assemble(
             log_path,
-            file,
+            Some(file),
             base_offset,
             opts,
             Mode::Active,
@@ -74,23 +78,23 @@ impl Segment {
         )?;
         seg.writer.lock().rolling_unknown = false;
         seg.preallocate_indexes()?;
-        Ok(seg)
+        Ok(seg.shared())
     }
 
-    /// Opens a sealed segment below the recovery point without reading anything: the
-    /// `.log` is opened (for its size) and the indexes are loaded, checked and if need be
-    /// rebuilt on first use. `next_offset` is the next segment's base offset.
+    /// Opens a sealed segment below the recovery point without reading anything or
+    /// opening a file: the `.log`'s size comes from `stat`; the `.log` is opened and the
+    /// indexes are loaded, checked and if need be rebuilt on first use. `next_offset` is
+    /// the next segment's base offset.
     pub(crate) fn open_trusted(
         dir: &Path,
         base_offset: u64,
         next_offset: u64,
         opts: SegmentOptions,
-    ) -> Result<Segment> {
+    ) -> Result<Arc<Segment>> {
         let log_path = paths(dir, base_offset).0;
-        let file = crate::fs::open(&log_path, true)?;
         let seg = Segment::assemble(
             log_path,
-            file,
+            None,
             base_offset,
             opts,
             Mode::Sealed,
@@ -98,7 +102,7 @@ impl Segment {
             0,
         )?;
         seg.next_offset.store(next_offset, Ordering::Release);
-        Ok(seg)
+        Ok(seg.shared())
     }
 
     /// Opens the active segment after a clean shutdown, whose next offset the recovery-point
@@ -110,7 +114,7 @@ impl Segment {
         next_offset: u64,
         opts: SegmentOptions,
         now_ms: i64,
-    ) -> Result<Option<Segment>> {
+    ) -> Result<Option<Arc<Segment>>> {
         let (log_path, index_path, time_path) = paths(dir, base_offset);
         if !index_path.exists() || !time_path.exists() {
             return Ok(None);
@@ -118,7 +122,7 @@ impl Segment {
         let file = crate::fs::open(&log_path, true)?;
         let seg = Segment::assemble(
             log_path,
-            file,
+            Some(file),
             base_offset,
             opts,
             Mode::Active,
@@ -142,7 +146,7 @@ impl Segment {
         seg.next_offset.store(next_offset, Ordering::Release);
         seg.writer.lock().bytes_since_index = size - from;
         seg.preallocate_indexes()?;
-        Ok(Some(seg))
+        Ok(Some(seg.shared()))
     }
 
     /// Opens a segment at or past the recovery point after an unclean shutdown: every
@@ -164,16 +168,16 @@ impl Segment {
         recovery_point: u64,
         limit: Option<u64>,
         now_ms: i64,
-    ) -> Result<(Segment, Recovered)> {
+    ) -> Result<(Arc<Segment>, Recovered)> {
         let log_path = paths(dir, base_offset).0;
         let file = crate::fs::open(&log_path, true)?;
-        let mode = if active { Mode::Active } else { Mode::Sealed };
+        // Active (pinned, index files open) while it is rebuilt; sealed at the end if intact.
         let seg = Segment::assemble(
             log_path,
-            file,
+            Some(file),
             base_offset,
             opts,
-            mode,
+            Mode::Active,
             Indexes::Reset,
             now_ms,
         )?;
@@ -217,7 +221,7 @@ impl Segment {
         if !active && recovered == Recovered::Intact {
             seg.seal()?;
         }
-        Ok((seg, recovered))
+        Ok((seg.shared(), recovered))
     }
 
     /// Opens the segment whose `.log` file is at `log_path` read-only (for tools such as
@@ -243,10 +247,11 @@ impl Segment {
             index_interval_bytes: 4096,
             max_index_bytes: 0,
             map_bytes: 0,
+            files: None,
         };
         let seg = Segment::assemble(
             log_path.to_path_buf(),
-            file,
+            Some(file),
             base_offset,
             opts,
             Mode::ReadOnly,
@@ -287,10 +292,10 @@ impl Segment {
         })
     }
 
-    /// Wraps an open `.log` file and opens its index files.
+    /// Wraps the `.log` file (open as `file`, or only `stat`ed) and opens its index files.
     fn assemble(
         log_path: PathBuf,
-        file: std::fs::File,
+        file: Option<std::fs::File>,
         base_offset: u64,
         opts: SegmentOptions,
         mode: Mode,
@@ -305,7 +310,12 @@ impl Segment {
             Mode::ReadOnly => None,
         };
         let writable = mode != Mode::ReadOnly;
-        let log = LogFile::new(log_path, file, map)?;
+        let size = match &file {
+            Some(f) => f.metadata().map(|m| m.len()),
+            None => std::fs::metadata(&log_path).map(|m| m.len()),
+        }
+        .map_err(|e| Error::io("stat", &log_path, e))?;
+        let log = LogFile::new(log_path, file, size, map, writable);
         let dir = log.path().parent().unwrap_or(Path::new("."));
         let (_, index_path, time_path) = paths(dir, base_offset);
         let open = |path: &Path, entry_size| match indexes {
@@ -315,7 +325,8 @@ impl Segment {
         };
         let index = open(&index_path, OFFSET_ENTRY_SIZE)?;
         let time_index = open(&time_path, TIME_ENTRY_SIZE)?;
-        Ok(Segment {
+        let id = opts.files.as_ref().map_or(0, |f| f.id());
+        let seg = Segment {
             base_offset,
             log,
             index: RwLock::new(index),
@@ -332,11 +343,22 @@ impl Segment {
                 indexes_full: false,
             }),
             opts,
-            indexes_loaded: std::sync::atomic::AtomicBool::new(indexes != Indexes::Lazy),
+            indexes_loaded: AtomicBool::new(indexes != Indexes::Lazy),
+            verified: AtomicBool::new(indexes != Indexes::Lazy),
             load_lock: Mutex::new(()),
-            deleted: std::sync::atomic::AtomicBool::new(false),
-            dense: std::sync::atomic::AtomicBool::new(false),
-        })
+            deleted: AtomicBool::new(false),
+            dense: AtomicBool::new(false),
+            id,
+            me: OnceLock::new(),
+            last_use: [AtomicU64::new(0), AtomicU64::new(0)],
+            pins: AtomicUsize::new(0),
+            active: AtomicBool::new(false),
+            index_sync_pending: AtomicBool::new(false),
+        };
+        if mode == Mode::Active {
+            seg.set_active(true);
+        }
+        Ok(seg)
     }
 
     /// Loads the index files of a segment opened lazily (`open_trusted`), on first use:
@@ -346,7 +368,8 @@ impl Segment {
     /// I/O errors; [`Error::Corrupt`] when a rebuild finds a bad batch (the segment lies
     /// below the recovery point, so that is corruption).
     pub(super) fn ensure_indexes(&self) -> Result<()> {
-        if self.indexes_loaded.load(Ordering::Acquire) {
+        if self.indexes_loaded.load(Ordering::SeqCst) {
+            self.touch(Part::Indexes);
             return Ok(());
         }
         let _one_loader = self.load_lock.lock();
@@ -360,6 +383,23 @@ impl Segment {
         }
         let index_path = self.index.read().path().to_path_buf();
         let time_path = self.time_index.read().path().to_path_buf();
+        let active = self.active.load(Ordering::Acquire);
+        if self.verified.load(Ordering::Acquire) {
+            // Closed by the file cache after they were checked: mapped again as they are.
+            for (idx, path, size) in [
+                (&self.index, &index_path, OFFSET_ENTRY_SIZE),
+                (&self.time_index, &time_path, TIME_ENTRY_SIZE),
+            ] {
+                let mut file = IndexFile::open(path, size, true)?;
+                if !active {
+                    file.close_file();
+                }
+                *idx.write() = file;
+            }
+            self.indexes_loaded.store(true, Ordering::SeqCst);
+            self.register(Part::Indexes);
+            return Ok(());
+        }
         let missing = !index_path.exists() || !time_path.exists();
         *self.index.write() = IndexFile::open(&index_path, OFFSET_ENTRY_SIZE, true)?;
         *self.time_index.write() = IndexFile::open(&time_path, TIME_ENTRY_SIZE, true)?;
@@ -386,7 +426,13 @@ impl Segment {
         if let Some(end) = end.filter(|&e| e < next && self.dense.load(Ordering::Acquire)) {
             return Err(self.missing_after(end, next));
         }
-        self.indexes_loaded.store(true, Ordering::Release);
+        if !active {
+            self.index.write().close_file();
+            self.time_index.write().close_file();
+        }
+        self.verified.store(true, Ordering::Release);
+        self.indexes_loaded.store(true, Ordering::SeqCst);
+        self.register(Part::Indexes);
         Ok(())
     }
 
@@ -398,7 +444,8 @@ impl Segment {
             let (rel, pos) = decode_offset_entry(e);
             (pos as u64, self.base_offset + rel as u64 + 1)
         });
-        let scan = self.log.scan_headers(from, self.size(), |_, h| {
+        let log = self.log().ok()?;
+        let scan = log.scan_headers(from, self.size(), |_, h| {
             end = end.max(h.next_offset());
             true
         });

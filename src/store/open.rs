@@ -52,6 +52,7 @@ impl Store {
     /// # Errors
     /// As [`Store::open`].
     pub fn open_with(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Store> {
+        config.validate()?;
         // 1. Lock.
         let dir = dir.as_ref().to_path_buf();
         if !dir.exists() {
@@ -182,6 +183,7 @@ fn read_shutdown_state(dir: &Path, config: &StoreConfig) -> Result<OpenContext> 
         clock: config.clock.clone(),
         checkpoints,
         cleaner_buffer_bytes: config.cleaner_buffer_bytes,
+        files: crate::files::OpenFiles::new(config.max_open_files),
         clean,
         recovery_points,
         log_starts,
