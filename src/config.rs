@@ -473,6 +473,22 @@ pub struct StoreConfig {
     /// less 32 for the store's other files, at least 16 and at most 32,768 — 96 under
     /// `ulimit -n 256`, 480 under 1024. Allowed: at least 16.
     pub max_open_files: usize,
+    /// Adopt partition directories of topics the store does not know — a Kafka broker's
+    /// log directory, or partitions copied in from one — instead of refusing to open
+    /// (default `false`: [`Error::UnknownDirectories`](crate::Error::UnknownDirectories)).
+    ///
+    /// Each unknown topic becomes a topic with as many partitions as its highest partition
+    /// directory's number plus one (missing ones are created empty) and the default
+    /// [`TopicConfig`], except that retention is off (`retention_ms` and
+    /// `retention_bytes` `None`): the broker's retention settings are not in its log
+    /// directory, and Kafka's default of 7 days would delete adopted data older than that
+    /// at the first maintenance pass. The topics are added to `seglog-topics` before
+    /// anything else is written. Kafka's files that seglog does not use
+    /// (`meta.properties`, `leader-epoch-checkpoint`, `partition.metadata`, `.snapshot`)
+    /// are left as they are. Kafka's internal topics (`__consumer_offsets`,
+    /// `__transaction_state`) are not adopted: their directories make the open fail, to be
+    /// moved out first.
+    pub adopt_partition_dirs: bool,
 }
 
 impl Default for StoreConfig {
@@ -483,6 +499,7 @@ impl Default for StoreConfig {
             maintenance_interval: Some(std::time::Duration::from_secs(300)),
             cleaner_buffer_bytes: 128 << 20,
             max_open_files: crate::files::default_max_open_files(),
+            adopt_partition_dirs: false,
         }
     }
 }
@@ -503,6 +520,12 @@ impl StoreConfig {
     /// Sets [`StoreConfig::max_open_files`].
     pub fn max_open_files(mut self, n: usize) -> Self {
         self.max_open_files = n;
+        self
+    }
+
+    /// Sets [`StoreConfig::adopt_partition_dirs`].
+    pub fn adopt_partition_dirs(mut self, adopt: bool) -> Self {
+        self.adopt_partition_dirs = adopt;
         self
     }
 

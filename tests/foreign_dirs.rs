@@ -6,35 +6,11 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::files::copy_dir;
+use common::files::{copy_dir, tree};
 use seglog::faults::{self, FaultOp};
 use seglog::{Error, Record, Store, TopicConfig, TOPICS_FILE};
-
-/// Every file and directory under `root` (relative path → contents, `None` for a
-/// directory), without the `.lock` file an open creates (as a broker does).
-fn tree(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Option<Vec<u8>>>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let e = e.unwrap();
-            let rel = e.path().strip_prefix(root).unwrap().to_path_buf();
-            if rel == Path::new(".lock") {
-                continue;
-            }
-            if e.file_type().unwrap().is_dir() {
-                out.insert(rel, None);
-                walk(root, &e.path(), out);
-            } else {
-                out.insert(rel, Some(std::fs::read(e.path()).unwrap()));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out
-}
 
 /// The open fails with `UnknownDirectories` naming `names`, and changes nothing.
 fn assert_refused(root: &Path, names: &[&str]) -> String {

@@ -90,6 +90,9 @@ pub(super) struct RootScan {
     /// `-delete` directories of deletions that did not commit, with the partition
     /// directory each is renamed back to.
     pub(super) restore: Vec<(PathBuf, PathBuf)>,
+    /// With adoption on: topics of unknown partition directories, with their partition
+    /// counts (the highest partition number found plus one).
+    pub(super) adopt: BTreeMap<String, u32>,
 }
 
 impl RootScan {
@@ -100,17 +103,24 @@ impl RootScan {
 }
 
 /// Classifies the directories at the root of `dir` against the topics `seglog-topics`
-/// lists (`topics`; `topics_file_missing` when there is no such file). Reads only.
+/// lists (`topics`; `topics_file_missing` when there is no such file). With `adopt`,
+/// partition directories of unlisted topics are to be adopted (`RootScan::adopt`). Reads
+/// only.
 ///
 /// # Errors
 /// [`Error::UnknownDirectories`] naming every partition directory of no listed topic
-/// partition; I/O errors listing the directory.
+/// partition (with `adopt`: only those of listed topics, past their partition count);
+/// [`Error::InvalidTopicName`] for an internal topic's directory with `adopt`;
+/// [`Error::TopicCollision`] when an adopted topic collides with another topic; I/O
+/// errors listing the directory.
 pub(super) fn scan(
     dir: &Path,
     topics: &BTreeMap<String, TopicConfig>,
     topics_file_missing: bool,
+    adopt: bool,
 ) -> Result<RootScan> {
     let mut unknown = Vec::new();
+    let mut adopted: BTreeMap<String, u32> = BTreeMap::new();
     let mut marked = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))?;
     for entry in entries {
@@ -124,11 +134,22 @@ pub(super) fn scan(
             continue;
         };
         if let Some((topic, part)) = parse_partition_dir(&name) {
-            let known = topics
-                .get(topic)
-                .is_some_and(|c| part.parse::<u32>().is_ok_and(|p| p < c.partitions));
-            if !known {
-                unknown.push(entry.path());
+            let p = part.parse::<u32>().ok();
+            match topics.get(topic) {
+                Some(c) if p.is_some_and(|p| p < c.partitions) => {}
+                None if adopt && p.is_some_and(|p| p < crate::config::MAX_PARTITIONS) => {
+                    if crate::topic::is_internal(topic) {
+                        return Err(Error::InvalidTopicName {
+                            name: topic.to_string(),
+                            reason: "a Kafka internal topic (the broker's own state) cannot be \
+                                     adopted: move its partition directories out of the data \
+                                     directory",
+                        });
+                    }
+                    let n = adopted.entry(topic.to_string()).or_default();
+                    *n = (*n).max(p.unwrap_or(0) + 1);
+                }
+                _ => unknown.push(entry.path()),
             }
         } else if let Some((prefix, p)) = parse_delete_dir(&name) {
             marked.push((entry.path(), name.len(), prefix.to_string(), p));
@@ -142,7 +163,21 @@ pub(super) fn scan(
             topics_file_missing,
         });
     }
-    let mut out = RootScan::default();
+    // Adopted names must not collide with each other or with the listed topics (their
+    // metric names would: `a.b` and `a_b`), as `create_topic` refuses.
+    for (i, a) in adopted.keys().enumerate() {
+        let others = topics.keys().chain(adopted.keys().take(i));
+        if let Some(b) = others.into_iter().find(|b| crate::topic::collides(a, b)) {
+            return Err(Error::TopicCollision {
+                name: a.to_string(),
+                existing: b.to_string(),
+            });
+        }
+    }
+    let mut out = RootScan {
+        adopt: adopted,
+        ..RootScan::default()
+    };
     let mut targets: BTreeMap<PathBuf, Vec<PathBuf>> = BTreeMap::new();
     for (path, len, prefix, p) in marked {
         // The listed topics this name can be of (Kafka cuts long topic names short).

@@ -3,7 +3,8 @@
 //! `segment/recover.rs`.
 //!
 //! The open sequence (each step names its FORMAT.md paragraph). Steps 1-3 only read (and
-//! create `.lock`), so an open that fails there has changed nothing:
+//! create `.lock`; adoption writes `seglog-topics`), so an open that fails there has changed
+//! nothing else:
 //!
 //! 1. **Lock** (§1.1): the directory is created if missing and its `.lock` taken, so no
 //!    other store (or Kafka broker) works on it meanwhile.
@@ -11,7 +12,9 @@
 //! 3. **Directories** (§1): every partition-shaped directory at the root must be a
 //!    partition of a listed topic, else the open fails with
 //!    [`Error::UnknownDirectories`] (a Kafka broker's log dir, a lost `seglog-topics`, a
-//!    directory copied in): seglog removes only what it marked for deletion.
+//!    directory copied in): seglog removes only what it marked for deletion. With
+//!    [`StoreConfig::adopt_partition_dirs`], directories of unlisted topics are adopted
+//!    instead (§1.5): their topics are added to `seglog-topics`, the first write.
 //! 4. **Shutdown state** (§1.4, §1.3, §10): the clean-shutdown marker is read and removed
 //!    (from now on a crash is unclean), `*.tmp` leftovers of interrupted atomic replaces at
 //!    the root are removed (and the directory fsynced), and the three checkpoint files are
@@ -32,7 +35,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use super::topics_file::{read_topics, TOPICS_FILE};
+use super::topics_file::{read_topics, write_topics, TOPICS_FILE};
 use super::{dirs, write_checkpoints, Background, Store};
 use crate::checkpoint::{
     self, Checkpoints, Written, CLEANER_FILE, CLEAN_SHUTDOWN_FILE, LOG_START_FILE,
@@ -64,10 +67,27 @@ impl Store {
         let lock = DirLock::acquire(&dir)?;
         // 2. Topics.
         let topics_file_missing = !dir.join(TOPICS_FILE).exists();
-        let configs = read_topics(&dir)?;
+        let mut configs = read_topics(&dir)?;
         // 3. Directories. Before anything is written: a directory that is not ours must
         // find the data directory exactly as it was.
-        let deletions = dirs::scan(&dir, &configs, topics_file_missing)?;
+        let deletions = dirs::scan(
+            &dir,
+            &configs,
+            topics_file_missing,
+            config.adopt_partition_dirs,
+        )?;
+        if !deletions.adopt.is_empty() {
+            // Adopted topics are listed (durably) before anything of theirs is touched.
+            for (name, &partitions) in &deletions.adopt {
+                tracing::info!(topic = %name, partitions, "adopting partition directories");
+                let cfg = TopicConfig::default()
+                    .partitions(partitions)
+                    .retention_ms(None)
+                    .retention_bytes(None);
+                configs.insert(name.clone(), cfg);
+            }
+            write_topics(&dir, &configs)?;
+        }
         // 4. Shutdown state.
         let ctx = read_shutdown_state(&dir, &config)?;
         // 5. Deletions. Before the partitions open: a partition renamed back is opened

@@ -1,5 +1,6 @@
 //! Files of a data directory, for tests that copy or damage them.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Copies directory `from` into `to` (created if missing), subdirectories included.
@@ -44,4 +45,27 @@ pub fn remove_files(dir: &Path) {
     for f in std::fs::read_dir(dir).unwrap() {
         std::fs::remove_file(f.unwrap().path()).unwrap();
     }
+}
+
+/// Every file and directory under `root` (relative path → contents, `None` for a
+/// directory), without the `.lock` file an open creates (as a broker does).
+pub fn tree(root: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Option<Vec<u8>>>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let rel = e.path().strip_prefix(root).unwrap().to_path_buf();
+            if rel == Path::new(".lock") {
+                continue;
+            }
+            if e.file_type().unwrap().is_dir() {
+                out.insert(rel, None);
+                walk(root, &e.path(), out);
+            } else {
+                out.insert(rel, Some(std::fs::read(e.path()).unwrap()));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
 }
