@@ -87,6 +87,7 @@ pub use error::{Error, Result};
 #[cfg(feature = "fault-injection")]
 pub use fs::faults;
 pub use fs::FaultOp;
+pub use partition::txn;
 pub use partition::{
     AppendInfo, CompactionReport, Fetch, Partition, PartitionStats, RetentionReport,
     TimestampOffset,

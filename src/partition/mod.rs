@@ -26,6 +26,7 @@ mod compaction;
 mod fetch;
 mod open;
 mod retention;
+pub mod txn;
 
 pub(crate) use open::OpenContext;
 
