@@ -520,3 +520,62 @@ proptest! {
         prop_assert_eq!(streamed, read_committed(log.iter().copied(), &got_aborted));
     }
 }
+
+/// FORMAT.md §13's worked example is what the marker encoder writes.
+#[test]
+fn format_md_marker_example_is_what_the_encoder_writes() {
+    let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/FORMAT.md")).unwrap();
+    let at = spec.find("## 13.").expect("FORMAT.md lost §13");
+    let rest = &spec[at..];
+    let start = rest.find("```text\n").unwrap() + "```text\n".len();
+    let block = &rest[start..start + rest[start..].find("```").unwrap()];
+    let bytes: Vec<u8> = block
+        .lines()
+        .flat_map(|l| {
+            l.split_once(": ")
+                .unwrap()
+                .1
+                .split_whitespace()
+                .take_while(|t| t.len() == 2 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+                .map(|t| u8::from_str_radix(t, 16).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let m = EndTxnMarker {
+        offset: 3,
+        producer_id: 4242,
+        producer_epoch: 3,
+        coordinator_epoch: 11,
+        marker: MarkerType::Commit,
+        timestamp: 1_700_000_000_050,
+        partition_leader_epoch: 7,
+    };
+    let mut out = Vec::new();
+    m.encode(&mut out).unwrap();
+    assert_eq!(bytes, out);
+}
+
+/// `__consumer_offsets` records of every key and value version, written by Kafka's own
+/// generated classes, give the committed offsets Kafka's README for the fixture states.
+#[test]
+fn consumer_offsets_of_every_kafka_version_load_as_committed_offsets() {
+    let (bin, _) = fixture("consumer-offsets");
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = seglog::Store::open(dir.path()).unwrap();
+        // First use creates the offsets topic.
+        assert!(store.committed_offsets("g1", "orders").unwrap().is_empty());
+        let topic = store.topic(seglog::OFFSETS_TOPIC).unwrap();
+        let batch = Batch::parse(&bin).unwrap();
+        let records: Vec<seglog::Record> =
+            batch.records().map(|r| r.unwrap().to_record()).collect();
+        topic.partition(0).unwrap().append(&records).unwrap();
+        store.close().unwrap();
+    }
+    let store = seglog::Store::open(dir.path()).unwrap();
+    let committed = |g| store.committed_offsets(g, "orders").unwrap();
+    assert_eq!(committed("g1"), [(0, 42)].into());
+    assert_eq!(committed("g0"), [(0, 3)].into());
+    assert_eq!(committed("g4"), [(2, 99)].into());
+    store.close().unwrap();
+}

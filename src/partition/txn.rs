@@ -166,7 +166,8 @@ impl TxnTracker {
     }
 
     /// The last stable offset: the first offset of the earliest ongoing transaction, or
-    /// `log_end` when none is ongoing. A read-committed reader reads below it only.
+    /// `log_end` when none is ongoing. A read-committed reader reads below it only. (Kafka
+    /// also caps it at the high watermark; without replication that is the log end.)
     pub fn last_stable_offset(&self, log_end: u64) -> u64 {
         self.first_unstable_offset()
             .map_or(log_end, |f| f.min(log_end))
