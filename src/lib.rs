@@ -52,6 +52,9 @@
 //! - [`Consumer`] ([`Store::consumer`], [`Store::join_group`]): tailing reads that block
 //!   until data arrives, seeking, Kafka's offset reset policies, and consumer groups with
 //!   durable committed offsets in [`OFFSETS_TOPIC`].
+//! - [`txn`]: Kafka's transaction rules as pure state machines: ongoing transactions, the
+//!   last stable offset, the aborted transactions a `.txnindex` keeps
+//!   ([`segment::txnindex`]), and the read-committed filter.
 //! - [`record`]: the v2 batch codec as pure functions over byte slices, for tools that
 //!   want to decode or build Kafka batches themselves.
 //! - [`Segment::open_read_only`]: open one segment file for dumping or verification.
@@ -88,6 +91,7 @@ pub use error::{Error, Result};
 #[cfg(feature = "fault-injection")]
 pub use fs::faults;
 pub use fs::FaultOp;
+pub use partition::txn;
 pub use partition::{
     AppendInfo, CompactionReport, Fetch, Partition, PartitionStats, RetentionReport,
     TimestampOffset,

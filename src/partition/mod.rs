@@ -28,6 +28,7 @@ mod compaction;
 mod fetch;
 mod open;
 mod retention;
+pub mod txn;
 
 pub(crate) use open::OpenContext;
 

@@ -6,9 +6,14 @@
 //! FORMAT.md is the byte-level spec this module follows.
 
 mod batch;
+mod control;
 pub(crate) mod varint;
 
 pub use batch::*;
+pub use control::{
+    ControlError, ControlRecord, ControlType, EndTxnMarker, MarkerType, CONTROL_KEY_SIZE,
+    CONTROL_RECORD_VERSION, END_TXN_MARKER_VALUE_SIZE,
+};
 
 /// Why bytes are not a valid Kafka v2 record batch. Positions are byte offsets into the
 /// slice that was decoded.

@@ -14,6 +14,7 @@ pub(crate) mod index;
 pub(crate) mod log;
 mod recover;
 pub(crate) mod timeindex;
+pub mod txnindex;
 
 pub(crate) use recover::Recovered;
 
