@@ -291,13 +291,55 @@ pub(crate) fn decompress(
         #[cfg(feature = "snappy")]
         2 => snappy::decompress(input, out, limit),
         #[cfg(feature = "lz4")]
-        3 => read_capped(id, lz4_flex::frame::FrameDecoder::new(input), out, limit),
+        3 => {
+            lz4_frame_is_whole(input).map_err(|reason| failed(id, reason))?;
+            read_capped(id, lz4_flex::frame::FrameDecoder::new(input), out, limit)
+        }
         #[cfg(feature = "zstd")]
         4 => {
             let d = zstd::stream::read::Decoder::with_buffer(input).map_err(|e| failed(id, e))?;
             read_capped(id, d, out, limit)
         }
         _ => unreachable!("check_available refused codec {id}"),
+    }
+}
+
+/// Checks that `input` is exactly one LZ4 frame whose block chain ends with the end mark
+/// (and content checksum, when flagged): the decoder alone takes a stream cut inside the
+/// end mark as whole, where Kafka's reader fails on it.
+#[cfg(feature = "lz4")]
+fn lz4_frame_is_whole(input: &[u8]) -> Result<(), String> {
+    const MAGIC: [u8; 4] = [0x04, 0x22, 0x4d, 0x18];
+    if input.len() < 7 || input[..4] != MAGIC {
+        return Err("not an LZ4 frame (bad magic or too short)".into());
+    }
+    let flg = input[4];
+    let (block_checksum, content_size, content_checksum, dict_id) = (
+        flg & 0x10 != 0,
+        flg & 0x08 != 0,
+        flg & 0x04 != 0,
+        flg & 0x01 != 0,
+    );
+    let mut pos = 6 + 8 * content_size as usize + 4 * dict_id as usize + 1;
+    loop {
+        let Some(word) = input.get(pos..pos + 4) else {
+            return Err("LZ4 frame cut short before its end mark".into());
+        };
+        let word = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+        pos += 4;
+        if word == 0 {
+            break;
+        }
+        pos += (word & 0x7fff_ffff) as usize + 4 * block_checksum as usize;
+    }
+    let end = pos + 4 * content_checksum as usize;
+    match end.cmp(&input.len()) {
+        std::cmp::Ordering::Equal => Ok(()),
+        std::cmp::Ordering::Greater => Err("LZ4 frame cut short in its content checksum".into()),
+        std::cmp::Ordering::Less => Err(format!(
+            "{} bytes after the LZ4 frame's end",
+            input.len() - end
+        )),
     }
 }
 
@@ -439,5 +481,178 @@ pub(crate) mod snappy {
                 Err(e)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<u8> {
+        (0..20_000u32)
+            .flat_map(|i| format!("{{\"user\":{},\"n\":{}}}", i % 97, i).into_bytes())
+            .collect()
+    }
+
+    /// Every built-in codec inflates at most to the limit: a stream that would go past it
+    /// is refused, whatever the codec's own framing says.
+    #[test]
+    fn decompression_stops_at_the_limit() {
+        let input = sample();
+        for c in Compression::ALL.into_iter().filter(|c| c.is_available()) {
+            let mut z = Vec::new();
+            compress(c, &input, &mut z).unwrap();
+            let mut out = Vec::new();
+            decompress(c.id(), &z, &mut out, input.len()).unwrap();
+            assert_eq!(out, input, "{c}");
+            let mut out = Vec::new();
+            match decompress(c.id(), &z, &mut out, input.len() - 1) {
+                Err(CodecError::TooLarge { limit, .. }) => assert_eq!(limit, input.len() - 1),
+                other => panic!("{c}: expected TooLarge, got {other:?}"),
+            }
+            assert!(out.len() <= input.len(), "{c}: wrote {} bytes", out.len());
+        }
+    }
+
+    /// Levels are checked against Kafka's ranges before any codec runs.
+    #[test]
+    fn levels_outside_kafkas_ranges_are_refused() {
+        for bad in [
+            Compression::Gzip { level: Some(0) },
+            Compression::Gzip { level: Some(10) },
+            Compression::Lz4 { level: Some(18) },
+            Compression::Zstd { level: Some(23) },
+            Compression::Zstd {
+                level: Some(-131_073),
+            },
+        ] {
+            assert!(bad.check_level().is_err(), "{bad}");
+        }
+        for good in [
+            Compression::Gzip { level: Some(9) },
+            Compression::Lz4 { level: Some(1) },
+            Compression::Zstd {
+                level: Some(-131_072),
+            },
+            Compression::ZSTD,
+        ] {
+            assert!(good.check_level().is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn names_and_levels_round_trip_through_their_spelling() {
+        for c in [
+            Compression::None,
+            Compression::GZIP,
+            Compression::Gzip { level: Some(4) },
+            Compression::SNAPPY,
+            Compression::Lz4 { level: Some(12) },
+            Compression::Zstd { level: Some(-7) },
+        ] {
+            assert_eq!(c.to_string().parse::<Compression>(), Ok(c));
+        }
+        assert!("snappy:3".parse::<Compression>().is_err());
+        assert!("brotli".parse::<Compression>().is_err());
+    }
+
+    #[cfg(feature = "snappy")]
+    #[test]
+    fn snappy_accepts_a_plain_raw_block() {
+        let input = sample();
+        let raw = snap::raw::Encoder::new().compress_vec(&input).unwrap();
+        let mut out = Vec::new();
+        decompress(2, &raw, &mut out, usize::MAX).unwrap();
+        assert_eq!(out, input);
+        // A raw block that claims a huge length is refused before any allocation.
+        let mut out = Vec::new();
+        let bomb = [0xff, 0xff, 0xff, 0xff, 0x0f];
+        assert!(matches!(
+            decompress(2, &bomb, &mut out, 1 << 20),
+            Err(CodecError::TooLarge { .. })
+        ));
+    }
+
+    #[cfg(not(feature = "gzip"))]
+    #[test]
+    fn gzip_off_names_the_codec_and_feature() {
+        let e = compress(Compression::GZIP, b"x", &mut Vec::new()).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                CodecError::Disabled {
+                    codec: "gzip",
+                    feature: "gzip"
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(!Compression::GZIP.is_available());
+    }
+
+    #[cfg(not(feature = "snappy"))]
+    #[test]
+    fn snappy_off_names_the_codec_and_feature() {
+        let e = decompress(2, b"x", &mut Vec::new(), 10).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                CodecError::Disabled {
+                    codec: "snappy",
+                    feature: "snappy"
+                }
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[cfg(not(feature = "lz4"))]
+    #[test]
+    fn lz4_off_names_the_codec_and_feature() {
+        let e = decompress(3, b"x", &mut Vec::new(), 10).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                CodecError::Disabled {
+                    codec: "lz4",
+                    feature: "lz4"
+                }
+            ),
+            "{e:?}"
+        );
+    }
+
+    /// With zstd left out, a Kafka zstd batch decodes to an error naming codec and feature.
+    #[cfg(not(feature = "zstd"))]
+    #[test]
+    fn zstd_off_names_the_codec_and_feature() {
+        let bin = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/kafka-java/codec-zstd.bin"
+        ))
+        .unwrap();
+        let b = crate::record::Batch::parse(&bin).unwrap();
+        let e = b.records_with(&mut Vec::new()).unwrap_err();
+        assert_eq!(
+            e,
+            crate::record::DecodeError::CodecDisabled {
+                position: 0,
+                codec: "zstd",
+                feature: "zstd"
+            }
+        );
+        assert!(e.to_string().contains("`zstd` cargo feature"), "{e}");
+        assert!(b.validate().is_err());
+        let mut spec = crate::record::BatchSpec::new(0, 0);
+        spec.compression = Compression::ZSTD;
+        let e = crate::record::encode_batch(&mut Vec::new(), &spec, &[crate::Record::new("x")])
+            .unwrap_err();
+        assert_eq!(
+            e,
+            crate::record::EncodeError::CodecDisabled {
+                codec: "zstd",
+                feature: "zstd"
+            }
+        );
     }
 }
