@@ -171,7 +171,7 @@ fn owned(v: &RecordView<'_>) -> Owned {
 
 fn decode(buf: &[u8]) -> Result<(BatchHeader, Vec<Owned>), DecodeError> {
     let batch = Batch::parse(buf)?;
-    batch.validate()?;
+    batch.validate_all()?;
     let mut scratch = Vec::new();
     let records = batch
         .records_with(&mut scratch)?

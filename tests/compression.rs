@@ -43,7 +43,7 @@ fn encode(codec: Compression, base: u64, recs: &[Record]) -> Vec<u8> {
 /// `(offset, record)` for every record of a batch (decompressing as needed).
 fn decoded(bytes: &[u8]) -> Result<Vec<(u64, Record)>, DecodeError> {
     let b = Batch::parse(bytes)?;
-    b.validate()?;
+    b.validate_all()?;
     let mut scratch = Vec::new();
     let it = b.records_with(&mut scratch)?;
     it.map(|r| r.map(|r| (r.offset(), r.to_record()))).collect()
@@ -77,6 +77,16 @@ fn records_of_a_compressed_batch_need_records_with() {
             "{codec}"
         );
         assert!(first.unwrap_err().to_string().contains(codec.name()));
+        // So does `validate`: read paths that decode with `records` must not take a
+        // compressed batch as checked (they would skip its records).
+        assert_eq!(
+            b.validate(),
+            Err(DecodeError::UnsupportedCompression {
+                position: 0,
+                codec: codec.id()
+            })
+        );
+        b.validate_all().unwrap();
         assert_eq!(decoded(&bytes).unwrap().len(), 10, "{codec}");
     }
 }

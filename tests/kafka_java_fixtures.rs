@@ -157,7 +157,7 @@ fn every_single_batch_fixture_decodes_to_its_sidecar() {
                 .unwrap_or_else(|| panic!("{name}: more batches than the sidecar lists"));
             check_header(name, at, &b, w);
             check_records(name, at, &b, w);
-            b.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+            b.validate_all().unwrap_or_else(|e| panic!("{name}: {e}"));
             n += 1;
         }
         assert_eq!(n, want.len(), "{name}: batch count");
@@ -202,7 +202,7 @@ fn kafka_compressed_batches_reencoded_by_seglog_decode_to_the_same_records() {
         let written = encode_batch(&mut out, &spec, &records).unwrap();
         assert_eq!(written.compression(), codec.id(), "{name}");
         let again = Batch::parse(&out).unwrap();
-        again.validate().unwrap();
+        again.validate_all().unwrap();
         assert_eq!(again.header().attributes, h.attributes, "{name}");
         assert_eq!(again.header().max_timestamp, h.max_timestamp, "{name}");
         assert_eq!(records_of(&again), want, "{name}");

@@ -365,12 +365,28 @@ impl<'a> Batch<'a> {
         })
     }
 
-    /// Decodes every record (decompressing a compressed batch), checking that exactly
+    /// Decodes every record of an uncompressed batch, checking that exactly
+    /// `recordsCount` records fill it. A compressed batch fails with
+    /// [`DecodeError::UnsupportedCompression`] as [`Batch::records`] does: callers that
+    /// read records with [`Batch::records`] must not take it as checked.
+    /// [`Batch::validate_all`] decompresses.
+    ///
+    /// # Errors
+    /// The first record-level [`DecodeError`].
+    pub fn validate(&self) -> Result<(), DecodeError> {
+        let mut it = self.records();
+        for r in &mut it {
+            r?;
+        }
+        it.finish()
+    }
+
+    /// Decodes every record, decompressing a compressed batch, checking that exactly
     /// `recordsCount` records fill the batch.
     ///
     /// # Errors
     /// As [`Batch::records_with`], then the first record-level [`DecodeError`].
-    pub fn validate(&self) -> Result<(), DecodeError> {
+    pub fn validate_all(&self) -> Result<(), DecodeError> {
         let mut scratch = Vec::new();
         let mut it = self.records_with(&mut scratch)?;
         for r in &mut it {
