@@ -101,6 +101,8 @@ fn compression_makes_repetitive_batches_smaller() {
     }
 }
 
+// Postmortem: an LZ4 frame cut inside its end mark decoded as whole (lz4_flex stops at
+// EOF); Kafka's reader refuses it, and now so does seglog.
 #[test]
 fn truncated_compressed_streams_are_errors() {
     for codec in codecs() {
@@ -295,4 +297,28 @@ proptest! {
             }
         }
     }
+}
+
+/// A batch whose records would decompress past the decoder's cap is refused at encode, so
+/// seglog never writes a batch it cannot read back.
+#[test]
+fn records_past_the_decompression_cap_are_refused_at_encode() {
+    let Some(codec) = codecs().first().copied() else {
+        println!("skipped: no codec built in");
+        return;
+    };
+    let big = Record::new(vec![0u8; seglog::record::MAX_DECOMPRESSED_BYTES]);
+    let mut spec = BatchSpec::new(0, 0);
+    spec.compression = codec;
+    let e = encode_batch(&mut Vec::new(), &spec, &[big]).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            seglog::record::EncodeError::TooLarge {
+                what: "uncompressed records section",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
 }

@@ -231,3 +231,25 @@ fn snappy_batches_use_the_xerial_framing_both_ways() {
     }
     assert_eq!((pos, blocks), (out.len(), 4));
 }
+
+/// seglog's LZ4 frame starts with the same descriptor as Kafka's (`KafkaLZ4BlockOutputStream`:
+/// version 1, independent blocks, no block or content checksum, no content size, 64 KiB
+/// blocks, and the header checksum over the descriptor), and ends with the end mark.
+#[test]
+fn lz4_frames_match_kafkas_frame_descriptor() {
+    if !Compression::LZ4.is_available() {
+        println!("skipped: built without the lz4 feature");
+        return;
+    }
+    let (bin, _) = load("codec-lz4");
+    let kafka = &bin[61..];
+    let mut spec = BatchSpec::new(0, 0);
+    spec.compression = Compression::LZ4;
+    let mut out = Vec::new();
+    encode_batch(&mut out, &spec, &[Record::new("x")]).unwrap();
+    let ours = &out[61..];
+    assert_eq!(&ours[..7], &kafka[..7], "magic, FLG, BD, HC");
+    assert_eq!(&kafka[..6], &[0x04, 0x22, 0x4d, 0x18, 0x60, 0x40]);
+    assert_eq!(&ours[ours.len() - 4..], &[0, 0, 0, 0], "end mark");
+    assert_eq!(&kafka[kafka.len() - 4..], &[0, 0, 0, 0], "end mark");
+}
