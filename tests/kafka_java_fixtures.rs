@@ -117,6 +117,17 @@ fn check_records(name: &str, at: usize, b: &Batch<'_>, want: &Value) {
     let ctx = format!("{name} batch at {at}");
     let want = want["records"].as_array().unwrap();
     let mut scratch = Vec::new();
+    let codec = b.header().codec().unwrap();
+    if !codec.is_available() {
+        // A build without the codec names it instead of decoding.
+        let e = b.records_with(&mut scratch).unwrap_err();
+        assert!(
+            matches!(e, seglog::record::DecodeError::CodecDisabled { codec: c, .. } if c == codec.name()),
+            "{ctx}: {e:?}"
+        );
+        println!("{ctx}: records not checked, built without the {codec} feature");
+        return;
+    }
     let got: Vec<_> = b
         .records_with(&mut scratch)
         .unwrap_or_else(|e| panic!("{ctx}: {e}"))
@@ -157,7 +168,9 @@ fn every_single_batch_fixture_decodes_to_its_sidecar() {
                 .unwrap_or_else(|| panic!("{name}: more batches than the sidecar lists"));
             check_header(name, at, &b, w);
             check_records(name, at, &b, w);
-            b.validate_all().unwrap_or_else(|e| panic!("{name}: {e}"));
+            if b.header().codec().is_some_and(Compression::is_available) {
+                b.validate_all().unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
             n += 1;
         }
         assert_eq!(n, want.len(), "{name}: batch count");
@@ -191,6 +204,10 @@ fn kafka_compressed_batches_reencoded_by_seglog_decode_to_the_same_records() {
         let b = Batch::parse(&bin).unwrap();
         let h = *b.header();
         let codec = h.codec().unwrap();
+        if !codec.is_available() {
+            println!("{name}: skipped, built without the {codec} feature");
+            continue;
+        }
         assert_ne!(codec, Compression::None, "{name}");
         let want = records_of(&b);
         let records: Vec<Record> = want.iter().map(|(_, r)| r.clone()).collect();
@@ -213,6 +230,10 @@ fn kafka_compressed_batches_reencoded_by_seglog_decode_to_the_same_records() {
 /// (header, version 1, compatible version 1, then length-prefixed blocks).
 #[test]
 fn snappy_batches_use_the_xerial_framing_both_ways() {
+    if !Compression::SNAPPY.is_available() {
+        println!("skipped: built without the snappy feature");
+        return;
+    }
     let header = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
     let (bin, _) = load("codec-snappy");
     assert_eq!(&bin[61..61 + 16], header, "Kafka's own snappy batch");
