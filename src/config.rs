@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
+use crate::record::Compression;
 
 /// Which timestamp a record carries (Kafka's `message.timestamp.type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -101,6 +102,63 @@ impl CleanupPolicy {
     }
 }
 
+/// How a topic compresses its batches (Kafka's `compression.type`).
+///
+/// ```
+/// use seglog::{Compression, TopicCompression, TopicConfig};
+/// let cfg = TopicConfig::default().compression(Compression::Zstd { level: Some(6) });
+/// assert_eq!(cfg.compression, TopicCompression::Codec(Compression::Zstd { level: Some(6) }));
+/// assert_eq!(TopicConfig::default().compression, TopicCompression::Producer);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TopicCompression {
+    /// Kafka's default, `producer`: a raw batch keeps the codec it came with; records that
+    /// seglog encodes itself are written uncompressed.
+    #[default]
+    Producer,
+    /// Every batch is written with this codec (`Compression::None` is Kafka's
+    /// `uncompressed`).
+    Codec(Compression),
+}
+
+impl From<Compression> for TopicCompression {
+    fn from(c: Compression) -> TopicCompression {
+        TopicCompression::Codec(c)
+    }
+}
+
+impl TopicCompression {
+    /// The codec for a batch that arrived compressed with `batch_codec` (`producer` keeps
+    /// it).
+    pub fn for_batch(self, batch_codec: Compression) -> Compression {
+        match self {
+            TopicCompression::Producer => batch_codec,
+            TopicCompression::Codec(c) => c,
+        }
+    }
+
+    /// The codec for records seglog encodes itself (`producer` means uncompressed).
+    pub fn for_records(self) -> Compression {
+        self.for_batch(Compression::None)
+    }
+
+    fn to_setting(self) -> String {
+        match self {
+            TopicCompression::Producer => "producer".into(),
+            TopicCompression::Codec(Compression::None) => "uncompressed".into(),
+            TopicCompression::Codec(c) => c.to_string(),
+        }
+    }
+
+    fn from_setting(v: &str) -> std::result::Result<TopicCompression, String> {
+        match v {
+            "producer" => Ok(TopicCompression::Producer),
+            "uncompressed" => Ok(TopicCompression::Codec(Compression::None)),
+            v => v.parse().map(TopicCompression::Codec),
+        }
+    }
+}
+
 /// Per-topic settings. Every field has Kafka's default; build with the setters and let
 /// [`Store::create_topic`](crate::Store::create_topic) validate.
 ///
@@ -160,6 +218,11 @@ pub struct TopicConfig {
     /// A compacted log is cleaned once its dirty part (written since the last cleaning)
     /// is at least this fraction of its cleanable part. Default 0.5; allowed 0.0..=1.0.
     pub min_cleanable_dirty_ratio: f64,
+    /// How batches are compressed. Default [`TopicCompression::Producer`] (Kafka's
+    /// default): raw batches keep their codec, seglog's own appends are uncompressed.
+    /// A level must be in the codec's [`Compression::level_range`], and the codec's cargo
+    /// feature must be on.
+    pub compression: TopicCompression,
 }
 
 impl Default for TopicConfig {
@@ -181,6 +244,7 @@ impl Default for TopicConfig {
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: None,
             min_cleanable_dirty_ratio: 0.5,
+            compression: TopicCompression::Producer,
         }
     }
 }
@@ -280,6 +344,12 @@ impl TopicConfig {
         self
     }
 
+    /// Sets `compression` (a [`Compression`] or a [`TopicCompression`]).
+    pub fn compression(mut self, c: impl Into<TopicCompression>) -> Self {
+        self.compression = c.into();
+        self
+    }
+
     /// Checks every field against its allowed range.
     ///
     /// # Errors
@@ -326,6 +396,19 @@ impl TopicConfig {
         if let Some(b) = self.retention_bytes {
             check("retention_bytes", b, 0, i64::MAX as u64)?;
         }
+        if let TopicCompression::Codec(c) = self.compression {
+            c.check_level()
+                .map_err(|e| Error::config("compression", c, e))?;
+            if let (false, Some(feature)) = (c.is_available(), c.feature()) {
+                return Err(Error::config(
+                    "compression",
+                    c,
+                    format!(
+                        "a codec built in (seglog was built without the `{feature}` cargo feature)"
+                    ),
+                ));
+            }
+        }
         let ratio = self.min_cleanable_dirty_ratio;
         if !(0.0..=1.0).contains(&ratio) {
             return Err(Error::InvalidConfig {
@@ -365,6 +448,7 @@ impl TopicConfig {
             opt(self.max_compaction_lag_ms),
             self.min_cleanable_dirty_ratio,
         ));
+        lines.push_str(&format!("compression={}\n", self.compression.to_setting()));
         lines
     }
 
@@ -404,6 +488,7 @@ impl TopicConfig {
             "min_compaction_lag_ms" => self.min_compaction_lag_ms = num(value)?,
             "max_compaction_lag_ms" => self.max_compaction_lag_ms = opt(value)?,
             "min_cleanable_dirty_ratio" => self.min_cleanable_dirty_ratio = num(value)?,
+            "compression" => self.compression = TopicCompression::from_setting(value)?,
             k => return Err(format!("unknown setting {k:?}")),
         }
         Ok(())

@@ -81,8 +81,8 @@ pub mod verify;
 
 pub use checkpoint::{CLEANER_FILE, CLEAN_SHUTDOWN_FILE, LOG_START_FILE, RECOVERY_POINT_FILE};
 pub use config::{
-    CleanupPolicy, Clock, FlushPolicy, StoreConfig, SystemClock, TimestampType, TopicConfig,
-    MAX_PARTITIONS,
+    CleanupPolicy, Clock, FlushPolicy, StoreConfig, SystemClock, TimestampType, TopicCompression,
+    TopicConfig, MAX_PARTITIONS,
 };
 pub use consumer::{
     Assignor, Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, PartitionLag, OFFSETS_TOPIC,
@@ -96,7 +96,7 @@ pub use partition::{
     AppendInfo, CompactionReport, Fetch, Partition, PartitionStats, RetentionReport,
     TimestampOffset,
 };
-pub use record::{Header, Record, RecordView};
+pub use record::{Compression, Header, Record, RecordView};
 pub use segment::Segment;
 pub use store::{MaintenanceFailure, MaintenanceReport, Store, TOPICS_FILE};
 pub use topic::{murmur2, partition_for_key, validate_topic_name, RecordMetadata, Topic};

@@ -733,10 +733,11 @@ fn segment_names_past_kafka_offsets_do_not_panic() {
 /// A CRC-valid batch with the gzip bit set, as a Kafka broker may have written it.
 fn compressed_batch(base_offset: u64) -> Vec<u8> {
     use seglog::record::{crc32c, ATTRIBUTES_OFFSET, CRC_OFFSET};
-    let mut spec = BatchSpec::new(base_offset, 5000);
-    spec.attributes = 1; // gzip; the "compressed" payload is not real gzip, only the CRC matters
+    let spec = BatchSpec::new(base_offset, 5000);
     let mut b = Vec::new();
     encode_batch(&mut b, &spec, &[Record::new("a"), Record::new("b")]).unwrap();
+    // The gzip bit over records that are not gzip: only the CRC matters here.
+    b[ATTRIBUTES_OFFSET + 1] |= 1;
     let crc = crc32c(&b[ATTRIBUTES_OFFSET..]);
     b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
     b

@@ -8,7 +8,7 @@ use seglog::record::{
     CONTROL_BIT, DELETE_HORIZON_BIT, PARTITION_LEADER_EPOCH_OFFSET, TIMESTAMP_TYPE_BIT,
     TRANSACTIONAL_BIT,
 };
-use seglog::{Header, Record, RecordView};
+use seglog::{Compression, Header, Record, RecordView};
 
 /// Header names drawn from a small set, so that names repeat within a record.
 fn header() -> impl Strategy<Value = Header> {
@@ -94,12 +94,37 @@ fn spec() -> impl Strategy<Value = BatchSpec> {
             4 => Just(1_700_000_000_000i64),
             1 => any::<i64>()
         ],
+        // Every codec this build has, Kafka's default level or one from its range.
+        proptest::sample::select(
+            Compression::ALL
+                .into_iter()
+                .filter(|c| c.is_available())
+                .collect::<Vec<_>>(),
+        ),
+        any::<bool>(),
     )
         .prop_map(
-            |(base_offset, epoch, bits, producer_id, producer_epoch, base_sequence, ts)| {
+            |(
+                base_offset,
+                epoch,
+                bits,
+                producer_id,
+                producer_epoch,
+                base_sequence,
+                ts,
+                codec,
+                low,
+            )| {
+                let compression = match (codec, low) {
+                    (Compression::Gzip { .. }, true) => Compression::Gzip { level: Some(1) },
+                    (Compression::Lz4 { .. }, true) => Compression::Lz4 { level: Some(17) },
+                    (Compression::Zstd { .. }, true) => Compression::Zstd { level: Some(-5) },
+                    (c, _) => c,
+                };
                 BatchSpec {
                     base_offset,
                     partition_leader_epoch: epoch,
+                    compression,
                     attributes: bits.iter().fold(0, |a, b| a | b),
                     producer_id,
                     producer_epoch,
@@ -146,9 +171,10 @@ fn owned(v: &RecordView<'_>) -> Owned {
 
 fn decode(buf: &[u8]) -> Result<(BatchHeader, Vec<Owned>), DecodeError> {
     let batch = Batch::parse(buf)?;
-    batch.validate()?;
+    batch.validate_all()?;
+    let mut scratch = Vec::new();
     let records = batch
-        .records()
+        .records_with(&mut scratch)?
         .map(|r| r.map(|v| owned(&v)))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((*batch.header(), records))
@@ -213,7 +239,8 @@ proptest! {
         prop_assert_eq!(parsed.partition_leader_epoch, spec.partition_leader_epoch);
         prop_assert_eq!(parsed.magic, 2);
         prop_assert_eq!(parsed.crc, crc32c(&bytes[21..]));
-        prop_assert_eq!(parsed.attributes, spec.attributes);
+        prop_assert_eq!(parsed.attributes, spec.attributes | spec.compression.id() as i16);
+        prop_assert_eq!(parsed.codec().map(|c| c.id()), Some(spec.compression.id()));
         prop_assert_eq!(parsed.last_offset_delta as usize, n - 1);
         prop_assert_eq!(parsed.base_timestamp, ts[0]);
         prop_assert_eq!(parsed.max_timestamp, *ts.iter().max().unwrap());
@@ -235,7 +262,8 @@ proptest! {
         }
         // Owned copies come back as they went in (with the effective timestamp).
         let batch = Batch::parse(bytes).unwrap();
-        for (r, v) in records.iter().zip(batch.records()) {
+        let mut scratch = Vec::new();
+        for (r, v) in records.iter().zip(batch.records_with(&mut scratch).unwrap()) {
             let back = v.unwrap().to_record();
             prop_assert_eq!(&back.key, &r.key);
             prop_assert_eq!(&back.value, &r.value);

@@ -214,6 +214,7 @@ fn topic_configs_are_restored_on_reopen() {
         min_compaction_lag_ms: 19,
         max_compaction_lag_ms: Some(23),
         min_cleanable_dirty_ratio: 0.125,
+        compression: seglog::TopicCompression::Codec(seglog::Compression::None),
     };
     // Every field differs from the default, so none can come back by accident.
     let d = TopicConfig::default();
@@ -234,6 +235,7 @@ fn topic_configs_are_restored_on_reopen() {
             && custom.min_compaction_lag_ms != d.min_compaction_lag_ms
             && custom.max_compaction_lag_ms != d.max_compaction_lag_ms
             && custom.min_cleanable_dirty_ratio != d.min_cleanable_dirty_ratio
+            && custom.compression != d.compression
     );
     let other = TopicConfig::default().partitions(2).index_interval_bytes(0);
     let store = Store::open(dir.path()).unwrap();

@@ -115,6 +115,7 @@ fn reencode(h: &BatchHeader, records: &[Owned]) {
         base_offset: h.base_offset as u64,
         partition_leader_epoch: h.partition_leader_epoch,
         attributes: h.attributes,
+        compression: h.codec().unwrap_or_default(),
         producer_id: h.producer_id,
         producer_epoch: h.producer_epoch,
         base_sequence: h.base_sequence,

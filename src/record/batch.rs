@@ -2,6 +2,7 @@
 
 use byteorder::{BigEndian, ByteOrder};
 
+use super::compression::{self, codec_name, CodecError, Compression, MAX_DECOMPRESSED_BYTES};
 use super::varint::{
     read_varint, read_varlong, varint_len, varlong_len, write_varint, write_varlong,
     MAX_VARINT_LEN, MAX_VARLONG_LEN,
@@ -171,10 +172,12 @@ impl BatchHeader {
                 value: h.last_offset_delta as i64,
             });
         }
-        // Each record takes at least 7 bytes, and records_count cannot exceed offsets.
+        // Each record takes at least 7 bytes (checked after decompression for compressed
+        // batches, whose records may take less), and records_count cannot exceed offsets.
         if h.records_count < 0
             || h.records_count as i64 > h.last_offset_delta as i64 + 1
-            || (h.records_count as usize) * 7 > batch_length as usize - MIN_BATCH_LENGTH
+            || (h.attributes & COMPRESSION_MASK == 0
+                && (h.records_count as usize) * 7 > batch_length as usize - MIN_BATCH_LENGTH)
         {
             return Err(DecodeError::BadField {
                 field: "recordsCount",
@@ -203,6 +206,12 @@ impl BatchHeader {
     /// Kafka's compression codec id (0 = none).
     pub fn compression(&self) -> u8 {
         (self.attributes & COMPRESSION_MASK) as u8
+    }
+
+    /// The batch's codec (at its default level); `None` for codec ids Kafka does not
+    /// define (5..=7).
+    pub fn codec(&self) -> Option<Compression> {
+        Compression::from_id(self.compression())
     }
 
     /// True when record timestamps are log-append time (the batch's max timestamp).
@@ -296,7 +305,9 @@ impl<'a> Batch<'a> {
         self.header.last_offset()
     }
 
-    /// Decodes the records one by one.
+    /// Decodes the records of an uncompressed batch one by one, borrowing the batch. For a
+    /// compressed batch the first item is [`DecodeError::UnsupportedCompression`] naming
+    /// the codec (use [`Batch::records_with`]).
     pub fn records(&self) -> RecordIter<'a> {
         RecordIter {
             header: self.header,
@@ -305,10 +316,60 @@ impl<'a> Batch<'a> {
             left: self.header.records_count as usize,
             last_delta: -1,
             failed: false,
+            decompressed: false,
         }
     }
 
-    /// Decodes every record, checking that exactly `recordsCount` records fill the batch.
+    /// Decodes the records of any batch: an uncompressed one is borrowed as by
+    /// [`Batch::records`] (`scratch` is untouched); a compressed one is decompressed into
+    /// `scratch` (cleared first) and its records borrow from there. Errors of records
+    /// inside a compressed batch come as [`DecodeError::CompressedRecord`].
+    ///
+    /// # Errors
+    /// [`DecodeError::CodecDisabled`] when the codec's cargo feature is off,
+    /// [`DecodeError::UnsupportedCompression`] for codec ids 5..=7,
+    /// [`DecodeError::Decompress`] for a corrupt or truncated stream or one that inflates
+    /// past [`MAX_DECOMPRESSED_BYTES`], `BadField("recordsCount")` when the decompressed
+    /// section is too short for the record count.
+    pub fn records_with<'b>(&self, scratch: &'b mut Vec<u8>) -> Result<RecordIter<'b>, DecodeError>
+    where
+        'a: 'b,
+    {
+        let codec = self.header.compression();
+        if codec == 0 {
+            return Ok(self.records());
+        }
+        scratch.clear();
+        compression::decompress(
+            codec,
+            &self.bytes[BATCH_HEADER_SIZE..],
+            scratch,
+            MAX_DECOMPRESSED_BYTES,
+        )
+        .map_err(decode_codec_error)?;
+        if (self.header.records_count as usize) * 7 > scratch.len() {
+            return Err(DecodeError::BadField {
+                field: "recordsCount",
+                position: RECORDS_COUNT_OFFSET,
+                value: self.header.records_count as i64,
+            });
+        }
+        Ok(RecordIter {
+            header: self.header,
+            buf: scratch,
+            pos: 0,
+            left: self.header.records_count as usize,
+            last_delta: -1,
+            failed: false,
+            decompressed: true,
+        })
+    }
+
+    /// Decodes every record of an uncompressed batch, checking that exactly
+    /// `recordsCount` records fill it. A compressed batch fails with
+    /// [`DecodeError::UnsupportedCompression`] as [`Batch::records`] does: callers that
+    /// read records with [`Batch::records`] must not take it as checked.
+    /// [`Batch::validate_all`] decompresses.
     ///
     /// # Errors
     /// The first record-level [`DecodeError`].
@@ -320,19 +381,37 @@ impl<'a> Batch<'a> {
         it.finish()
     }
 
+    /// Decodes every record, decompressing a compressed batch, checking that exactly
+    /// `recordsCount` records fill the batch.
+    ///
+    /// # Errors
+    /// As [`Batch::records_with`], then the first record-level [`DecodeError`].
+    pub fn validate_all(&self) -> Result<(), DecodeError> {
+        let mut scratch = Vec::new();
+        let mut it = self.records_with(&mut scratch)?;
+        for r in &mut it {
+            r?;
+        }
+        it.finish().map_err(|e| it.wrap(e))
+    }
+
     /// This batch cut to its records below `offset`, byte for byte: the header is kept
     /// (base offset and timestamp, producer fields, attributes), the kept records' bytes
     /// are copied unchanged, and `lastOffsetDelta`, `recordsCount`, `maxTimestamp`,
     /// `batchLength` and the CRC are recomputed. `lastOffsetDelta` becomes
     /// `offset - 1 - baseOffset`, so the batch still ends just before `offset`.
+    /// A compressed batch is decompressed, cut, and recompressed with its own codec (at
+    /// Kafka's default level); the kept records' decompressed bytes are unchanged.
     /// `None` when no record lies below `offset`.
     ///
     /// # Errors
-    /// A record-level [`DecodeError`] (including compressed batches, whose records this
-    /// build cannot see).
+    /// As [`Batch::records_with`], a record-level [`DecodeError`], and
+    /// [`DecodeError::Recompress`].
     pub fn truncated_before(&self, offset: u64) -> Result<Option<Vec<u8>>, DecodeError> {
-        let mut it = self.records();
-        let (mut kept, mut end, mut max_ts) = (0i32, BATCH_HEADER_SIZE, i64::MIN);
+        let mut scratch = Vec::new();
+        let mut it = self.records_with(&mut scratch)?;
+        let start = it.pos;
+        let (mut kept, mut end, mut max_ts) = (0i32, start, i64::MIN);
         while let Some(r) = it.next() {
             let r = r?;
             if r.offset() >= offset {
@@ -346,17 +425,73 @@ impl<'a> Batch<'a> {
             return Ok(None);
         }
         let mut h = self.header;
-        h.batch_length = (end - LOG_OVERHEAD) as i32;
         h.last_offset_delta = (offset - 1 - self.base_offset()) as i32;
         h.records_count = kept;
         if !h.is_log_append_time() {
             h.max_timestamp = max_ts;
         }
-        let mut out = self.bytes[..end].to_vec();
-        write_header(&mut out, &h);
-        let crc = crc32c(&out[ATTRIBUTES_OFFSET..]);
-        BigEndian::write_u32(&mut out[CRC_OFFSET..], crc);
-        Ok(Some(out))
+        let codec = self.header.codec().unwrap_or_default();
+        build_batch(h, &it.buf[start..end], codec).map(Some)
+    }
+}
+
+/// A batch from header `h` (attributes' codec bits, `batchLength` and the CRC are set
+/// here) and an uncompressed records section `records`, compressed with `codec`.
+fn build_batch(
+    mut h: BatchHeader,
+    records: &[u8],
+    codec: Compression,
+) -> Result<Vec<u8>, DecodeError> {
+    let recompress = |e: EncodeError| DecodeError::Recompress {
+        position: BATCH_HEADER_SIZE,
+        source: e,
+    };
+    let mut out = Vec::with_capacity(BATCH_HEADER_SIZE + records.len());
+    out.resize(BATCH_HEADER_SIZE, 0);
+    compression::compress(codec, records, &mut out)
+        .map_err(|e| recompress(encode_codec_error(e)))?;
+    h.attributes = (h.attributes & !COMPRESSION_MASK) | codec.id() as i16;
+    h.batch_length = checked_len("batch length", out.len() - LOG_OVERHEAD).map_err(recompress)?;
+    write_header(&mut out, &h);
+    let crc = crc32c(&out[ATTRIBUTES_OFFSET..]);
+    BigEndian::write_u32(&mut out[CRC_OFFSET..], crc);
+    Ok(out)
+}
+
+/// The batch-level error for a codec failure while decoding.
+fn decode_codec_error(e: CodecError) -> DecodeError {
+    match e {
+        CodecError::Unknown(codec) => DecodeError::UnsupportedCompression { position: 0, codec },
+        CodecError::Disabled { codec, feature } => DecodeError::CodecDisabled {
+            position: 0,
+            codec,
+            feature,
+        },
+        CodecError::TooLarge { codec, limit } => DecodeError::Decompress {
+            position: BATCH_HEADER_SIZE,
+            codec,
+            reason: format!("inflates past the {limit}-byte limit (MAX_DECOMPRESSED_BYTES)"),
+        },
+        CodecError::Failed { codec, reason } => DecodeError::Decompress {
+            position: BATCH_HEADER_SIZE,
+            codec,
+            reason,
+        },
+    }
+}
+
+/// The batch-level error for a codec failure while encoding.
+fn encode_codec_error(e: CodecError) -> EncodeError {
+    match e {
+        CodecError::Unknown(codec) => EncodeError::Compress {
+            codec: codec_name(codec),
+            reason: format!("unknown codec id {codec}"),
+        },
+        CodecError::Disabled { codec, feature } => EncodeError::CodecDisabled { codec, feature },
+        CodecError::TooLarge { limit, .. } => {
+            too_large("uncompressed records section", limit + 1, limit)
+        }
+        CodecError::Failed { codec, reason } => EncodeError::Compress { codec, reason },
     }
 }
 
@@ -371,18 +506,42 @@ impl Batch<'_> {
     /// against it (Kafka's layout, KIP-534), so record timestamps do not change.
     /// Returns the new batch and the number of records kept.
     ///
+    /// A compressed batch is decompressed, filtered, and recompressed with its own codec
+    /// (at Kafka's default level); [`Batch::filtered_as`] picks the codec.
+    ///
     /// # Errors
-    /// A record-level [`DecodeError`] (including compressed batches), and
+    /// As [`Batch::records_with`], a record-level [`DecodeError`],
     /// `BadField("timestampDelta")` when a record's timestamp is too far from the horizon
-    /// for a 64-bit delta.
+    /// for a 64-bit delta, and [`DecodeError::Recompress`].
     pub fn filtered(
+        &self,
+        keep: impl FnMut(&RecordView<'_>) -> bool,
+        delete_horizon: Option<i64>,
+    ) -> Result<(Vec<u8>, usize), DecodeError> {
+        let codec = self.header.codec().unwrap_or_default();
+        self.filtered_as(keep, delete_horizon, codec)
+    }
+
+    /// As [`Batch::filtered`], with the kept records compressed with `codec` whatever the
+    /// batch's own codec is (Kafka's cleaner recompresses with the topic's
+    /// `compression.type`; pass the batch's [`BatchHeader::codec`] for `producer`). A batch
+    /// that keeps no record is written as a header alone, uncompressed, as Kafka writes an
+    /// empty batch.
+    ///
+    /// # Errors
+    /// As [`Batch::filtered`]; [`DecodeError::Recompress`] when `codec`'s feature is off
+    /// or its level is out of range.
+    pub fn filtered_as(
         &self,
         mut keep: impl FnMut(&RecordView<'_>) -> bool,
         delete_horizon: Option<i64>,
+        codec: Compression,
     ) -> Result<(Vec<u8>, usize), DecodeError> {
         let mut h = self.header;
-        let mut out = self.bytes[..BATCH_HEADER_SIZE].to_vec();
-        let mut it = self.records();
+        let mut scratch = Vec::new();
+        let mut it = self.records_with(&mut scratch)?;
+        let buf = it.buf;
+        let mut body = Vec::with_capacity(buf.len());
         let (mut kept, mut max_ts) = (0usize, None::<i64>);
         let mut start = it.pos;
         while let Some(r) = it.next() {
@@ -391,19 +550,19 @@ impl Batch<'_> {
             if keep(&r) {
                 kept += 1;
                 max_ts = Some(max_ts.map_or(r.timestamp(), |m| m.max(r.timestamp())));
-                let raw = &self.bytes[start..end];
+                let raw = &buf[start..end];
                 match delete_horizon {
-                    None => out.extend_from_slice(raw),
+                    None => body.extend_from_slice(raw),
                     Some(horizon) => {
-                        let delta =
-                            r.timestamp()
-                                .checked_sub(horizon)
-                                .ok_or(DecodeError::BadField {
-                                    field: "timestampDelta",
-                                    position: start,
-                                    value: r.timestamp(),
-                                })?;
-                        rebase_record(&mut out, raw, delta)?
+                        let delta = r.timestamp().checked_sub(horizon).ok_or_else(|| {
+                            it.wrap(DecodeError::BadField {
+                                field: "timestampDelta",
+                                position: start,
+                                value: r.timestamp(),
+                            })
+                        })?;
+                        rebase_record(&mut body, raw, delta)
+                            .map_err(|e| it.wrap(shift(e, start)))?
                     }
                 }
             }
@@ -417,11 +576,8 @@ impl Batch<'_> {
         if let (Some(ts), false) = (max_ts, h.is_log_append_time()) {
             h.max_timestamp = ts;
         }
-        h.batch_length = (out.len() - LOG_OVERHEAD) as i32;
-        write_header(&mut out, &h);
-        let crc = crc32c(&out[ATTRIBUTES_OFFSET..]);
-        BigEndian::write_u32(&mut out[CRC_OFFSET..], crc);
-        Ok((out, kept))
+        let codec = if kept == 0 { Compression::None } else { codec };
+        Ok((build_batch(h, &body, codec)?, kept))
     }
 }
 
@@ -450,9 +606,25 @@ pub struct RecordIter<'a> {
     left: usize,
     last_delta: i64,
     failed: bool,
+    /// `buf` is the decompressed records section of a compressed batch (positions count
+    /// from its start), not the batch itself.
+    decompressed: bool,
 }
 
 impl<'a> RecordIter<'a> {
+    /// For records decoded from a decompressed section, `e` wrapped to say so (its own
+    /// position counts in the decompressed bytes); otherwise `e`.
+    fn wrap(&self, e: DecodeError) -> DecodeError {
+        if !self.decompressed {
+            return e;
+        }
+        DecodeError::CompressedRecord {
+            position: BATCH_HEADER_SIZE,
+            codec: codec_name(self.header.compression()),
+            source: Box::new(e),
+        }
+    }
+
     /// After the iterator is exhausted: checks that no bytes are left over.
     fn finish(&self) -> Result<(), DecodeError> {
         if self.pos != self.buf.len() {
@@ -563,11 +735,11 @@ impl<'a> Iterator for RecordIter<'a> {
             // Leftover bytes after the last record are reported once.
             if let Err(e) = self.finish() {
                 self.failed = true;
-                return Some(Err(e));
+                return Some(Err(self.wrap(e)));
             }
             return None;
         }
-        if self.header.compression() != 0 {
+        if self.header.compression() != 0 && !self.decompressed {
             self.failed = true;
             return Some(Err(DecodeError::UnsupportedCompression {
                 position: 0,
@@ -583,7 +755,7 @@ impl<'a> Iterator for RecordIter<'a> {
         // The fast path refused the record: the checked decoder says exactly why.
         let r = self.decode_one();
         self.failed = r.is_err();
-        Some(r)
+        Some(r.map_err(|e| self.wrap(e)))
     }
 }
 
@@ -780,6 +952,38 @@ pub fn shift(e: DecodeError, by: usize) -> DecodeError {
                 codec,
             }
         }
+        DecodeError::CodecDisabled {
+            position,
+            codec,
+            feature,
+        } => DecodeError::CodecDisabled {
+            position: position + by,
+            codec,
+            feature,
+        },
+        DecodeError::Decompress {
+            position,
+            codec,
+            reason,
+        } => DecodeError::Decompress {
+            position: position + by,
+            codec,
+            reason,
+        },
+        // The inner error counts in the decompressed section and stays as it is.
+        DecodeError::CompressedRecord {
+            position,
+            codec,
+            source,
+        } => DecodeError::CompressedRecord {
+            position: position + by,
+            codec,
+            source,
+        },
+        DecodeError::Recompress { position, source } => DecodeError::Recompress {
+            position: position + by,
+            source,
+        },
     }
 }
 
@@ -792,7 +996,11 @@ impl DecodeError {
             | DecodeError::BadMagic { position, .. }
             | DecodeError::CrcMismatch { position, .. }
             | DecodeError::BadVarint { position }
-            | DecodeError::UnsupportedCompression { position, .. } => position,
+            | DecodeError::UnsupportedCompression { position, .. }
+            | DecodeError::CodecDisabled { position, .. }
+            | DecodeError::Decompress { position, .. }
+            | DecodeError::CompressedRecord { position, .. }
+            | DecodeError::Recompress { position, .. } => position,
         }
     }
 }
@@ -804,8 +1012,10 @@ pub struct BatchSpec {
     pub base_offset: u64,
     /// Written as is; -1 when unknown.
     pub partition_leader_epoch: i32,
-    /// Attributes (compression must be 0: this build writes uncompressed batches).
+    /// Attributes; the codec bits (0..=2) are ignored, `compression` sets them.
     pub attributes: i16,
+    /// The codec the records section is compressed with.
+    pub compression: Compression,
     /// -1 when unused.
     pub producer_id: i64,
     /// -1 when unused.
@@ -818,12 +1028,14 @@ pub struct BatchSpec {
 }
 
 impl BatchSpec {
-    /// A plain batch at `base_offset`: no producer id, unknown leader epoch, create time.
+    /// A plain batch at `base_offset`: no producer id, unknown leader epoch, create time,
+    /// uncompressed.
     pub fn new(base_offset: u64, default_timestamp: i64) -> BatchSpec {
         BatchSpec {
             base_offset,
             partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
             attributes: 0,
+            compression: Compression::None,
             producer_id: NO_PRODUCER_ID,
             producer_epoch: NO_PRODUCER_EPOCH,
             base_sequence: NO_SEQUENCE,
@@ -836,11 +1048,16 @@ impl BatchSpec {
 /// `spec.base_offset`, and returns the batch's header.
 ///
 /// The base timestamp is the first record's timestamp (as Kafka's producer writes it) and
-/// the max timestamp the largest one.
+/// the max timestamp the largest one. With `spec.compression` the records section is
+/// compressed as Kafka's Java producer does it, the attributes' codec bits name the codec,
+/// and the CRC covers the compressed bytes.
 ///
 /// # Errors
 /// [`EncodeError::Empty`] for no records; [`EncodeError`] when a length, count or
-/// timestamp delta does not fit the format. `out` is left as it was.
+/// timestamp delta does not fit the format, when the uncompressed records section of a
+/// compressed batch exceeds [`MAX_DECOMPRESSED_BYTES`], [`EncodeError::CodecDisabled`]
+/// when the codec's cargo feature is off, [`EncodeError::Compress`] for a level out of
+/// range. `out` is left as it was.
 pub fn encode_batch(
     out: &mut Vec<u8>,
     spec: &BatchSpec,
@@ -948,6 +1165,20 @@ fn encode_inner(
             write_opt(out, v.map_or(-1, |v| v.len() as i32), v);
         }
     }
+    let codec = spec.compression;
+    if codec != Compression::None {
+        let records_start = start + BATCH_HEADER_SIZE;
+        let raw_len = out.len() - records_start;
+        if raw_len > MAX_DECOMPRESSED_BYTES {
+            return Err(too_large(
+                "uncompressed records section",
+                raw_len,
+                MAX_DECOMPRESSED_BYTES,
+            ));
+        }
+        let raw = out.split_off(records_start);
+        compression::compress(codec, &raw, out).map_err(encode_codec_error)?;
+    }
     let size = out.len() - start;
     let batch_length = checked_len("batch length", size - LOG_OVERHEAD)?;
     let mut header = BatchHeader {
@@ -956,7 +1187,7 @@ fn encode_inner(
         partition_leader_epoch: spec.partition_leader_epoch,
         magic: MAGIC_V2,
         crc: 0,
-        attributes: spec.attributes,
+        attributes: (spec.attributes & !COMPRESSION_MASK) | codec.id() as i16,
         last_offset_delta,
         base_timestamp,
         max_timestamp,

@@ -3,13 +3,17 @@
 //! [`encode_batch`] writes records as one batch; [`Batch::parse`] checks a batch (length,
 //! magic, CRC-32C) and [`Batch::records`] decodes its records as borrowed [`RecordView`]s.
 //! [`BatchIter`] walks a buffer of concatenated batches, as found in a `.log` file.
+//! Compressed batches ([`Compression`]) are decoded by [`Batch::records_with`], which
+//! decompresses into a caller's buffer.
 //! FORMAT.md is the byte-level spec this module follows.
 
 mod batch;
+mod compression;
 mod control;
 pub(crate) mod varint;
 
 pub use batch::*;
+pub use compression::{Compression, MAX_DECOMPRESSED_BYTES};
 pub use control::{
     ControlError, ControlRecord, ControlType, EndTxnMarker, MarkerType, CONTROL_KEY_SIZE,
     CONTROL_RECORD_VERSION, END_TXN_MARKER_VALUE_SIZE,
@@ -60,13 +64,58 @@ pub enum DecodeError {
         /// Where the varint starts.
         position: usize,
     },
-    /// The batch is compressed with a codec this build cannot decode.
-    #[error("unsupported compression codec {codec} at byte {position}")]
+    /// The batch is compressed and was read without decompressing
+    /// ([`Batch::records`]; [`Batch::records_with`] decompresses), or its codec id is
+    /// not one Kafka defines (5..=7).
+    #[error("batch at byte {position} is compressed with codec {codec} ({name}); its records need decompressing", name = compression::codec_name(*codec))]
     UnsupportedCompression {
         /// Where the batch starts.
         position: usize,
         /// Kafka's codec id (1 gzip, 2 snappy, 3 lz4, 4 zstd).
         codec: u8,
+    },
+    /// The batch's codec is one Kafka defines but this build leaves out (its cargo
+    /// feature is off).
+    #[error("batch at byte {position} is compressed with {codec}, but seglog was built without the `{feature}` cargo feature")]
+    CodecDisabled {
+        /// Where the batch starts.
+        position: usize,
+        /// Kafka's codec name (`gzip`, `snappy`, `lz4`, `zstd`).
+        codec: &'static str,
+        /// The cargo feature that builds the codec in.
+        feature: &'static str,
+    },
+    /// The compressed records section does not decompress: corrupt, cut short, or larger
+    /// than [`MAX_DECOMPRESSED_BYTES`].
+    #[error("{codec} records section at byte {position} does not decompress: {reason}")]
+    Decompress {
+        /// Where the compressed section starts (just after the batch header).
+        position: usize,
+        /// Kafka's codec name.
+        codec: &'static str,
+        /// What the codec reported.
+        reason: String,
+    },
+    /// A record inside a compressed batch is malformed. `position` is where the compressed
+    /// section starts; `source`'s own position counts bytes of the decompressed records
+    /// section (its first record is at 0).
+    #[error("{codec}-compressed records section at byte {position}: {source} (position within the decompressed records)")]
+    CompressedRecord {
+        /// Where the compressed section starts (just after the batch header).
+        position: usize,
+        /// Kafka's codec name.
+        codec: &'static str,
+        /// The error, positioned in the decompressed records section.
+        source: Box<DecodeError>,
+    },
+    /// Rewriting a compressed batch (truncation, compaction) could not compress the kept
+    /// records: the target codec's feature is off, or its level is out of range.
+    #[error("cannot rewrite the batch's records section at byte {position}: {source}")]
+    Recompress {
+        /// Where the records section starts (just after the batch header).
+        position: usize,
+        /// Why compressing failed.
+        source: EncodeError,
     },
 }
 
@@ -96,6 +145,24 @@ pub enum EncodeError {
     /// be -1).
     #[error("a batch needs at least one record")]
     Empty,
+    /// The codec is one Kafka defines but this build leaves out (its cargo feature is off).
+    #[error(
+        "cannot compress with {codec}: seglog was built without the `{feature}` cargo feature"
+    )]
+    CodecDisabled {
+        /// Kafka's codec name (`gzip`, `snappy`, `lz4`, `zstd`).
+        codec: &'static str,
+        /// The cargo feature that builds the codec in.
+        feature: &'static str,
+    },
+    /// The codec refused: a level outside its range, or an internal codec failure.
+    #[error("cannot compress with {codec}: {reason}")]
+    Compress {
+        /// Kafka's codec name.
+        codec: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// A record header: a UTF-8 name and an optional value.

@@ -95,3 +95,72 @@ pub(crate) fn read_topics(dir: &Path) -> Result<BTreeMap<String, TopicConfig>> {
     }
     Ok(topics)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TopicCompression;
+    use crate::record::Compression;
+
+    /// Writes `body` with its CRC line, as `write_topics` would.
+    fn write_raw(dir: &Path, body: &str) {
+        let crc = crc32c(body.as_bytes());
+        std::fs::write(dir.join(TOPICS_FILE), format!("{body}crc32c {crc:08x}\n")).unwrap();
+    }
+
+    #[test]
+    fn compression_settings_survive_a_write_and_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut topics = BTreeMap::new();
+        let settings = [
+            TopicCompression::Producer,
+            TopicCompression::Codec(Compression::None),
+            Compression::Gzip { level: Some(9) }.into(),
+            Compression::GZIP.into(),
+            Compression::SNAPPY.into(),
+            Compression::Lz4 { level: Some(1) }.into(),
+            Compression::Zstd { level: Some(-5) }.into(),
+        ];
+        for (i, c) in settings.iter().enumerate() {
+            let c = *c;
+            if let TopicCompression::Codec(codec) = c {
+                if !codec.is_available() {
+                    continue;
+                }
+            }
+            topics.insert(format!("t{i}"), TopicConfig::default().compression(c));
+        }
+        write_topics(dir.path(), &topics).unwrap();
+        assert_eq!(read_topics(dir.path()).unwrap(), topics);
+        let text = std::fs::read_to_string(dir.path().join(TOPICS_FILE)).unwrap();
+        assert!(text.contains("compression=producer\n"), "{text}");
+        assert!(text.contains("compression=uncompressed\n"), "{text}");
+    }
+
+    /// A file written before the key existed reads as Kafka's default, `producer`.
+    #[test]
+    fn a_file_without_the_compression_key_reads_as_producer() {
+        let dir = tempfile::tempdir().unwrap();
+        write_raw(dir.path(), "seglog-topics 1\ntopic old\npartitions=2\n");
+        let topics = read_topics(dir.path()).unwrap();
+        assert_eq!(topics["old"].compression, TopicCompression::Producer);
+        assert_eq!(topics["old"].partitions, 2);
+    }
+
+    #[test]
+    fn bad_compression_values_are_corrupt() {
+        for bad in ["brotli", "gzip:10", "zstd:x", "snappy:1", "lz4:0", ""] {
+            let dir = tempfile::tempdir().unwrap();
+            write_raw(
+                dir.path(),
+                &format!("seglog-topics 1\ntopic t\ncompression={bad}\n"),
+            );
+            match read_topics(dir.path()) {
+                Err(Error::Corrupt { reason, .. }) => {
+                    assert!(reason.contains("compression"), "{bad}: {reason}")
+                }
+                other => panic!("{bad}: expected Corrupt, got {other:?}"),
+            }
+        }
+    }
+}
