@@ -185,10 +185,10 @@ fn print_segment(out: &mut impl Write, r: &SegmentReport, flags: Flags) -> io::R
         for b in &log.batches {
             print_batch(out, b)?;
             if flags.records {
-                if b.compression != 0 && b.is_valid() {
+                if b.compression != 0 && b.is_valid() && b.records.is_empty() {
                     writeln!(
                         out,
-                        "| records not shown: compressed with {}",
+                        "| records not shown: compressed with {}, not built into this seglog",
                         codec_name(b.compression)
                     )?;
                 }
@@ -302,6 +302,21 @@ fn print_record(out: &mut impl Write, b: &BatchInfo, r: &RecordInfo) -> io::Resu
         r.sequence,
         header_keys.join(","),
     )?;
+    if b.is_control() {
+        // A transaction marker, as kafka-dump-log shows it (never as a record).
+        match seglog::record::ControlRecord::parse(r.key.as_deref(), r.value.as_deref()) {
+            Ok(c) => match c.coordinator_epoch {
+                Some(epoch) => write!(
+                    out,
+                    " endTxnMarker: {:?} coordinatorEpoch: {epoch}",
+                    c.control_type
+                )?,
+                None => write!(out, " controlType: {:?}", c.control_type)?,
+            },
+            Err(e) => write!(out, " control record: {e}")?,
+        }
+        return writeln!(out);
+    }
     if let Some(k) = &r.key {
         write!(out, " key: {}", show(k))?;
     }

@@ -123,6 +123,19 @@ pub enum Error {
         /// Kafka's codec id (1 gzip, 2 snappy, 3 lz4, 4 zstd).
         codec: u8,
     },
+    /// A batch is compressed with a codec whose cargo feature this build left out. The
+    /// batch is intact and kept; its records can be read by a build with the feature.
+    #[error("batch at byte {position} of {path} is compressed with {codec}: build seglog with the cargo feature `{feature}` to read it")]
+    CodecDisabled {
+        /// The segment file.
+        path: PathBuf,
+        /// Byte position of the batch in the file.
+        position: u64,
+        /// Kafka's codec name (`gzip`, `snappy`, `lz4`, `zstd`).
+        codec: &'static str,
+        /// The cargo feature that builds the codec in.
+        feature: &'static str,
+    },
     /// An earlier write or fsync of this partition failed, so what is durable is unknown;
     /// writes are refused until the store is reopened (reads go on).
     #[error(
@@ -211,6 +224,19 @@ impl Error {
                 path: path.into(),
                 position: position + at as u64,
                 codec,
+            };
+        }
+        if let DecodeError::CodecDisabled {
+            position: at,
+            codec,
+            feature,
+        } = e
+        {
+            return Error::CodecDisabled {
+                path: path.into(),
+                position: position + at as u64,
+                codec,
+                feature,
             };
         }
         Error::Corrupt {

@@ -104,7 +104,6 @@ fn read_records(p: &seglog::Partition) -> Vec<Expected> {
 }
 
 #[test]
-#[ignore = "TEMPORARY: needs compressed reads (issue 12, in progress)"]
 fn a_kafka_log_dir_is_adopted_and_reads_back_exactly() {
     let (_tmp, dir) = copy();
     let expected = expected_records();
@@ -123,7 +122,6 @@ fn a_kafka_log_dir_is_adopted_and_reads_back_exactly() {
 }
 
 #[test]
-#[ignore = "TEMPORARY: needs compressed reads (issue 12, in progress)"]
 fn timestamp_lookups_give_kafkas_answers() {
     let (_tmp, dir) = copy();
     let expected = expected_records();
@@ -152,7 +150,6 @@ fn timestamp_lookups_give_kafkas_answers() {
 }
 
 #[test]
-#[ignore = "TEMPORARY: needs compressed reads (issue 12, in progress)"]
 fn appends_continue_after_kafkas_records_and_survive_a_reopen() {
     let (_tmp, dir) = copy();
     {
@@ -182,7 +179,6 @@ fn appends_continue_after_kafkas_records_and_survive_a_reopen() {
 }
 
 #[test]
-#[ignore = "TEMPORARY: needs compressed reads (issue 12, in progress)"]
 fn kafkas_other_files_are_left_untouched() {
     let (_tmp, dir) = copy();
     let pdir = dir.join("orders-0");

@@ -147,7 +147,8 @@ mod fixture_tests {
         let bytes = include_bytes!("../../tests/fixtures/kafka-java/consumer-offsets.bin");
         let batch = Batch::parse(bytes).unwrap();
         let mut committed = HashMap::new();
-        for r in batch.records() {
+        let mut scratch = Vec::new();
+        for r in batch.records_with(&mut scratch).unwrap() {
             let r = r.unwrap();
             let key = decode_key(r.key().unwrap())
                 .unwrap_or_else(|e| panic!("key at offset {}: {e}", r.offset()));

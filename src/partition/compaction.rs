@@ -238,9 +238,17 @@ impl Partition {
                 continue;
             };
             let mut result = Ok(());
+            let mut scratch = Vec::new();
             seg.for_each_batch(map_end, |b| {
                 report.dirty_bytes += b.as_bytes().len() as u64;
-                for r in b.records() {
+                let records = match b.records_with(&mut scratch) {
+                    Ok(records) => records,
+                    Err(e) => {
+                        result = Err(e);
+                        return false;
+                    }
+                };
+                for r in records {
                     let r = match r {
                         Ok(r) => r,
                         Err(e) => {
@@ -295,6 +303,7 @@ impl Partition {
             map_end,
             now,
             delete_retention: cfg.delete_retention_ms.min(i64::MAX as u64) as i64,
+            compression: cfg.compression,
         };
         let mut expiry = i64::MAX;
         // The largest timestamp in the log below the group being cleaned (groups start at
@@ -567,6 +576,8 @@ struct Rules<'a> {
     map_end: u64,
     now: i64,
     delete_retention: i64,
+    /// The topic's `compression.type`: rewritten batches are recompressed with it.
+    compression: crate::config::TopicCompression,
 }
 
 /// A batch as compaction rewrites it.
@@ -594,7 +605,8 @@ fn filter_batch(
     let horizon_passed = horizon.is_some_and(|h| rules.now >= h);
     decisions.clear();
     let mut tombstones_kept = false;
-    for r in b.records() {
+    let mut scratch = Vec::new();
+    for r in b.records_with(&mut scratch)? {
         let r = r?;
         let keep = match r.key() {
             None => false,
@@ -619,12 +631,20 @@ fn filter_batch(
         });
     }
     let mut i = 0;
-    let (bytes, kept) = b.filtered(
+    // A rewritten batch takes the topic's codec (`producer`: its own), as
+    // `compression.type` asks of every batch the log stores.
+    let codec = rules.compression.for_batch(
+        b.header()
+            .codec()
+            .unwrap_or(crate::record::Compression::None),
+    );
+    let (bytes, kept) = b.filtered_as(
         |_| {
             i += 1;
             decisions[i - 1]
         },
         new_horizon,
+        codec,
     )?;
     Ok(Filtered {
         bytes,

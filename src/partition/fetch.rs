@@ -1,20 +1,93 @@
 //! What a read returns: whole batches in one buffer, viewed as records without copying.
 
+use std::ops::Range;
+use std::path::Path;
+
+use crate::error::{Error, Result};
 use crate::record::{Batch, RecordView};
 
 /// The result of [`Partition::read`](crate::Partition::read): whole, CRC-checked batches
-/// in one buffer. Records are borrowed views into it.
+/// in one buffer, exactly as stored. Records are borrowed views: into that buffer for
+/// uncompressed batches, and into the decompressed records the fetch owns for compressed
+/// ones (each compressed batch is decompressed once, when read).
 #[derive(Debug, Clone, Default)]
 pub struct Fetch {
     pub(crate) buf: Vec<u8>,
     pub(crate) offset: u64,
     pub(crate) next_offset: u64,
+    /// The decompressed records sections of the compressed batches, back to back.
+    pub(crate) plain: Vec<u8>,
+    /// Per compressed batch, in order: its start in `buf` and its section in `plain`.
+    pub(crate) sections: Vec<(usize, Range<usize>)>,
 }
 
 impl Fetch {
+    /// A fetch of the batches in `buf` (none yet decompressed).
+    pub(crate) fn new(buf: Vec<u8>, offset: u64, next_offset: u64) -> Fetch {
+        Fetch {
+            buf,
+            offset,
+            next_offset,
+            plain: Vec::new(),
+            sections: Vec::new(),
+        }
+    }
+
     /// The buffer, for reuse by the next read.
     pub(crate) fn into_buffer(self) -> Vec<u8> {
         self.buf
+    }
+
+    /// Decompresses every compressed batch's records once, for [`Fetch::records`].
+    /// `dir` names the partition in errors.
+    ///
+    /// # Errors
+    /// [`Error::CodecDisabled`] when a codec's feature is off, [`Error::Corrupt`] when a
+    /// batch does not decompress to its records.
+    pub(crate) fn decompress(&mut self, dir: &Path) -> Result<()> {
+        self.plain.clear();
+        self.sections.clear();
+        let mut rest = &self.buf[..];
+        let mut at = 0;
+        while let Ok(b) = Batch::parse_unchecked(rest) {
+            let len = b.as_bytes().len();
+            if b.header().compression() != 0 {
+                let range = b.decompress_append(&mut self.plain).map_err(|e| {
+                    let reason = format!(
+                        "a batch of the fetch from offset {} (base offset {}): {e}",
+                        self.offset,
+                        b.base_offset()
+                    );
+                    match Error::corrupt(dir, 0, e) {
+                        Error::Corrupt { path, .. } => Error::Corrupt {
+                            path,
+                            position: 0,
+                            reason,
+                        },
+                        other => other,
+                    }
+                })?;
+                self.sections.push((at, range));
+            }
+            at += len;
+            rest = &rest[len..];
+        }
+        Ok(())
+    }
+
+    /// The records of `b`, a batch of this fetch: from the buffer, or from the
+    /// decompressed section when it is compressed.
+    fn records_of<'a>(&'a self, b: &Batch<'a>) -> crate::record::RecordIter<'a> {
+        if b.header().compression() == 0 {
+            return b.records();
+        }
+        let start = b.as_bytes().as_ptr() as usize - self.buf.as_ptr() as usize;
+        match self.sections.binary_search_by_key(&start, |(s, _)| *s) {
+            Ok(i) => b.records_in(&self.plain[self.sections[i].1.clone()]),
+            // Not decompressed (cannot happen for a fetch a read made): its records
+            // cannot be viewed, and the iterator says so.
+            Err(_) => b.records(),
+        }
     }
 
     /// The offset that was asked for.
@@ -49,11 +122,12 @@ impl Fetch {
         })
     }
 
-    /// The records at or past [`Fetch::offset`], in offset order.
+    /// The records at or past [`Fetch::offset`], in offset order (compressed batches'
+    /// records included, decompressed).
     pub fn records(&self) -> impl Iterator<Item = RecordView<'_>> + '_ {
         let from = self.offset;
         self.batches()
-            .flat_map(|b| b.records().filter_map(Result::ok))
+            .flat_map(move |b| self.records_of(&b).filter_map(Result::ok))
             .filter(move |r| r.offset() >= from)
     }
 }

@@ -274,6 +274,7 @@ impl Partition {
         let base = self.log_end_offset();
         let now = inner.clock.now_ms();
         let mut spec = BatchSpec::new(base, now);
+        spec.compression = inner.config.compression.for_records();
         if inner.config.timestamp_type == TimestampType::LogAppendTime {
             spec.attributes |= TIMESTAMP_TYPE_BIT;
         }
@@ -433,20 +434,12 @@ impl Partition {
         }
         let end = end(self).min(log_end);
         if offset > end {
-            return Ok(Fetch {
-                buf,
-                offset,
-                next_offset: offset,
-            });
+            return Ok(Fetch::new(buf, offset, offset));
         }
         if offset < self.log_start_offset() || offset > end {
             return Err(self.out_of_range(offset));
         }
-        let mut fetch = Fetch {
-            buf,
-            offset,
-            next_offset: offset,
-        };
+        let mut fetch = Fetch::new(buf, offset, offset);
         let mut next = offset;
         // The segment the fetch's first batch came from, and that batch's file position.
         let mut first: Option<(Arc<Segment>, u64)> = None;
@@ -535,6 +528,7 @@ impl Partition {
             }
             fetch.next_offset = fetch.next_offset.min(end);
         }
+        fetch.decompress(&self.inner.dir)?;
         Ok(fetch)
     }
 

@@ -365,6 +365,54 @@ impl<'a> Batch<'a> {
         })
     }
 
+    /// Appends this batch's decompressed records section to `out` (a compressed batch) and
+    /// returns where it lies there; `out` is left as it was on an error. For readers that
+    /// keep many batches' records in one buffer ([`Batch::records_in`]).
+    pub(crate) fn decompress_append(
+        &self,
+        out: &mut Vec<u8>,
+    ) -> Result<std::ops::Range<usize>, DecodeError> {
+        let start = out.len();
+        let result = compression::decompress(
+            self.header.compression(),
+            &self.bytes[BATCH_HEADER_SIZE..],
+            out,
+            start + MAX_DECOMPRESSED_BYTES,
+        )
+        .map_err(decode_codec_error)
+        .and_then(|()| {
+            if (self.header.records_count as usize) * 7 > out.len() - start {
+                return Err(DecodeError::BadField {
+                    field: "recordsCount",
+                    position: RECORDS_COUNT_OFFSET,
+                    value: self.header.records_count as i64,
+                });
+            }
+            Ok(())
+        });
+        match result {
+            Ok(()) => Ok(start..out.len()),
+            Err(e) => {
+                out.truncate(start);
+                Err(e)
+            }
+        }
+    }
+
+    /// The records of this compressed batch from its decompressed records `section` (as
+    /// [`Batch::decompress_append`] made it).
+    pub(crate) fn records_in<'b>(&self, section: &'b [u8]) -> RecordIter<'b> {
+        RecordIter {
+            header: self.header,
+            buf: section,
+            pos: 0,
+            left: self.header.records_count as usize,
+            last_delta: -1,
+            failed: false,
+            decompressed: true,
+        }
+    }
+
     /// Decodes every record of an uncompressed batch, checking that exactly
     /// `recordsCount` records fill it. A compressed batch fails with
     /// [`DecodeError::UnsupportedCompression`] as [`Batch::records`] does: callers that

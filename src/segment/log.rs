@@ -218,9 +218,10 @@ impl<'a> OpenedLog<'a> {
     }
 }
 
-/// Checks a CRC-valid batch's records. A compressed batch is whole and valid as far as
-/// this build can tell (its CRC matched); its records cannot be checked without the codec,
-/// and it must not be mistaken for a torn tail and cut off.
+/// Checks a CRC-valid batch's records. A compressed batch is checked by its CRC only, as
+/// Kafka's recovery does: its records are checked when a read decompresses them, and a
+/// whole, CRC-valid batch must never be mistaken for a torn tail and cut off (its codec
+/// may not even be built in).
 fn check_records(b: Batch<'_>) -> std::result::Result<Batch<'_>, DecodeError> {
     if b.header().compression() == 0 {
         b.validate()?;

@@ -892,7 +892,8 @@ impl Segment {
             let checked = item.and_then(|(p, b)| {
                 let (start, end) = (pos + p as u64, pos + (p + b.as_bytes().len()) as u64);
                 if end > checked_to {
-                    b.validate().map_err(|e| shift(e, p))?;
+                    // Compressed batches are decompressed to check their records.
+                    b.validate_all().map_err(|e| shift(e, p))?;
                     self.mark_checked(start, end);
                 }
                 Ok((p, b))
@@ -1013,11 +1014,19 @@ impl Segment {
         // A batch whose records cannot be decoded (a compressed one) is never skipped: the
         // answer may lie inside it, and a later offset would be wrong.
         let mut bad = None;
+        let mut scratch = Vec::new();
         let walk = log.walk_batches(pos, end, |p, b| {
             if b.header().max_timestamp < target {
                 return true;
             }
-            for r in b.records() {
+            let records = match b.records_with(&mut scratch) {
+                Ok(records) => records,
+                Err(e) => {
+                    bad = Some((p, e));
+                    return false;
+                }
+            };
+            for r in records {
                 match r {
                     Ok(r) if r.offset() >= start_offset && r.timestamp() >= target => {
                         found = Some((r.offset(), r.timestamp()));
