@@ -89,8 +89,8 @@ pub use error::{Error, Result};
 pub use fs::faults;
 pub use fs::FaultOp;
 pub use partition::{
-    AppendInfo, CompactionReport, Fetch, Partition, PartitionStats, RetentionReport,
-    TimestampOffset,
+    AppendInfo, BatchProblem, CompactionReport, Fetch, ForwardError, OffsetMode, Partition,
+    PartitionStats, RetentionReport, TimestampOffset,
 };
 pub use record::{Header, Record, RecordView};
 pub use segment::Segment;
