@@ -663,3 +663,41 @@ fn compacted_batches_are_refused_and_reencode_densely() {
     assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (-1, -1, -1));
     assert!(!h.is_transactional());
 }
+
+/// A truncation inside a Keep gap leaves the log end above the active segment's data; the
+/// next roll starts at the data end, so the new segment still follows on without a hole
+/// at open. Failed when rolls started at the log end offset (the open after it reported
+/// offsets in no segment file).
+#[test]
+fn a_roll_after_truncating_into_a_gap_starts_at_the_data_end() {
+    let _g = common::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(T + 10_000);
+    let want: Vec<u64> = (0..8).chain(9..13).collect();
+    let first = batch_at(0, 8, T);
+    let gap = batch_at(10, 2, T);
+    let next = batch_at(0, 4, T);
+    // The gap batch fits the first segment; the next batch, in its place, does not.
+    assert!(next.len() > gap.len());
+    let cfg = TopicConfig::default().segment_bytes((first.len() + gap.len()) as u64);
+    {
+        let store = store(dir.path(), &clock);
+        let p = create(&store, "t", cfg);
+        p.append_raw(&first, OffsetMode::Keep).unwrap();
+        p.append_raw(&gap, OffsetMode::Keep).unwrap();
+        assert_eq!(p.segments().len(), 1);
+        p.truncate_to(9).unwrap();
+        assert_eq!(p.log_end_offset(), 9);
+        // Rolls: the new segment starts at 8, where the data ends.
+        p.append_raw(&next, OffsetMode::Assign).unwrap();
+        let bases: Vec<u64> = p.segments().iter().map(|s| s.base_offset()).collect();
+        assert_eq!(bases, [0, 8]);
+        let offsets: Vec<u64> = all_records(&p).iter().map(|r| r.0).collect();
+        assert_eq!(offsets, want);
+    }
+    let store = store(dir.path(), &clock);
+    let p = partition(&store, "t");
+    let offsets: Vec<u64> = all_records(&p).iter().map(|r| r.0).collect();
+    assert_eq!(offsets, want, "after reopen");
+    assert_eq!(p.read(8, 1).unwrap().records().next().unwrap().offset(), 9);
+}
