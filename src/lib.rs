@@ -52,6 +52,10 @@
 //! - [`Consumer`] ([`Store::consumer`], [`Store::join_group`]): tailing reads that block
 //!   until data arrives, seeking, Kafka's offset reset policies, and consumer groups with
 //!   durable committed offsets in [`OFFSETS_TOPIC`].
+//! - [`Partition::append_raw`] ([`OffsetMode`]): Kafka batches in as they are, with offsets
+//!   assigned as a broker does or kept as a follower does; [`record::Batch::producer_refusal`],
+//!   [`record::Batch::forward_bytes`] and [`record::Batch::to_dense`] send stored batches on
+//!   to Kafka.
 //! - [`record`]: the v2 batch codec as pure functions over byte slices, for tools that
 //!   want to decode or build Kafka batches themselves.
 //! - [`Segment::open_read_only`]: open one segment file for dumping or verification.

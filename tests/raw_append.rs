@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use common::{copy_dir, create, partition, store_config, ManualClock};
 use seglog::record::{
-    crc32c, encode_batch, Batch, BatchIter, BatchSpec, DecodeError, ATTRIBUTES_OFFSET,
-    CRC_OFFSET, MAGIC_OFFSET,
+    crc32c, encode_batch, Batch, BatchIter, BatchSpec, DecodeError, ATTRIBUTES_OFFSET, CRC_OFFSET,
+    MAGIC_OFFSET,
 };
 use seglog::{
     BatchProblem, CleanupPolicy, Error, ForwardError, OffsetMode, Partition, Record, Store,
@@ -26,8 +26,8 @@ const T: i64 = 1_700_000_000_000;
 fn fixture(name: &str) -> (Vec<u8>, Value) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kafka-java");
     let bin = std::fs::read(dir.join(format!("{name}.bin"))).unwrap();
-    let json = serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap())
-        .unwrap();
+    let json =
+        serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap()).unwrap();
     (bin, json)
 }
 
@@ -140,7 +140,11 @@ fn keep_appends_kafka_bytes_byte_for_byte() {
         let batches = json["batches"].as_array().unwrap();
         let first = batches[0]["baseOffset"].as_u64().unwrap();
         let last = batches.last().unwrap()["lastOffset"].as_u64().unwrap();
-        assert_eq!((info.base_offset, info.last_offset), (first, last), "{name}");
+        assert_eq!(
+            (info.base_offset, info.last_offset),
+            (first, last),
+            "{name}"
+        );
         assert_eq!(info.batch_bytes, bin.len(), "{name}");
         assert_eq!(p.log_end_offset(), last + 1, "{name}");
         // On disk exactly as given (the offsets below the first batch are a gap).
@@ -166,8 +170,14 @@ fn keep_appends_kafka_bytes_byte_for_byte() {
         for (b, want) in BatchIter::new(&read).zip(batches) {
             let h = *b.unwrap().1.header();
             assert_eq!(h.producer_id, want["producerId"].as_i64().unwrap());
-            assert_eq!(h.producer_epoch as i64, want["producerEpoch"].as_i64().unwrap());
-            assert_eq!(h.base_sequence as i64, want["baseSequence"].as_i64().unwrap());
+            assert_eq!(
+                h.producer_epoch as i64,
+                want["producerEpoch"].as_i64().unwrap()
+            );
+            assert_eq!(
+                h.base_sequence as i64,
+                want["baseSequence"].as_i64().unwrap()
+            );
             assert_eq!(
                 h.partition_leader_epoch as i64,
                 want["partitionLeaderEpoch"].as_i64().unwrap()
@@ -231,7 +241,8 @@ fn assign_gives_next_offsets_and_keeps_records_and_producer_fields() {
     let store = store(dir.path(), &clock);
     let p = create(&store, "t", TopicConfig::default());
     for _ in 0..3 {
-        p.append(&[Record::new("seglog").with_timestamp(T)]).unwrap();
+        p.append(&[Record::new("seglog").with_timestamp(T)])
+            .unwrap();
     }
     // Two batches in one call: codec-none (5 records), then the idempotent producer's
     // uncompressed batch (3 records) and the transactional data batch (3 records).
@@ -254,7 +265,10 @@ fn assign_gives_next_offsets_and_keeps_records_and_producer_fields() {
     let f = p.read(3, usize::MAX).unwrap();
     let batches: Vec<Batch<'_>> = f.batches().collect();
     assert_eq!(batches.len(), 3);
-    for (b, (src, base)) in batches.iter().zip([(&none[..], 3), (idem_first, 8), (&txn[..], 11)]) {
+    for (b, (src, base)) in batches
+        .iter()
+        .zip([(&none[..], 3), (idem_first, 8), (&txn[..], 11)])
+    {
         assert_eq!(b.base_offset(), base);
         // Create time, max timestamp already the records' largest: only the base offset
         // (outside the CRC) changed.
@@ -269,7 +283,12 @@ fn assign_gives_next_offsets_and_keeps_records_and_producer_fields() {
     let h = batches[2].header();
     assert!(h.is_transactional());
     assert_eq!(
-        (h.producer_id, h.producer_epoch, h.base_sequence, h.partition_leader_epoch),
+        (
+            h.producer_id,
+            h.producer_epoch,
+            h.base_sequence,
+            h.partition_leader_epoch
+        ),
         (4242, 3, 0, 7)
     );
 
@@ -306,7 +325,8 @@ fn assign_on_a_log_append_time_topic_stamps_like_kafka() {
     assert_eq!(h.base_offset, 0);
     assert!(h.is_log_append_time());
     assert_eq!(h.max_timestamp, T + 123_456);
-    let kafka_crc = u32::from_str_radix(&broker_json["batches"][0]["crc"].as_str().unwrap()[2..], 16);
+    let kafka_crc =
+        u32::from_str_radix(&broker_json["batches"][0]["crc"].as_str().unwrap()[2..], 16);
     assert_eq!(h.crc, kafka_crc.unwrap(), "Kafka's CRC");
     assert_eq!(h.crc, crc32c(&b.as_bytes()[ATTRIBUTES_OFFSET..]));
     // From the magic on, Kafka's bytes exactly (Kafka also set its leader epoch, 2; seglog
@@ -355,13 +375,19 @@ fn assign_refuses_what_a_broker_refuses_from_a_producer() {
     bad[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
     match p.append_raw(&bad, OffsetMode::Assign) {
         Err(Error::InvalidBatch {
-            problem: BatchProblem::Refused(ForwardError::NoSequence { producer_id: 4242, .. }),
+            problem:
+                BatchProblem::Refused(ForwardError::NoSequence {
+                    producer_id: 4242, ..
+                }),
             ..
         }) => {}
         other => panic!("expected NoSequence, got {other:?}"),
     }
     assert_eq!(p.log_end_offset(), 4);
 }
+
+/// A validation case: what, the input, the mode, and the problem expected.
+type Case = (&'static str, Vec<u8>, OffsetMode, fn(&BatchProblem) -> bool);
 
 /// Every validation error names the batch and leaves the log exactly as it was, even when
 /// the bad batch comes after good ones.
@@ -397,22 +423,37 @@ fn every_validation_error_leaves_the_log_unchanged() {
     };
     let future = batch_at(20, 2, T + 10_000 + 3_600_001);
 
-    let cases: Vec<(&str, Vec<u8>, OffsetMode, fn(&BatchProblem) -> bool)> = vec![
+    let cases: Vec<Case> = vec![
         ("bad crc", with(&crc), OffsetMode::Keep, |p| {
             matches!(p, BatchProblem::Decode(DecodeError::CrcMismatch { .. }))
         }),
         ("magic 0", with(&magic0), OffsetMode::Keep, |p| {
-            matches!(p, BatchProblem::Decode(DecodeError::BadMagic { magic: 0, .. }))
+            matches!(
+                p,
+                BatchProblem::Decode(DecodeError::BadMagic { magic: 0, .. })
+            )
         }),
         ("magic 1", with(&magic1), OffsetMode::Assign, |p| {
-            matches!(p, BatchProblem::Decode(DecodeError::BadMagic { magic: 1, .. }))
+            matches!(
+                p,
+                BatchProblem::Decode(DecodeError::BadMagic { magic: 1, .. })
+            )
         }),
         ("truncated", with(cut), OffsetMode::Keep, |p| {
-            matches!(p, BatchProblem::Incomplete { needed: Some(_), .. })
+            matches!(
+                p,
+                BatchProblem::Incomplete {
+                    needed: Some(_),
+                    ..
+                }
+            )
         }),
-        ("trailing bytes", with(&[0, 0, 0, 0, 0]), OffsetMode::Keep, |p| {
-            matches!(p, BatchProblem::Incomplete { available: 5, .. })
-        }),
+        (
+            "trailing bytes",
+            with(&[0, 0, 0, 0, 0]),
+            OffsetMode::Keep,
+            |p| matches!(p, BatchProblem::Incomplete { available: 5, .. }),
+        ),
         ("bad lastOffsetDelta", with(&delta), OffsetMode::Keep, |p| {
             matches!(
                 p,
@@ -422,15 +463,20 @@ fn every_validation_error_leaves_the_log_unchanged() {
                 })
             )
         }),
-        ("backwards", with(&batch_at(11, 1, T)), OffsetMode::Keep, |p| {
-            matches!(
-                p,
-                BatchProblem::Backwards {
-                    base_offset: 11,
-                    expected: 12
-                }
-            )
-        }),
+        (
+            "backwards",
+            with(&batch_at(11, 1, T)),
+            OffsetMode::Keep,
+            |p| {
+                matches!(
+                    p,
+                    BatchProblem::Backwards {
+                        base_offset: 11,
+                        expected: 12
+                    }
+                )
+            },
+        ),
         ("too large", with(&big), OffsetMode::Assign, |p| {
             matches!(
                 p,
@@ -509,9 +555,11 @@ fn keep_gaps_survive_rolls_reopen_and_crash_recovery() {
         // recovery point, so that the open recovers every segment.
         let crash = dir.path().join("crash");
         copy_dir(&dir.path().join("t-0"), &crash.join("t-0"));
-        for f in ["seglog-topics"] {
-            std::fs::copy(dir.path().join(f), crash.join(f)).unwrap();
-        }
+        std::fs::copy(
+            dir.path().join(seglog::TOPICS_FILE),
+            crash.join(seglog::TOPICS_FILE),
+        )
+        .unwrap();
     }
     let crash = dir.path().join("crash");
     assert!(!crash.join(RECOVERY_POINT_FILE).exists());
@@ -531,7 +579,9 @@ fn keep_gaps_survive_rolls_reopen_and_crash_recovery() {
         let end = p.log_end_offset();
         p.append_raw(&batch_at(end + 3, 1, T), OffsetMode::Keep)
             .unwrap();
-        let info = p.append_raw(&batch_at(0, 2, T), OffsetMode::Assign).unwrap();
+        let info = p
+            .append_raw(&batch_at(0, 2, T), OffsetMode::Assign)
+            .unwrap();
         assert_eq!(info.base_offset, end + 4, "{what}");
         let mut want = written.clone();
         want.extend([end + 3, end + 4, end + 5]);
@@ -546,7 +596,13 @@ fn keep_gaps_survive_rolls_reopen_and_crash_recovery() {
         .filter(|s| {
             let mut buf = Vec::new();
             s.read(s.base_offset(), 1, true, &mut buf).unwrap();
-            BatchIter::new(&buf).next().unwrap().unwrap().1.base_offset() > s.base_offset()
+            BatchIter::new(&buf)
+                .next()
+                .unwrap()
+                .unwrap()
+                .1
+                .base_offset()
+                > s.base_offset()
         })
         .count();
     assert!(above >= 2, "gaps start segments: {above}");
@@ -595,11 +651,17 @@ fn compacted_batches_are_refused_and_reencode_densely() {
         let h = *b.header();
         let records: Vec<Rec> = b.records().map(|r| rec(&r.unwrap())).collect();
         match b.producer_refusal() {
-            Some(ForwardError::Thinned { records: n, offsets }) => {
+            Some(ForwardError::Thinned {
+                records: n,
+                offsets,
+            }) => {
                 thinned += 1;
                 assert_eq!(n, h.records_count);
                 assert_eq!(offsets, h.last_offset_delta as u64 + 1);
-                assert!(matches!(b.forward_bytes(), Err(ForwardError::Thinned { .. })));
+                assert!(matches!(
+                    b.forward_bytes(),
+                    Err(ForwardError::Thinned { .. })
+                ));
             }
             None => {
                 whole += 1;
@@ -630,12 +692,15 @@ fn compacted_batches_are_refused_and_reencode_densely() {
         let got: Vec<Rec> = d.records().map(|r| rec(&r.unwrap())).collect();
         assert_eq!(got, renumbered, "dense re-encoding keeps the records");
         let info = broker.append_raw(&dense, OffsetMode::Assign).unwrap();
-        forwarded.extend(
-            records
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (info.base_offset + i as u64, r.1, r.2.clone(), r.3.clone(), r.4.clone())),
-        );
+        forwarded.extend(records.iter().enumerate().map(|(i, r)| {
+            (
+                info.base_offset + i as u64,
+                r.1,
+                r.2.clone(),
+                r.3.clone(),
+                r.4.clone(),
+            )
+        }));
     }
     assert!(
         thinned > 0 && whole > 0,
@@ -652,7 +717,12 @@ fn compacted_batches_are_refused_and_reencode_densely() {
     let refusals: Vec<Option<ForwardError>> = f.batches().map(|b| b.producer_refusal()).collect();
     assert_eq!(
         refusals,
-        [None, Some(ForwardError::Control), None, Some(ForwardError::Control)]
+        [
+            None,
+            Some(ForwardError::Control),
+            None,
+            Some(ForwardError::Control)
+        ]
     );
     let commit = f.batches().nth(1).unwrap();
     assert_eq!(commit.to_dense(), Err(ForwardError::Control));
@@ -660,7 +730,10 @@ fn compacted_batches_are_refused_and_reencode_densely() {
     let data = f.batches().next().unwrap();
     let dense = data.to_dense().unwrap();
     let h = *Batch::parse(&dense).unwrap().header();
-    assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (-1, -1, -1));
+    assert_eq!(
+        (h.producer_id, h.producer_epoch, h.base_sequence),
+        (-1, -1, -1)
+    );
     assert!(!h.is_transactional());
 }
 

@@ -47,9 +47,7 @@ use crate::checkpoint::Checkpoints;
 use crate::config::{Clock, FlushPolicy, TimestampType, TopicConfig};
 use crate::error::{Error, Result};
 use crate::notify::Notify;
-use crate::record::{
-    encode_batch, BatchHeader, BatchIter, BatchSpec, Record, TIMESTAMP_TYPE_BIT,
-};
+use crate::record::{encode_batch, BatchHeader, BatchIter, BatchSpec, Record, TIMESTAMP_TYPE_BIT};
 use crate::segment::{Segment, SegmentOptions};
 
 /// What an append wrote (for [`Partition::append_raw`], all its batches together).
@@ -295,8 +293,7 @@ impl Partition {
                 inner.config.timestamp_type,
                 inner.config.max_timestamp_skew_ms,
             ) {
-                if header.max_timestamp > at.now.saturating_add(skew.min(i64::MAX as u64) as i64)
-                {
+                if header.max_timestamp > at.now.saturating_add(skew.min(i64::MAX as u64) as i64) {
                     return Err(Error::InvalidTimestamp {
                         partition: inner.name.clone(),
                         timestamp: header.max_timestamp,
