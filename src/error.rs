@@ -162,6 +162,19 @@ pub enum Error {
         /// The topic's limit.
         max_skew_ms: u64,
     },
+    /// [`Partition::append_raw`](crate::Partition::append_raw) refused a batch of its
+    /// input; nothing of the input was written.
+    #[error("{partition}: append_raw refused batch {index} (at byte {position} of the input), nothing was written: {problem}")]
+    InvalidBatch {
+        /// `<topic>-<partition>`.
+        partition: String,
+        /// The batch's index in the input (0 for the first).
+        index: usize,
+        /// The batch's byte position in the input.
+        position: usize,
+        /// What is wrong with it.
+        problem: crate::BatchProblem,
+    },
     /// A consumer has no position for a partition (a group: no committed offset) and its
     /// reset policy is `OffsetReset::None`.
     #[error(

@@ -55,6 +55,10 @@
 //! - [`txn`]: Kafka's transaction rules as pure state machines: ongoing transactions, the
 //!   last stable offset, the aborted transactions a `.txnindex` keeps
 //!   ([`segment::txnindex`]), and the read-committed filter.
+//! - [`Partition::append_raw`] ([`OffsetMode`]): Kafka batches in as they are, with offsets
+//!   assigned as a broker does or kept as a follower does; [`record::Batch::producer_refusal`],
+//!   [`record::Batch::forward_bytes`] and [`record::Batch::to_dense`] send stored batches on
+//!   to Kafka.
 //! - [`record`]: the v2 batch codec as pure functions over byte slices, for tools that
 //!   want to decode or build Kafka batches themselves.
 //! - [`Segment::open_read_only`]: open one segment file for dumping or verification.
@@ -93,8 +97,8 @@ pub use fs::faults;
 pub use fs::FaultOp;
 pub use partition::txn;
 pub use partition::{
-    AppendInfo, CompactionReport, Fetch, Partition, PartitionStats, RetentionReport,
-    TimestampOffset,
+    AppendInfo, BatchProblem, CompactionReport, Fetch, ForwardError, OffsetMode, Partition,
+    PartitionStats, RetentionReport, TimestampOffset,
 };
 pub use record::{Compression, Header, Record, RecordView};
 pub use segment::Segment;

@@ -27,6 +27,7 @@
 mod compaction;
 mod fetch;
 mod open;
+mod raw;
 mod retention;
 pub mod txn;
 
@@ -40,25 +41,27 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 pub use compaction::CompactionReport;
 pub use fetch::Fetch;
+pub use raw::{BatchProblem, ForwardError, OffsetMode};
 pub use retention::RetentionReport;
 
 use crate::checkpoint::Checkpoints;
 use crate::config::{Clock, FlushPolicy, TimestampType, TopicConfig};
 use crate::error::{Error, Result};
 use crate::notify::Notify;
-use crate::record::{encode_batch, BatchIter, BatchSpec, Record, TIMESTAMP_TYPE_BIT};
+use crate::record::{encode_batch, BatchHeader, BatchIter, BatchSpec, Record, TIMESTAMP_TYPE_BIT};
 use crate::segment::{Segment, SegmentOptions};
 
-/// What an append wrote.
+/// What an append wrote (for [`Partition::append_raw`], all its batches together).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendInfo {
-    /// Offset of the first record.
+    /// Offset of the first record (the first batch's base offset).
     pub base_offset: u64,
-    /// Offset of the last record.
+    /// Offset of the last record (the last batch's last offset).
     pub last_offset: u64,
-    /// The batch's max timestamp (the append time for log-append-time topics).
+    /// The batch's max timestamp (the append time for log-append-time topics); the
+    /// largest of all batches for `append_raw`.
     pub max_timestamp: i64,
-    /// Encoded size of the batch in bytes.
+    /// Encoded size of the batch (all batches) in bytes.
     pub batch_bytes: usize,
 }
 
@@ -87,6 +90,17 @@ pub struct PartitionStats {
     /// Flushes performed since open (fsync rounds; with group commit, fewer than the
     /// durable appends they covered).
     pub flushes: u64,
+}
+
+/// What an append's batches are placed after (see `Partition::append_batches`).
+#[derive(Debug, Clone, Copy)]
+struct AppendAt {
+    /// The log end offset: the next offset to assign.
+    log_end: u64,
+    /// Where a roll would start the next segment (at most `log_end`).
+    roll_base: u64,
+    /// The store clock.
+    now: i64,
 }
 
 #[derive(Debug)]
@@ -269,68 +283,116 @@ impl Partition {
             return Err(Error::EmptyAppend);
         }
         let inner = &*self.inner;
-        let mut w = inner.writer.lock();
-        self.check_open()?;
-        let base = self.log_end_offset();
-        let now = inner.clock.now_ms();
-        let mut spec = BatchSpec::new(base, now);
-        spec.compression = inner.config.compression.for_records();
-        if inner.config.timestamp_type == TimestampType::LogAppendTime {
-            spec.attributes |= TIMESTAMP_TYPE_BIT;
-        }
-        let mut buf = std::mem::take(&mut w.buf);
-        buf.clear();
-        let encoded = encode_batch(&mut buf, &spec, records);
-        let result = encoded.map_err(Error::from).and_then(|header| {
+        self.append_batches(|at, buf| {
+            let mut spec = BatchSpec::new(at.log_end, at.now);
+            spec.compression = inner.config.compression.for_records();
+            if inner.config.timestamp_type == TimestampType::LogAppendTime {
+                spec.attributes |= TIMESTAMP_TYPE_BIT;
+            }
+            let header = encode_batch(buf, &spec, records)?;
             let size = buf.len();
             if let (TimestampType::CreateTime, Some(skew)) = (
                 inner.config.timestamp_type,
                 inner.config.max_timestamp_skew_ms,
             ) {
-                if header.max_timestamp > now.saturating_add(skew.min(i64::MAX as u64) as i64) {
+                if header.max_timestamp > at.now.saturating_add(skew.min(i64::MAX as u64) as i64) {
                     return Err(Error::InvalidTimestamp {
                         partition: inner.name.clone(),
                         timestamp: header.max_timestamp,
-                        now,
+                        now: at.now,
                         max_skew_ms: skew,
                     });
                 }
             }
-            for (limit_name, limit) in [
-                ("max_batch_bytes", inner.config.max_batch_bytes as u64),
-                ("segment_bytes", inner.config.segment_bytes),
-            ] {
-                if size as u64 > limit {
-                    return Err(Error::BatchTooLarge {
-                        size,
-                        limit_name,
-                        limit,
-                    });
+            if let Some((limit_name, limit)) = self.size_limit_exceeded(size) {
+                return Err(Error::BatchTooLarge {
+                    size,
+                    limit_name,
+                    limit,
+                });
+            }
+            Ok(vec![header])
+        })
+    }
+
+    /// The topic limit (`max_batch_bytes`, then `segment_bytes`) a batch of `size` bytes
+    /// exceeds, if any.
+    fn size_limit_exceeded(&self, size: usize) -> Option<(&'static str, u64)> {
+        let config = &self.inner.config;
+        [
+            ("max_batch_bytes", config.max_batch_bytes as u64),
+            ("segment_bytes", config.segment_bytes),
+        ]
+        .into_iter()
+        .find(|&(_, limit)| size as u64 > limit)
+    }
+
+    /// The tail every append shares: under the writer lock, `prepare` fills the (cleared)
+    /// buffer with whole, checked batches back to back and returns their headers (final
+    /// offsets, in order, each at or past the previous one's end and the log end). Nothing
+    /// is written when it fails. Then each batch is written (rolling first when due), the
+    /// log end offset published, waiting readers woken and the flush policy applied.
+    fn append_batches(
+        &self,
+        prepare: impl FnOnce(&AppendAt, &mut Vec<u8>) -> Result<Vec<BatchHeader>>,
+    ) -> Result<AppendInfo> {
+        let inner = &*self.inner;
+        let mut w = inner.writer.lock();
+        self.check_open()?;
+        let at = AppendAt {
+            log_end: self.log_end_offset(),
+            roll_base: self.roll_base(&w),
+            now: inner.clock.now_ms(),
+        };
+        let mut buf = std::mem::take(&mut w.buf);
+        buf.clear();
+        let result = prepare(&at, &mut buf).and_then(|headers| {
+            let (first, last) = match (headers.first(), headers.last()) {
+                (Some(f), Some(l)) => (*f, *l),
+                _ => return Err(Error::EmptyAppend),
+            };
+            let mut records = 0u64;
+            let mut max_timestamp = i64::MIN;
+            let mut pos = 0;
+            for header in &headers {
+                let size = header.size();
+                let bytes = &buf[pos..pos + size];
+                pos += size;
+                if w.active.should_roll(
+                    size as u64,
+                    header,
+                    inner.config.segment_bytes,
+                    inner.config.segment_ms,
+                    at.now,
+                )? {
+                    // At the end of the active segment's data, not at the batch: a gap
+                    // before a batch kept at its offsets (`OffsetMode::Keep`) lies inside
+                    // the new segment, so every sealed segment reaches its successor.
+                    let base = self.roll_base(&w);
+                    if w.active.size() > 0 || base > w.active.base_offset() {
+                        self.roll(&mut w, base, at.now)?;
+                    }
                 }
+                w.active.append(bytes, header)?;
+                inner
+                    .log_end_offset
+                    .store(header.next_offset(), Ordering::Release);
+                records += header.records_count.max(0) as u64;
+                max_timestamp = max_timestamp.max(header.max_timestamp);
             }
-            if w.active.should_roll(
-                size as u64,
-                &header,
-                inner.config.segment_bytes,
-                inner.config.segment_ms,
-                now,
-            )? {
-                self.roll(&mut w, base, now)?;
-            }
-            w.active.append(&buf, &header)?;
-            inner
-                .log_end_offset
-                .store(header.next_offset(), Ordering::Release);
-            Ok(AppendInfo {
-                base_offset: base,
-                last_offset: header.last_offset(),
-                max_timestamp: header.max_timestamp,
-                batch_bytes: size,
-            })
+            Ok((
+                AppendInfo {
+                    base_offset: first.base_offset as u64,
+                    last_offset: last.last_offset(),
+                    max_timestamp,
+                    batch_bytes: pos,
+                },
+                records,
+            ))
         });
         w.buf = buf;
-        let info = self.poison_on_io(result)?;
-        w.records_since_flush += records.len() as u64;
+        let (info, records) = self.poison_on_io(result)?;
+        w.records_since_flush += records;
         let flush_now = match inner.config.flush_policy {
             FlushPolicy::EveryAppend => true,
             FlushPolicy::EveryRecords(n) => w.records_since_flush >= n,
@@ -348,6 +410,12 @@ impl Partition {
             self.poison_on_io(self.sync_to(info.last_offset + 1, false))?;
         }
         Ok(info)
+    }
+
+    /// Where a roll starts the next segment: the end of the active segment's data, which
+    /// is the log end offset unless a truncation fell inside an offset gap.
+    fn roll_base(&self, w: &Writer) -> u64 {
+        self.log_end_offset().min(w.active.next_offset())
     }
 
     /// Seals the active segment and starts a new one at `base`.
