@@ -826,3 +826,38 @@ fn a_roll_after_truncating_into_a_gap_starts_at_the_data_end() {
     assert_eq!(offsets, want, "after reopen");
     assert_eq!(p.read(8, 1).unwrap().records().next().unwrap().offset(), 9);
 }
+
+/// Transaction markers are never user records: a fetch over Kafka's transactional
+/// sequence (data, COMMIT, data, ABORT) returns the five data records and no marker, and
+/// consumers move past the markers.
+#[test]
+fn control_batches_are_never_returned_as_records() {
+    let _g = common::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(T + 10_000);
+    let store = store(dir.path(), &clock);
+    let p = create(&store, "t", TopicConfig::default());
+    let (bin, _) = fixture("txn-sequence");
+    p.append_raw(&bin, OffsetMode::Keep).unwrap();
+    assert_eq!(p.log_end_offset(), 7);
+    let f = p.read(0, 1 << 20).unwrap();
+    assert_eq!(f.batches().count(), 4, "the markers are stored");
+    let offsets: Vec<u64> = f.records().map(|r| r.offset()).collect();
+    assert_eq!(offsets, [0, 1, 2, 4, 5]);
+    let mut c = store
+        .consumer(
+            "t",
+            seglog::ConsumerConfig {
+                reset: seglog::OffsetReset::Earliest,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let got: Vec<u64> = c
+        .poll(100, std::time::Duration::from_secs(5))
+        .unwrap()
+        .iter()
+        .map(|r| r.offset)
+        .collect();
+    assert_eq!(got, [0, 1, 2, 4, 5]);
+}

@@ -123,10 +123,13 @@ impl Fetch {
     }
 
     /// The records at or past [`Fetch::offset`], in offset order (compressed batches'
-    /// records included, decompressed).
+    /// records included, decompressed). Control batches (transaction markers) hold no
+    /// user records and are left out, as Kafka's consumer leaves them out; they are still
+    /// in [`Fetch::batches`] and [`Fetch::as_bytes`].
     pub fn records(&self) -> impl Iterator<Item = RecordView<'_>> + '_ {
         let from = self.offset;
         self.batches()
+            .filter(|b| !b.header().is_control())
             .flat_map(move |b| self.records_of(&b).filter_map(Result::ok))
             .filter(move |r| r.offset() >= from)
     }
