@@ -579,3 +579,31 @@ fn consumer_offsets_of_every_kafka_version_load_as_committed_offsets() {
     assert_eq!(committed("g4"), [(2, 99)].into());
     store.close().unwrap();
 }
+
+/// A segment's `.txnindex` (placed by hand until appends write it) is read, cut by a
+/// truncation and deleted with its topic.
+#[test]
+fn segment_txnindex_is_read_truncated_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = seglog::Store::open(dir.path()).unwrap();
+    let topic = store
+        .create_topic("t", seglog::TopicConfig::default())
+        .unwrap();
+    let p = topic.partition(0).unwrap();
+    for i in 0..8u8 {
+        p.append(&[seglog::record::Record::new(vec![i])]).unwrap();
+    }
+    let seg = p.segments()[0].clone();
+    let entries = [entry(7, 0, 2, 3), entry(8, 1, 5, 6)];
+    std::fs::write(seg.txn_index_path(), encode_txn_index(&entries)).unwrap();
+    assert_eq!(seg.aborted_txns().unwrap(), entries);
+    p.truncate_to(4).unwrap();
+    assert_eq!(seg.aborted_txns().unwrap(), entries[..1]);
+    assert_eq!(
+        std::fs::read(seg.txn_index_path()).unwrap(),
+        encode_txn_index(&entries[..1])
+    );
+    let path = seg.txn_index_path();
+    store.delete_topic("t").unwrap();
+    assert!(!path.exists());
+}

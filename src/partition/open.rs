@@ -503,7 +503,7 @@ pub(crate) fn finish_interrupted(dir: &Path) -> Result<bool> {
         .filter_map(|e| e.ok()?.file_name().to_str().map(str::to_owned))
         .collect();
     for name in &names {
-        let orphan = [".index", ".timeindex"].iter().any(|suffix| {
+        let orphan = [".index", ".timeindex", ".txnindex"].iter().any(|suffix| {
             name.strip_suffix(suffix).is_some_and(|digits| {
                 let log = format!("{digits}.log");
                 parse_log_name(&log).is_some() && !names.contains(&log)

@@ -14,6 +14,7 @@ pub(crate) mod index;
 pub(crate) mod log;
 mod recover;
 pub(crate) mod timeindex;
+mod txnfile;
 pub mod txnindex;
 
 pub(crate) use recover::Recovered;
@@ -169,6 +170,11 @@ pub struct Segment {
     /// The cache closed index files with entries not yet flushed: the next flush syncs
     /// the files.
     index_sync_pending: AtomicBool,
+    /// The `.txnindex` entries, read into memory on first use (`None`: not read yet). No
+    /// descriptor stays open for it (`txnfile.rs`).
+    txn_index: Mutex<Option<txnindex::TxnIndex>>,
+    /// The `.txnindex` was written since the last flush.
+    txn_sync_pending: AtomicBool,
 }
 
 /// Keeps a segment's files open while it lives (see [`Segment::pin`]).
@@ -207,6 +213,11 @@ impl Evict for Segment {
             Part::Indexes => self.unload_indexes(),
         }
     }
+}
+
+/// The `.txnindex` of the segment with base offset `base_offset` in `dir`.
+pub(crate) fn txn_index_path(dir: &Path, base_offset: u64) -> PathBuf {
+    dir.join(file_name(base_offset, txnindex::TXN_INDEX_SUFFIX))
 }
 
 pub(crate) fn paths(dir: &Path, base_offset: u64) -> (PathBuf, PathBuf, PathBuf) {
@@ -756,7 +767,7 @@ impl Segment {
             }
             synced?;
         }
-        Ok(())
+        self.sync_txn_index()
     }
 
     /// The partition directory.
@@ -1058,6 +1069,8 @@ impl Segment {
         let _pin = self.pin();
         let log = self.log()?;
         let end = self.size();
+        // Entries of ABORT markers at or past `offset` go, whatever the log holds there.
+        self.truncate_txn_index(offset)?;
         let Some((pos, h)) = self.locate(&log, offset, end)? else {
             return Ok(false);
         };
@@ -1133,7 +1146,8 @@ impl Segment {
         let (_, index, time) = paths(self.dir(), self.base_offset);
         remove_if_exists(self.log.path())?;
         remove_if_exists(&index)?;
-        remove_if_exists(&time)
+        remove_if_exists(&time)?;
+        remove_if_exists(&txn_index_path(self.dir(), self.base_offset))
     }
 }
 
@@ -1142,10 +1156,10 @@ pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {
     crate::fs::remove_file(path)
 }
 
-/// Deletes the three files of the segment with base offset `base` in `dir`.
+/// Deletes the files of the segment with base offset `base` in `dir` (`.txnindex` too).
 pub(crate) fn delete_segment_files(dir: &Path, base: u64) -> Result<()> {
     let (log, index, time) = paths(dir, base);
-    [log, index, time]
+    [log, index, time, txn_index_path(dir, base)]
         .iter()
         .try_for_each(|p| remove_if_exists(p))
 }

@@ -354,6 +354,8 @@ impl Segment {
             pins: AtomicUsize::new(0),
             active: AtomicBool::new(false),
             index_sync_pending: AtomicBool::new(false),
+            txn_index: Mutex::new(None),
+            txn_sync_pending: AtomicBool::new(false),
         };
         if mode == Mode::Active {
             seg.set_active(true);
