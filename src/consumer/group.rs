@@ -88,7 +88,13 @@ fn load(topic: &Topic) -> Result<HashMap<OffsetKey, u64>> {
     for p in topic.partitions() {
         let mut next = p.log_start_offset();
         while next < p.log_end_offset() {
-            let fetch = p.read(next, 1 << 20)?;
+            // Read-committed, as Kafka's coordinator loads offsets: commits of aborted
+            // transactions are skipped, markers are never records. (Reads stop at the
+            // last stable offset: commits of a transaction still open wait for it.)
+            let fetch = p.read_committed(next, 1 << 20)?;
+            if fetch.is_empty() {
+                break;
+            }
             for r in fetch.records() {
                 let corrupt = |reason: String| Error::Corrupt {
                     path: p.dir().to_path_buf(),

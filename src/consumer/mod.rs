@@ -69,6 +69,22 @@ pub struct ConsumerConfig {
     /// How a group's partitions are assigned. Default [`Assignor::Range`]; every member
     /// of a group should use the same (the first member's is kept).
     pub assignor: Assignor,
+    /// Which transactional records are returned (Kafka's `isolation.level`). Default
+    /// [`Isolation::ReadUncommitted`], as in Kafka.
+    pub isolation: Isolation,
+}
+
+/// Which records of transactions a consumer returns (Kafka's `isolation.level`).
+/// Transaction markers (control batches) are never returned either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Isolation {
+    /// Every data record, whether its transaction committed, aborted or is still open
+    /// (Kafka's `read_uncommitted`, its default).
+    #[default]
+    ReadUncommitted,
+    /// Only records below the last stable offset, without those of aborted
+    /// transactions ([`Partition::read_committed`]).
+    ReadCommitted,
 }
 
 impl Default for ConsumerConfig {
@@ -79,6 +95,7 @@ impl Default for ConsumerConfig {
             durable_reads: false,
             fetch_bytes: 1 << 20,
             assignor: Assignor::Range,
+            isolation: Isolation::ReadUncommitted,
         }
     }
 }
@@ -102,6 +119,11 @@ impl ConsumerConfig {
     /// Sets `fetch_bytes`.
     pub fn fetch_bytes(mut self, bytes: usize) -> Self {
         self.fetch_bytes = bytes;
+        self
+    }
+    /// Sets `isolation`.
+    pub fn isolation(mut self, isolation: Isolation) -> Self {
+        self.isolation = isolation;
         self
     }
     /// Sets `assignor`.
@@ -625,12 +647,15 @@ fn read_into(
     spare: &mut Vec<u8>,
 ) -> Result<u64> {
     let mut read = |at: u64| -> Result<Fetch> {
-        part.read_reusing(
-            at,
-            config.fetch_bytes,
-            config.durable_reads,
-            std::mem::take(spare),
-        )
+        let buf = std::mem::take(spare);
+        match config.isolation {
+            Isolation::ReadUncommitted => {
+                part.read_reusing(at, config.fetch_bytes, config.durable_reads, buf)
+            }
+            Isolation::ReadCommitted => {
+                part.read_isolated(at, config.fetch_bytes, config.durable_reads, buf)
+            }
+        }
     };
     let (start, fetch) = match pending.take() {
         // Still where the position is, and neither deleted by retention nor cut off by a

@@ -510,6 +510,13 @@ impl Partition {
             }
             return listed.map(|_| false);
         };
+        // The cleaned segment keeps the old ones' aborted transactions (compaction keeps
+        // their batches): read before their files go. A crash before the cleaned segment's
+        // `.txnindex` is written leaves it to the transaction state's rebuild.
+        let mut aborted = Vec::new();
+        for seg in old {
+            aborted.extend(seg.aborted_txns()?);
+        }
         let base = old[0].base_offset();
         let final_path = dir.join(file_name(base, ".log"));
         let swap = crate::fs::with_suffix(&final_path, crate::segment::SWAP_SUFFIX);
@@ -534,6 +541,7 @@ impl Partition {
                     reason: "a cleaned segment failed its check".into(),
                 });
             }
+            seg.replace_txn_index(&aborted)?;
             seg.flush()?;
             // One fsync for the deletions, the rename and the rebuilt index files (until
             // it, a crash leaves the `.swap` for the next open to finish).

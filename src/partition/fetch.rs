@@ -19,6 +19,9 @@ pub struct Fetch {
     pub(crate) plain: Vec<u8>,
     /// Per compressed batch, in order: its start in `buf` and its section in `plain`.
     pub(crate) sections: Vec<(usize, Range<usize>)>,
+    /// A read-committed fetch: the aborted transactions overlapping it, whose batches
+    /// [`Fetch::records`] leaves out.
+    pub(crate) aborted: Option<Vec<crate::segment::txnindex::AbortedTxn>>,
 }
 
 impl Fetch {
@@ -30,6 +33,7 @@ impl Fetch {
             next_offset,
             plain: Vec::new(),
             sections: Vec::new(),
+            aborted: None,
         }
     }
 
@@ -73,6 +77,28 @@ impl Fetch {
             rest = &rest[len..];
         }
         Ok(())
+    }
+
+    /// The batches whose records a reader gets: no control batch, and for a
+    /// read-committed fetch no batch of an aborted transaction (Kafka's consumer rules:
+    /// a transactional batch of a producer with an aborted transaction that started at or
+    /// before it, until that producer's ABORT marker).
+    fn visible_batches(&self) -> impl Iterator<Item = Batch<'_>> + '_ {
+        let mut filter = self
+            .aborted
+            .as_ref()
+            .map(|a| crate::txn::ReadCommitted::new(a.iter().copied()));
+        self.batches().filter(move |b| match &mut filter {
+            None => !b.header().is_control(),
+            Some(f) => {
+                let control = if b.header().is_control() {
+                    crate::txn::batch_control_type(b).ok().flatten()
+                } else {
+                    None
+                };
+                f.accept(b.header(), control)
+            }
+        })
     }
 
     /// The records of `b`, a batch of this fetch: from the buffer, or from the
@@ -126,10 +152,12 @@ impl Fetch {
     /// records included, decompressed). Control batches (transaction markers) hold no
     /// user records and are left out, as Kafka's consumer leaves them out; they are still
     /// in [`Fetch::batches`] and [`Fetch::as_bytes`].
+    ///
+    /// A read-committed fetch ([`Partition::read_committed`](crate::Partition::read_committed))
+    /// also leaves out the batches of aborted transactions, as Kafka's consumer does.
     pub fn records(&self) -> impl Iterator<Item = RecordView<'_>> + '_ {
         let from = self.offset;
-        self.batches()
-            .filter(|b| !b.header().is_control())
+        self.visible_batches()
             .flat_map(move |b| self.records_of(&b).filter_map(Result::ok))
             .filter(move |r| r.offset() >= from)
     }

@@ -30,6 +30,7 @@ mod open;
 mod raw;
 mod retention;
 pub mod txn;
+mod txn_state;
 
 pub(crate) use open::OpenContext;
 
@@ -115,6 +116,8 @@ struct Writer {
     dir_dirty: bool,
     /// Records appended since the last flush was decided (for `FlushPolicy::EveryRecords`).
     records_since_flush: u64,
+    /// Ongoing transactions (`txn_state.rs`); `None` until first needed.
+    txn: Option<crate::txn::TxnTracker>,
 }
 
 /// Ends a running flush if it unwinds (see `Partition::sync_to`).
@@ -140,6 +143,10 @@ struct Inner {
     truncation: RwLock<()>,
     log_start_offset: AtomicU64,
     log_end_offset: AtomicU64,
+    /// The first offset of the earliest ongoing transaction (`txn_state.rs`), or
+    /// `txn_state::NONE_ONGOING`, or `txn_state::NOT_BUILT`. Written before the log end
+    /// offset moves.
+    first_unstable: AtomicU64,
     /// Every offset below it is durable.
     durable_offset: AtomicU64,
     /// Serializes flushes (`SyncState::running`); appends do not take it, so they go on
@@ -374,6 +381,7 @@ impl Partition {
                     }
                 }
                 w.active.append(bytes, header)?;
+                self.observe_appended(&mut w, bytes, header)?;
                 inner
                     .log_end_offset
                     .store(header.next_offset(), Ordering::Release);
@@ -739,6 +747,8 @@ impl Partition {
             sync.flushes += 1;
             Ok(())
         })())?;
+        // Transactions that started or ended past `offset` are gone: rebuilt when next needed.
+        self.reset_txn_state(&mut w);
         // Synced: what was durable below `offset` is again.
         inner
             .durable_offset

@@ -329,9 +329,11 @@ impl Partition {
                     unflushed,
                     dir_dirty,
                     records_since_flush: 0,
+                    txn: None,
                 }),
                 truncation: RwLock::new(()),
                 log_start_offset: AtomicU64::new(log_start),
+                first_unstable: AtomicU64::new(super::txn_state::NOT_BUILT),
                 log_end_offset: AtomicU64::new(log_end),
                 durable_offset: AtomicU64::new(durable),
                 sync: Mutex::new(SyncState {

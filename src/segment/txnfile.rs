@@ -54,8 +54,6 @@ impl Segment {
 
     /// Kafka's `LogSegment.collectAbortedTxns`: see
     /// [`TxnIndex::collect_aborted`]. Returns true when later segments need not be searched.
-    // Not called yet: the partition's transaction state (next step) uses it.
-    #[allow(dead_code)]
     pub(crate) fn collect_aborted(
         &self,
         fetch_offset: u64,
@@ -71,8 +69,6 @@ impl Segment {
     ///
     /// # Errors
     /// [`Error::Corrupt`] when the entry does not follow the last one; I/O errors.
-    // Not called yet: the partition's transaction state (next step) uses it.
-    #[allow(dead_code)]
     pub(crate) fn append_aborted(&self, txn: AbortedTxn) -> Result<bool> {
         let path = self.txn_index_path();
         let bytes = self
@@ -128,8 +124,6 @@ impl Segment {
     ///
     /// # Errors
     /// I/O errors.
-    // Not called yet: the partition's transaction state (next step) uses it.
-    #[allow(dead_code)]
     pub(crate) fn replace_txn_index(&self, entries: &[AbortedTxn]) -> Result<bool> {
         let path = self.txn_index_path();
         let mut index = TxnIndex::new(self.base_offset);
@@ -182,8 +176,6 @@ impl Segment {
     ///
     /// # Errors
     /// [`Error::Corrupt`] for a bad header or control batch; I/O errors.
-    // Not called yet: the partition's transaction state (next step) uses it.
-    #[allow(dead_code)]
     pub(crate) fn txn_headers(
         &self,
         end: u64,

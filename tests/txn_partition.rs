@@ -1,0 +1,325 @@
+//! Transactions in a partition: control batches never returned, read-committed reads and
+//! consumers, the last stable offset, and Kafka's `.txnindex` files kept and rebuilt.
+//! Transactional batches and markers go in through `append_raw` as a follower would write
+//! them (`OffsetMode::Keep`), built with seglog's encoders as Kafka's producer and
+//! coordinator build them.
+
+mod common;
+
+use std::time::Duration;
+
+use seglog::record::{encode_batch, BatchSpec, EndTxnMarker, MarkerType, TRANSACTIONAL_BIT};
+use seglog::segment::txnindex::AbortedTxn;
+use seglog::{
+    ConsumerConfig, Isolation, OffsetMode, OffsetReset, Partition, Record, Store, StoreConfig,
+    TopicConfig,
+};
+
+const T: i64 = 1_700_000_000_000;
+
+/// A log being written: the next offset, and the bytes appended.
+struct Log<'a> {
+    p: &'a Partition,
+    next: u64,
+}
+
+impl Log<'_> {
+    /// `n` records of producer `pid` (transactional when `txn`; `pid` -1: no producer).
+    fn data(&mut self, pid: i64, txn: bool, n: usize) -> Vec<u64> {
+        let mut spec = BatchSpec::new(self.next, T);
+        if pid >= 0 {
+            spec.producer_id = pid;
+            spec.producer_epoch = 0;
+            spec.base_sequence = self.next as i32;
+        }
+        if txn {
+            spec.attributes |= TRANSACTIONAL_BIT;
+        }
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record::new(format!("p{pid}-{}", self.next + i as u64)))
+            .collect();
+        let mut buf = Vec::new();
+        encode_batch(&mut buf, &spec, &records).unwrap();
+        self.p.append_raw(&buf, OffsetMode::Keep).unwrap();
+        let offsets = (self.next..self.next + n as u64).collect();
+        self.next += n as u64;
+        offsets
+    }
+
+    fn marker(&mut self, pid: i64, marker: MarkerType) -> u64 {
+        let m = EndTxnMarker {
+            offset: self.next,
+            producer_id: pid,
+            producer_epoch: 0,
+            coordinator_epoch: 5,
+            marker,
+            timestamp: T,
+            partition_leader_epoch: 0,
+        };
+        let mut buf = Vec::new();
+        m.encode(&mut buf).unwrap();
+        self.p.append_raw(&buf, OffsetMode::Keep).unwrap();
+        self.next += 1;
+        self.next - 1
+    }
+}
+
+fn offsets_read(p: &Partition, committed: bool) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut next = p.log_start_offset();
+    loop {
+        let f = if committed {
+            p.read_committed(next, 1 << 20).unwrap()
+        } else {
+            p.read(next, 1 << 20).unwrap()
+        };
+        if f.next_offset() == next {
+            break;
+        }
+        out.extend(f.records().map(|r| r.offset()));
+        next = f.next_offset();
+    }
+    out
+}
+
+fn config() -> StoreConfig {
+    StoreConfig::default().maintenance_interval(None)
+}
+
+/// The scenario: P1 commits, P2 aborts, plain records, P3 still open, interleaved.
+/// Returns (committed-visible offsets, all data offsets, P3's first offset, abort entry).
+fn scenario(p: &Partition) -> (Vec<u64>, Vec<u64>, u64, AbortedTxn) {
+    let mut log = Log { p, next: 0 };
+    let mut visible = Vec::new();
+    let mut all = Vec::new();
+    let a = log.data(1, true, 3); // P1 starts at 0
+    let b = log.data(2, true, 2); // P2 starts at 3
+    let c = log.data(-1, false, 2); // plain
+    let d = log.data(1, true, 1);
+    let m1 = log.marker(1, MarkerType::Commit);
+    let e = log.data(2, true, 2);
+    let m2 = log.marker(2, MarkerType::Abort);
+    let f = log.data(3, true, 2); // P3, open
+    let g = log.data(7, false, 1); // idempotent, not transactional
+    visible.extend(a.iter().chain(&c).chain(&d).chain(&g));
+    all.extend(
+        a.iter()
+            .chain(&b)
+            .chain(&c)
+            .chain(&d)
+            .chain(&e)
+            .chain(&f)
+            .chain(&g),
+    );
+    let _ = m1;
+    visible.sort_unstable();
+    all.sort_unstable();
+    // Kafka's entry: P2's transaction from 3 to its marker; the last stable offset when the
+    // marker was written is P1's... no: P1 committed before, so no other transaction was
+    // open: the marker's offset + 1.
+    let entry = AbortedTxn {
+        producer_id: 2,
+        first_offset: b[0],
+        last_offset: m2,
+        last_stable_offset: m2 + 1,
+    };
+    (visible, all, f[0], entry)
+}
+
+#[test]
+fn read_committed_skips_aborted_and_open_transactions_and_markers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), config()).unwrap();
+    let p = common::create(&store, "t", TopicConfig::default());
+    let (visible, all, p3_first, entry) = scenario(&p);
+    assert_eq!(
+        offsets_read(&p, false),
+        all,
+        "read-uncommitted: every data record"
+    );
+    assert_eq!(p.last_stable_offset().unwrap(), p3_first);
+    let below_lso: Vec<u64> = visible.iter().copied().filter(|&o| o < p3_first).collect();
+    assert_eq!(offsets_read(&p, true), below_lso);
+    // The aborted transaction's entry, in Kafka's bytes, in the segment of the marker.
+    let seg = &p.segments()[0];
+    assert_eq!(seg.aborted_txns().unwrap(), [entry]);
+    assert_eq!(std::fs::read(seg.txn_index_path()).unwrap(), entry.encode());
+    // P3 commits: everything below the log end is stable.
+    let mut log = Log {
+        p: &p,
+        next: p.log_end_offset(),
+    };
+    let m = log.marker(3, MarkerType::Commit);
+    assert_eq!(p.last_stable_offset().unwrap(), m + 1);
+    let mut want = visible.clone();
+    want.extend([p3_first, p3_first + 1]);
+    want.sort_unstable();
+    assert_eq!(offsets_read(&p, true), want);
+    store.close().unwrap();
+}
+
+#[test]
+fn txn_state_and_index_survive_clean_and_unclean_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let (visible, p3_first, entry) = {
+        let store = Store::open_with(dir.path(), config()).unwrap();
+        let p = common::create(&store, "t", TopicConfig::default());
+        let (visible, _, p3_first, entry) = scenario(&p);
+        store.close().unwrap();
+        (visible, p3_first, entry)
+    };
+    let below: Vec<u64> = visible.iter().copied().filter(|&o| o < p3_first).collect();
+    let txnindex = dir.path().join("t-0").join(format!("{:020}.txnindex", 0));
+    // Clean reopen: the state is rebuilt from the log, the file unchanged.
+    {
+        let store = Store::open_with(dir.path(), config()).unwrap();
+        let p = common::partition(&store, "t");
+        assert_eq!(p.last_stable_offset().unwrap(), p3_first);
+        assert_eq!(offsets_read(&p, true), below);
+        drop(store); // no close: the next open is unclean
+    }
+    assert_eq!(std::fs::read(&txnindex).unwrap(), entry.encode());
+    // Unclean, with the index file lost: rebuilt identically on first use.
+    std::fs::remove_file(&txnindex).unwrap();
+    let _ = std::fs::remove_file(dir.path().join(seglog::CLEAN_SHUTDOWN_FILE));
+    let store = Store::open_with(dir.path(), config()).unwrap();
+    let p = common::partition(&store, "t");
+    assert_eq!(offsets_read(&p, true), below);
+    assert_eq!(std::fs::read(&txnindex).unwrap(), entry.encode());
+    store.close().unwrap();
+}
+
+#[test]
+fn truncation_inside_a_transaction_moves_the_last_stable_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), config()).unwrap();
+    let p = common::create(&store, "t", TopicConfig::default());
+    let (_, _, p3_first, _) = scenario(&p);
+    assert_eq!(p.last_stable_offset().unwrap(), p3_first);
+    // Cut P3's transaction (and what follows) off: nothing is open any more.
+    p.truncate_to(p3_first).unwrap();
+    assert_eq!(p.last_stable_offset().unwrap(), p3_first);
+    assert_eq!(p.log_end_offset(), p3_first);
+    // Cut inside P2's aborted transaction, before its marker: P2 is open again.
+    p.truncate_to(9).unwrap();
+    assert_eq!(p.last_stable_offset().unwrap(), 3);
+    assert!(p.segments()[0].aborted_txns().unwrap().is_empty());
+    store.close().unwrap();
+}
+
+#[test]
+fn read_committed_consumers_never_stall_on_markers_or_aborted_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), config()).unwrap();
+    let p = common::create(&store, "t", TopicConfig::default());
+    let (visible, _, p3_first, _) = scenario(&p);
+    let mut c = store
+        .consumer(
+            "t",
+            ConsumerConfig::default()
+                .reset(OffsetReset::Earliest)
+                .isolation(Isolation::ReadCommitted),
+        )
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        let polled = c.poll(100, Duration::from_millis(20)).unwrap();
+        got.extend(polled.iter().map(|r| r.offset));
+    }
+    let below: Vec<u64> = visible.iter().copied().filter(|&o| o < p3_first).collect();
+    assert_eq!(got, below);
+    // Once P3 commits, its records and the rest arrive.
+    let mut log = Log {
+        p: &p,
+        next: p.log_end_offset(),
+    };
+    log.marker(3, MarkerType::Commit);
+    let mut rest = Vec::new();
+    for _ in 0..20 {
+        rest.extend(
+            c.poll(100, Duration::from_millis(20))
+                .unwrap()
+                .iter()
+                .map(|r| r.offset),
+        );
+    }
+    let mut want: Vec<u64> = visible.iter().copied().filter(|&o| o >= p3_first).collect();
+    want.extend([p3_first, p3_first + 1]);
+    want.sort_unstable();
+    assert_eq!(rest, want);
+    store.close().unwrap();
+}
+
+#[test]
+fn compaction_keeps_aborted_transactions_out_of_committed_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), config()).unwrap();
+    let cfg = TopicConfig::default()
+        .cleanup_policy(seglog::CleanupPolicy::Compact)
+        .segment_bytes(600)
+        .min_cleanable_dirty_ratio(0.01);
+    let p = common::create(&store, "t", cfg);
+    // Keys are needed on a compacted topic: keyed records, one key per record.
+    let mut next = 0u64;
+    let mut put = |pid: i64, txn: bool, n: usize| {
+        let mut spec = BatchSpec::new(next, T);
+        spec.producer_id = pid;
+        spec.producer_epoch = 0;
+        spec.base_sequence = next as i32;
+        if txn {
+            spec.attributes |= TRANSACTIONAL_BIT;
+        }
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record::new(vec![b'v'; 50]).with_key(format!("k{}", next + i as u64)))
+            .collect();
+        let mut buf = Vec::new();
+        encode_batch(&mut buf, &spec, &records).unwrap();
+        p.append_raw(&buf, OffsetMode::Keep).unwrap();
+        next += n as u64;
+    };
+    put(2, true, 3); // aborted below
+    put(1, false, 3);
+    let mut log = Log { p: &p, next };
+    let abort = log.marker(2, MarkerType::Abort);
+    next = abort + 1;
+    for _ in 0..10 {
+        let mut spec = BatchSpec::new(next, T);
+        spec.producer_id = -1;
+        let mut buf = Vec::new();
+        encode_batch(
+            &mut buf,
+            &spec,
+            // Overwrites P1's keys k3..k5: compaction has records to remove.
+            &[Record::new(vec![b'x'; 50]).with_key(format!("k{}", 3 + next % 3))],
+        )
+        .unwrap();
+        p.append_raw(&buf, OffsetMode::Keep).unwrap();
+        next += 1;
+    }
+    let before = offsets_read(&p, true);
+    assert!(!before.contains(&0), "aborted data is not read");
+    let report = p.compact().unwrap();
+    let after = offsets_read(&p, true);
+    assert_ne!(
+        after, before,
+        "compaction removed overwritten records: {report:?}"
+    );
+    assert!(
+        offsets_read(&p, false).contains(&0),
+        "the aborted batch is still stored (seglog's cleaner keeps it)"
+    );
+    assert!(
+        !after.iter().any(|&o| o < 3),
+        "aborted data read after compaction: {after:?}"
+    );
+    // And after a reopen (the cleaned segment's `.txnindex` on disk).
+    store.close().unwrap();
+    let store = Store::open_with(dir.path(), config()).unwrap();
+    let p = common::partition(&store, "t");
+    assert_eq!(
+        offsets_read(&p, true),
+        after,
+        "after compaction and a reopen"
+    );
+    store.close().unwrap();
+}
