@@ -35,7 +35,8 @@ impl Partition {
     /// every batch header of the partition to find open transactions.
     ///
     /// # Errors
-    /// [`Error::Closed`]; I/O errors and [`Error::Corrupt`] from reading the log.
+    /// [`Error::Closed`](crate::Error::Closed); I/O errors and
+    /// [`Error::Corrupt`](crate::Error::Corrupt) from reading the log.
     pub fn last_stable_offset(&self) -> Result<u64> {
         self.ensure_txn_state()?;
         Ok(self.published_lso())
