@@ -257,6 +257,7 @@ fn compaction_keeps_aborted_transactions_out_of_committed_reads() {
     let cfg = TopicConfig::default()
         .cleanup_policy(seglog::CleanupPolicy::Compact)
         .segment_bytes(600)
+        .delete_retention_ms(0)
         .min_cleanable_dirty_ratio(0.01);
     let p = common::create(&store, "t", cfg);
     // Keys are needed on a compacted topic: keyed records, one key per record.
@@ -304,15 +305,47 @@ fn compaction_keeps_aborted_transactions_out_of_committed_reads() {
         after, before,
         "compaction removed overwritten records: {report:?}"
     );
+    // Kafka's cleaner rules: the aborted data goes whole; its ABORT marker stays while
+    // the pass saw data of its transaction, then goes after its delete horizon (0 here).
+    let stored: Vec<u64> = offsets_read(&p, false);
     assert!(
-        offsets_read(&p, false).contains(&0),
-        "the aborted batch is still stored (seglog's cleaner keeps it)"
+        !stored.iter().any(|&o| o < 3),
+        "aborted data still stored: {stored:?}"
     );
+    let markers = |p: &Partition| -> usize {
+        let f = p.read(p.log_start_offset(), 1 << 20).unwrap();
+        f.batches().filter(|b| b.header().is_control()).count()
+    };
+    assert_eq!(
+        markers(&p),
+        1,
+        "the marker stays while its data was just removed"
+    );
+    // New overwrites make the log dirty again for each pass.
+    let more = |p: &Partition| {
+        for i in 0..10 {
+            p.append(&[Record::new(vec![b'y'; 50]).with_key(format!("k{}", 3 + i % 3))])
+                .unwrap();
+        }
+    };
+    more(&p);
+    p.compact().unwrap(); // no data left: the marker gets its delete horizon
+    std::thread::sleep(Duration::from_millis(5));
+    more(&p);
+    p.compact().unwrap(); // past the horizon: removed
+    assert_eq!(markers(&p), 0, "the marker outlived its transaction's data");
+    // The producer's sequence fields survive compaction on the batches kept.
+    let f = p.read(p.log_start_offset(), 1 << 20).unwrap();
+    for b in f.batches().filter(|b| b.header().producer_id == 1) {
+        assert_eq!(b.header().producer_epoch, 0);
+        assert_eq!(b.header().base_sequence, 3);
+    }
     assert!(
         !after.iter().any(|&o| o < 3),
         "aborted data read after compaction: {after:?}"
     );
-    // And after a reopen (the cleaned segment's `.txnindex` on disk).
+    // And after a reopen (the cleaned segments' `.txnindex` on disk).
+    let after = offsets_read(&p, true);
     store.close().unwrap();
     let store = Store::open_with(dir.path(), config()).unwrap();
     let p = common::partition(&store, "t");
@@ -321,5 +354,59 @@ fn compaction_keeps_aborted_transactions_out_of_committed_reads() {
         after,
         "after compaction and a reopen"
     );
+    store.close().unwrap();
+}
+
+/// An aborted write of a key gives the key no new value: compaction keeps the committed
+/// record it would have replaced (Kafka's offset map skips aborted data and markers).
+#[test]
+fn an_aborted_overwrite_does_not_remove_the_committed_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), config()).unwrap();
+    let cfg = TopicConfig::default()
+        .cleanup_policy(seglog::CleanupPolicy::Compact)
+        .segment_bytes(400)
+        .min_cleanable_dirty_ratio(0.01);
+    let p = common::create(&store, "t", cfg);
+    let keyed = |base: u64, pid: i64, txn: bool, key: &str| {
+        let mut spec = BatchSpec::new(base, T);
+        if pid >= 0 {
+            spec.producer_id = pid;
+            spec.producer_epoch = 0;
+            spec.base_sequence = 0;
+        }
+        if txn {
+            spec.attributes |= TRANSACTIONAL_BIT;
+        }
+        let mut buf = Vec::new();
+        encode_batch(
+            &mut buf,
+            &spec,
+            &[Record::new(vec![b'v'; 60]).with_key(key)],
+        )
+        .unwrap();
+        p.append_raw(&buf, OffsetMode::Keep).unwrap();
+    };
+    keyed(0, -1, false, "A"); // the committed value
+    keyed(1, 9, true, "A"); // an aborted overwrite
+    let mut log = Log { p: &p, next: 2 };
+    log.marker(9, MarkerType::Abort);
+    for i in 3..12 {
+        keyed(i, -1, false, &format!("other-{}", i % 2));
+    }
+    p.compact().unwrap();
+    let values: Vec<(u64, Vec<u8>)> = {
+        let f = p.read_committed(0, 1 << 20).unwrap();
+        f.records()
+            .filter(|r| r.key() == Some(&b"A"[..]))
+            .map(|r| (r.offset(), r.value().unwrap().to_vec()))
+            .collect()
+    };
+    assert_eq!(
+        values.len(),
+        1,
+        "key A's committed value is kept: {values:?}"
+    );
+    assert_eq!(values[0].0, 0);
     store.close().unwrap();
 }

@@ -9,7 +9,7 @@
 //! Each rewritten group of segments is swapped in through `.cleaned` and `.swap` files
 //! (FORMAT.md §10), so a crash at any step leaves the old or the new contents.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use super::Partition;
 use crate::error::{Error, Result};
-use crate::record::Batch;
+use crate::record::{Batch, ControlType};
+use crate::segment::txnindex::AbortedTxn;
 use crate::segment::{file_name, Recovered, Segment, SegmentOptions, MAX_RELATIVE_OFFSET};
 
 /// Bytes the key map is charged per key on top of the key itself (hash table slot,
@@ -227,6 +228,18 @@ impl Partition {
         };
         let mut map_end = first_dirty;
         let mut full = false;
+        // Control batches and aborted transactions' data give no key its latest value
+        // (Kafka's `buildOffsetMap` skips them): an aborted write must not remove the
+        // committed record it would have replaced. Transactions that ended before the
+        // dirty range cannot reach into it.
+        let mut visible = {
+            let mut aborted = Vec::new();
+            for seg in held.iter().flatten() {
+                aborted.extend(seg.aborted_txns()?);
+            }
+            aborted.retain(|t| t.last_offset >= map_end);
+            crate::txn::ReadCommitted::new(aborted)
+        };
         for i in dirty_idx..end {
             self.check_not_closing()?;
             let upper = bases[i + 1];
@@ -241,6 +254,14 @@ impl Partition {
             let mut scratch = Vec::new();
             seg.for_each_batch(map_end, |b| {
                 report.dirty_bytes += b.as_bytes().len() as u64;
+                let control = if b.header().is_control() {
+                    crate::txn::batch_control_type(b).ok().flatten()
+                } else {
+                    None
+                };
+                if !visible.accept(b.header(), control) {
+                    return true;
+                }
                 let records = match b.records_with(&mut scratch) {
                     Ok(records) => records,
                     Err(e) => {
@@ -305,6 +326,13 @@ impl Partition {
             delete_retention: cfg.delete_retention_ms.min(i64::MAX as u64) as i64,
             compression: cfg.compression,
         };
+        // Kafka's cleaner rules for transactions, fed every batch of the pass in order.
+        let mut txn = TxnCleaner::default();
+        for seg in held.iter().flatten() {
+            txn.pending.extend(seg.aborted_txns()?);
+        }
+        txn.pending
+            .sort_by_key(|a| std::cmp::Reverse(a.first_offset));
         let mut expiry = i64::MAX;
         // The largest timestamp in the log below the group being cleaned (groups start at
         // the first segment), for the empty batch a group may keep (`clean_group`).
@@ -322,10 +350,17 @@ impl Partition {
             let next_base = bases[group.end];
             let mut cleaned_report = CompactionReport::default();
             let mut group_expiry = expiry;
-            let (cleaned, max_ts) =
-                self.clean_group(&old, &rules, before, &mut group_expiry, &mut cleaned_report)?;
+            let (cleaned, max_ts) = self.clean_group(
+                &old,
+                &rules,
+                &mut txn,
+                before,
+                &mut group_expiry,
+                &mut cleaned_report,
+            )?;
             before = before.max(max_ts);
-            if self.swap_in(&old, next_base, &cleaned)? {
+            let aborted = std::mem::take(&mut txn.index);
+            if self.swap_in(&old, next_base, &cleaned, &aborted)? {
                 expiry = group_expiry;
                 report.segments_before += cleaned_report.segments_before;
                 report.segments_after += 1;
@@ -365,6 +400,7 @@ impl Partition {
         &self,
         old: &[Arc<Segment>],
         rules: &Rules<'_>,
+        txn: &mut TxnCleaner,
         before: i64,
         expiry: &mut i64,
         report: &mut CompactionReport,
@@ -395,7 +431,7 @@ impl Partition {
                 let mut failed = Ok(());
                 let mut decisions = Vec::new();
                 seg.for_each_batch(seg.base_offset(), |b| {
-                    match filter_batch(b, rules, &mut decisions) {
+                    match filter_batch(b, rules, txn, &mut decisions) {
                         Ok(Filtered {
                             bytes,
                             kept,
@@ -494,7 +530,13 @@ impl Partition {
     /// under the maintenance lock, so retention cannot delete `old` during the swap; when
     /// it deleted any of them before, the cleaned file is discarded (swapping it in would
     /// bring deleted records back) and this returns false.
-    fn swap_in(&self, old: &[Arc<Segment>], next_base: u64, cleaned: &Path) -> Result<bool> {
+    fn swap_in(
+        &self,
+        old: &[Arc<Segment>],
+        next_base: u64,
+        cleaned: &Path,
+        aborted: &[AbortedTxn],
+    ) -> Result<bool> {
         let inner = &*self.inner;
         let dir = &inner.dir;
         let now = inner.clock.now_ms();
@@ -510,13 +552,6 @@ impl Partition {
             }
             return listed.map(|_| false);
         };
-        // The cleaned segment keeps the old ones' aborted transactions (compaction keeps
-        // their batches): read before their files go. A crash before the cleaned segment's
-        // `.txnindex` is written leaves it to the transaction state's rebuild.
-        let mut aborted = Vec::new();
-        for seg in old {
-            aborted.extend(seg.aborted_txns()?);
-        }
         let base = old[0].base_offset();
         let final_path = dir.join(file_name(base, ".log"));
         let swap = crate::fs::with_suffix(&final_path, crate::segment::SWAP_SUFFIX);
@@ -541,7 +576,9 @@ impl Partition {
                     reason: "a cleaned segment failed its check".into(),
                 });
             }
-            seg.replace_txn_index(&aborted)?;
+            // The aborted transactions whose markers the cleaned segment keeps (a crash
+            // before this is written leaves it to the transaction state's rebuild).
+            seg.replace_txn_index(aborted)?;
             seg.flush()?;
             // One fsync for the deletions, the rename and the rebuilt index files (until
             // it, a crash leaves the `.swap` for the next open to finish).
@@ -607,21 +644,36 @@ struct Filtered {
 fn filter_batch(
     b: &Batch<'_>,
     rules: &Rules<'_>,
+    txn: &mut TxnCleaner,
     decisions: &mut Vec<bool>,
 ) -> std::result::Result<Filtered, crate::record::DecodeError> {
     let horizon = b.header().delete_horizon();
     let horizon_passed = horizon.is_some_and(|h| rules.now >= h);
     decisions.clear();
+    let fate = txn.on_batch(b);
     let mut tombstones_kept = false;
     let mut scratch = Vec::new();
     for r in b.records_with(&mut scratch)? {
         let r = r?;
-        let keep = match r.key() {
-            None => false,
-            Some(key) => {
-                rules.map.latest.get(key).is_none_or(|&o| o <= r.offset())
-                    && !(r.is_tombstone() && horizon_passed && r.offset() < rules.map_end)
+        let keep = match fate {
+            // A transaction marker is not a keyed record: it stays until its transaction
+            // has no data left in the log, then until its delete horizon (Kafka's
+            // `CleanedTransactionMetadata`).
+            TxnFate::Marker { discardable } => {
+                let keep = !(discardable && horizon_passed);
+                // A marker waiting for its horizon counts as a tombstone does.
+                tombstones_kept |= discardable && keep;
+                keep
             }
+            // The data of an aborted transaction goes whole.
+            TxnFate::Aborted => false,
+            TxnFate::Data => match r.key() {
+                None => false,
+                Some(key) => {
+                    rules.map.latest.get(key).is_none_or(|&o| o <= r.offset())
+                        && !(r.is_tombstone() && horizon_passed && r.offset() < rules.map_end)
+                }
+            },
         };
         tombstones_kept |= keep && r.is_tombstone();
         decisions.push(keep);
@@ -665,4 +717,71 @@ fn filter_batch(
 /// The `maxTimestamp` of an encoded batch written by `filter_batch`.
 fn header_max_timestamp(bytes: &[u8]) -> i64 {
     crate::record::BatchHeader::parse(bytes).map_or(-1, |h| h.max_timestamp)
+}
+
+/// What the cleaner does with a batch because of transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TxnFate {
+    /// Data of no aborted transaction: its records are judged by key.
+    Data,
+    /// Data of an aborted transaction: removed whole.
+    Aborted,
+    /// A control batch; `discardable` once no data of its transaction is left.
+    Marker { discardable: bool },
+}
+
+/// Kafka's `CleanedTransactionMetadata`, fed the batches of a pass in offset order: which
+/// batches belong to aborted transactions (from the cleaned segments' `.txnindex`), and
+/// which markers no longer have data in the log.
+#[derive(Debug, Default)]
+struct TxnCleaner {
+    /// Aborted transactions not reached yet, the earliest last.
+    pending: Vec<AbortedTxn>,
+    /// Producers inside an aborted transaction: its entry, and whether any of its data
+    /// batches was seen in this pass.
+    ongoing_aborted: HashMap<i64, (AbortedTxn, bool)>,
+    /// Producers inside a transaction that is not aborted, with data seen in this pass.
+    ongoing_committed: HashSet<i64>,
+    /// The `.txnindex` entries of the group being cleaned: aborted transactions whose
+    /// marker it keeps because their data was there.
+    index: Vec<AbortedTxn>,
+}
+
+impl TxnCleaner {
+    fn on_batch(&mut self, b: &Batch<'_>) -> TxnFate {
+        let h = b.header();
+        while self
+            .pending
+            .last()
+            .is_some_and(|a| a.first_offset <= h.last_offset())
+        {
+            let a = self.pending.pop().expect("checked");
+            self.ongoing_aborted.insert(a.producer_id, (a, false));
+        }
+        let pid = h.producer_id;
+        if h.is_control() {
+            let discardable = match crate::txn::batch_control_type(b).ok().flatten() {
+                Some(ControlType::Abort) => match self.ongoing_aborted.remove(&pid) {
+                    // Data of it was seen (and removed): the marker stays, with its entry,
+                    // until a pass finds no data of it.
+                    Some((entry, true)) => {
+                        self.index.push(entry);
+                        false
+                    }
+                    _ => true,
+                },
+                Some(ControlType::Commit) => !self.ongoing_committed.remove(&pid),
+                _ => false,
+            };
+            return TxnFate::Marker { discardable };
+        }
+        if h.is_transactional() && pid >= 0 {
+            if let Some((_, seen)) = self.ongoing_aborted.get_mut(&pid) {
+                *seen = true;
+                return TxnFate::Aborted;
+            }
+            self.ongoing_committed.insert(pid);
+        }
+        TxnFate::Data
+    }
 }
