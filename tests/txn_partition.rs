@@ -410,3 +410,52 @@ fn an_aborted_overwrite_does_not_remove_the_committed_value() {
     assert_eq!(values[0].0, 0);
     store.close().unwrap();
 }
+
+/// Readers racing an appender never see an open transaction's data as committed: the
+/// first unstable offset is published before the log end offset moves past the data
+/// (run under `wakedelay.so` to widen every unlock-then-publish window).
+#[test]
+fn read_committed_never_sees_an_open_transaction_while_appends_race() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), config()).unwrap();
+    let p = common::create(&store, "t", TopicConfig::default());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (p, stop) = (p.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut log = Log { p: &p, next: 0 };
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 2_000 {
+                log.data(1 + n % 3, true, 2);
+                log.marker(1 + n % 3, MarkerType::Commit);
+                n += 1;
+            }
+        })
+    };
+    let mut checks = 0;
+    while !writer.is_finished() {
+        let f = p.read_committed(0, 1 << 30).unwrap();
+        // Every transactional data batch returned is followed by its marker in the fetch.
+        let batches: Vec<_> = f.batches().collect();
+        for (i, b) in batches.iter().enumerate() {
+            let h = b.header();
+            if h.is_transactional() && !h.is_control() {
+                let marker = batches[i + 1..]
+                    .iter()
+                    .find(|m| m.header().is_control() && m.header().producer_id == h.producer_id);
+                assert!(
+                    marker.is_some(),
+                    "offset {} of producer {} read before its transaction ended (fetch to {})",
+                    h.base_offset,
+                    h.producer_id,
+                    f.next_offset()
+                );
+            }
+        }
+        checks += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(checks > 0);
+    store.close().unwrap();
+}
