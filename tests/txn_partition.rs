@@ -459,3 +459,94 @@ fn read_committed_never_sees_an_open_transaction_while_appends_race() {
     assert!(checks > 0);
     store.close().unwrap();
 }
+
+/// Appends one batch of one record of key `key` at `base` (producer `pid`, transactional
+/// when `txn`).
+fn keyed(p: &Partition, base: u64, pid: i64, txn: bool, key: &str) {
+    let mut spec = BatchSpec::new(base, T);
+    if pid >= 0 {
+        spec.producer_id = pid;
+        spec.producer_epoch = 0;
+        spec.base_sequence = base as i32;
+    }
+    if txn {
+        spec.attributes |= TRANSACTIONAL_BIT;
+    }
+    let mut buf = Vec::new();
+    encode_batch(
+        &mut buf,
+        &spec,
+        &[Record::new(vec![b'v'; 60]).with_key(key)],
+    )
+    .unwrap();
+    p.append_raw(&buf, OffsetMode::Keep).unwrap();
+}
+
+/// Key A's values a read-committed reader sees, with their offsets.
+fn committed_values_of_a(p: &Partition) -> Vec<u64> {
+    let f = p.read_committed(0, 1 << 20).unwrap();
+    f.records()
+        .filter(|r| r.key() == Some(&b"A"[..]))
+        .map(|r| r.offset())
+        .collect()
+}
+
+fn compacted_store(dir: &std::path::Path) -> (Store, Partition) {
+    let store = Store::open_with(dir, config()).unwrap();
+    let cfg = TopicConfig::default()
+        .cleanup_policy(seglog::CleanupPolicy::Compact)
+        .segment_bytes(400)
+        .min_cleanable_dirty_ratio(0.01);
+    let p = common::create(&store, "t", cfg);
+    (store, p)
+}
+
+/// An aborted overwrite whose ABORT marker lies in a segment compaction does not clean
+/// (the active one) is still aborted data: Kafka's cleaner collects the aborted
+/// transactions from every segment from the cleaned range on, not only the cleaned ones.
+#[test]
+fn an_aborted_overwrite_with_its_marker_in_the_active_segment_keeps_the_committed_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, p) = compacted_store(dir.path());
+    keyed(&p, 0, -1, false, "A"); // the committed value
+    keyed(&p, 1, 9, true, "A"); // an overwrite, aborted below
+    for i in 2..12 {
+        keyed(&p, i, -1, false, &format!("other-{}", i % 2));
+    }
+    assert!(p.segments().len() > 2, "rolled: {}", p.segments().len());
+    let mut log = Log { p: &p, next: 12 };
+    log.marker(9, MarkerType::Abort); // in the active segment
+    assert_eq!(committed_values_of_a(&p), vec![0]);
+    p.compact_now().unwrap();
+    assert_eq!(
+        committed_values_of_a(&p),
+        vec![0],
+        "key A's committed value survives compaction"
+    );
+    store.close().unwrap();
+}
+
+/// Compaction never cleans past the last stable offset (Kafka's cleaner: "we do not clean
+/// beyond the last stable offset"): an open transaction's write must not remove the
+/// committed value it would replace, since the transaction may yet abort.
+#[test]
+fn compaction_stops_at_the_last_stable_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, p) = compacted_store(dir.path());
+    keyed(&p, 0, -1, false, "A"); // the committed value
+    keyed(&p, 1, 9, true, "A"); // an overwrite in a transaction still open
+    for i in 2..12 {
+        keyed(&p, i, -1, false, &format!("other-{}", i % 2));
+    }
+    assert!(p.segments().len() > 2, "rolled: {}", p.segments().len());
+    assert_eq!(p.last_stable_offset().unwrap(), 1);
+    p.compact_now().unwrap();
+    let mut log = Log { p: &p, next: 12 };
+    log.marker(9, MarkerType::Abort);
+    assert_eq!(
+        committed_values_of_a(&p),
+        vec![0],
+        "key A's committed value survives a compaction while the overwrite was open"
+    );
+    store.close().unwrap();
+}

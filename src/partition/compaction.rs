@@ -174,6 +174,10 @@ impl Partition {
                 }
             }
         }
+        // Nor past the last stable offset (Kafka's cleaner): an open transaction's data
+        // may yet be aborted, and must neither replace a committed value nor be judged.
+        self.ensure_txn_state()?;
+        end = end.min(Self::segment_index(&segs, self.published_lso()));
         if end == 0 {
             return Ok(report);
         }
@@ -217,6 +221,9 @@ impl Partition {
         // it goes, so that their files close then, not at the end of the pass.
         let bases: Vec<u64> = segs.iter().map(|s| s.base_offset()).collect();
         let sizes: Vec<u64> = segs.iter().map(|s| s.size()).collect();
+        // The uncleanable segments, for the `.txnindex` entries of aborted transactions
+        // whose data is cleanable but whose ABORT marker lies past it.
+        let later: Vec<Arc<Segment>> = segs[end..].to_vec();
         let mut held: Vec<Option<Arc<Segment>>> = segs.into_iter().take(end).map(Some).collect();
 
         use std::hash::BuildHasher as _;
@@ -238,6 +245,7 @@ impl Partition {
                 aborted.extend(seg.aborted_txns()?);
             }
             aborted.retain(|t| t.last_offset >= map_end);
+            collect_aborted(&later, map_end, uncleanable, &mut aborted)?;
             crate::txn::ReadCommitted::new(aborted)
         };
         for i in dirty_idx..end {
@@ -301,6 +309,20 @@ impl Partition {
 
         // Rewrite every segment that starts below the map's end, merging small neighbours.
         let count = bases[..end].partition_point(|&b| b < map_end);
+        // Kafka's cleaner for transactions, fed every batch of the pass in order, knows the
+        // aborted transactions with data in the rewritten segments wherever they end.
+        let mut txn = TxnCleaner::default();
+        for seg in held[..count].iter().flatten() {
+            txn.pending.extend(seg.aborted_txns()?);
+        }
+        let beyond: Vec<Arc<Segment>> = held[count..]
+            .iter()
+            .flatten()
+            .chain(&later)
+            .cloned()
+            .collect();
+        collect_aborted(&beyond, 0, bases[count], &mut txn.pending)?;
+        drop(beyond);
         held.truncate(count);
         let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
         let mut start = 0;
@@ -326,11 +348,6 @@ impl Partition {
             delete_retention: cfg.delete_retention_ms.min(i64::MAX as u64) as i64,
             compression: cfg.compression,
         };
-        // Kafka's cleaner rules for transactions, fed every batch of the pass in order.
-        let mut txn = TxnCleaner::default();
-        for seg in held.iter().flatten() {
-            txn.pending.extend(seg.aborted_txns()?);
-        }
         txn.pending
             .sort_by_key(|a| std::cmp::Reverse(a.first_offset));
         let mut expiry = i64::MAX;
@@ -611,6 +628,22 @@ impl Partition {
             .retain(|s| !old.iter().any(|o| Arc::ptr_eq(o, s)));
         Ok(true)
     }
+}
+
+/// Adds the entries of `segs`' `.txnindex` files that overlap `[from, upper)`, until one
+/// says no later segment can matter (Kafka's `collectAbortedTransactions`).
+fn collect_aborted(
+    segs: &[Arc<Segment>],
+    from: u64,
+    upper: u64,
+    out: &mut Vec<AbortedTxn>,
+) -> Result<()> {
+    for seg in segs {
+        if seg.collect_aborted(from, upper, out)? {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// What decides which records a pass keeps.
