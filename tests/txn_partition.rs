@@ -550,3 +550,39 @@ fn compaction_stops_at_the_last_stable_offset() {
     );
     store.close().unwrap();
 }
+
+/// A read-committed read racing truncations never sees an open transaction's data: a
+/// truncation forgets the transaction state, and a read that found it built before must
+/// not then take the log end offset for the last stable offset.
+#[test]
+fn read_committed_never_sees_an_open_transaction_while_truncations_race() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(dir.path(), config()).unwrap();
+    let p = common::create(&store, "t", TopicConfig::default());
+    let mut log = Log { p: &p, next: 0 };
+    log.data(1, true, 1); // open for the whole test: the last stable offset is 0
+    let writer = {
+        let p = p.clone();
+        std::thread::spawn(move || {
+            for _ in 0..300 {
+                let mut log = Log { p: &p, next: 1 };
+                log.data(-1, false, 2);
+                p.truncate_to(1).unwrap();
+            }
+        })
+    };
+    let mut checks = 0;
+    while !writer.is_finished() {
+        let f = p.read_committed(0, 1 << 20).unwrap();
+        let seen: Vec<u64> = f.records().map(|r| r.offset()).collect();
+        assert!(
+            seen.is_empty(),
+            "read past the last stable offset 0 (an open transaction): {seen:?}"
+        );
+        checks += 1;
+    }
+    writer.join().unwrap();
+    assert!(checks > 0);
+    assert_eq!(p.last_stable_offset().unwrap(), 0);
+    store.close().unwrap();
+}

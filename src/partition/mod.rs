@@ -747,13 +747,15 @@ impl Partition {
             sync.flushes += 1;
             Ok(())
         })())?;
-        // Transactions that started or ended past `offset` are gone: rebuilt when next needed.
-        self.reset_txn_state(&mut w);
         // Synced: what was durable below `offset` is again.
         inner
             .durable_offset
             .fetch_max(durable_before.min(offset), Ordering::AcqRel);
         inner.log_end_offset.store(offset, Ordering::Release);
+        // Transactions that started or ended past `offset` are gone. A built state is
+        // rebuilt now, while reads are shut out: a reader that found it built before the
+        // truncation reads the last stable offset without building it again.
+        self.poison_on_io(self.rebuild_txn_state(&mut w))?;
         Ok(())
     }
 

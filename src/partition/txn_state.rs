@@ -47,7 +47,9 @@ impl Partition {
         // The log end first: an append publishes the first unstable offset before it.
         let end = self.log_end_offset();
         match self.inner.first_unstable.load(Ordering::Acquire) {
-            NOT_BUILT | NONE_ONGOING => end,
+            NONE_ONGOING => end,
+            // Only after a failed rebuild: nothing is known to be stable.
+            NOT_BUILT => self.log_start_offset().min(end),
             first => first.clamp(self.log_start_offset(), end),
         }
     }
@@ -95,13 +97,18 @@ impl Partition {
         self.inner.first_unstable.store(first, Ordering::Release);
     }
 
-    /// Forgets the transaction state (after a truncation or a compaction swap changed the
-    /// log under it): the next use rebuilds it, and the `.txnindex` files with it.
-    pub(super) fn reset_txn_state(&self, w: &mut Writer) {
-        w.txn = None;
-        self.inner
-            .first_unstable
-            .store(NOT_BUILT, Ordering::Release);
+    /// Rebuilds the transaction state from the log, and the `.txnindex` files with it,
+    /// when it was built (after a truncation changed the log under it); otherwise leaves
+    /// it to the next use.
+    pub(super) fn rebuild_txn_state(&self, w: &mut Writer) -> Result<()> {
+        if w.txn.take().is_some() {
+            // Unknown until rebuilt (and left so when the rebuild fails).
+            self.inner
+                .first_unstable
+                .store(NOT_BUILT, Ordering::Release);
+            self.txn_tracker(w)?;
+        }
+        Ok(())
     }
 
     /// Takes note of a batch just written to the active segment (before the log end
