@@ -861,3 +861,37 @@ fn control_batches_are_never_returned_as_records() {
         .collect();
     assert_eq!(got, [0, 1, 2, 4, 5]);
 }
+
+/// On a topic with a codec, `Assign` recompresses a batch in another codec before the
+/// checks; an error about a later batch still names its byte position in the caller's
+/// input, not in the recompressed copy.
+#[cfg(feature = "gzip")]
+#[test]
+fn a_refused_batch_after_a_recompressed_one_names_its_position_in_the_input() {
+    let _g = common::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(T + 10_000);
+    let store = store(dir.path(), &clock);
+    let cfg = TopicConfig::default()
+        .compression(TopicCompression::Codec(Compression::Gzip { level: None }));
+    let p = create(&store, "t", cfg);
+    let mut plain = Vec::new();
+    let records: Vec<Record> = (0..50).map(|_| Record::new(vec![b'x'; 100])).collect();
+    encode_batch(&mut plain, &BatchSpec::new(0, T), &records).unwrap();
+    let (commit, _) = fixture("txn-commit");
+    let input = [&plain[..], &commit[..]].concat();
+    match p.append_raw(&input, OffsetMode::Assign) {
+        Err(Error::InvalidBatch {
+            index: 1,
+            position,
+            problem: BatchProblem::Refused(ForwardError::Control),
+            ..
+        }) => assert_eq!(
+            position,
+            plain.len(),
+            "the control batch's position in the input"
+        ),
+        other => panic!("expected a refused control batch, got {other:?}"),
+    }
+    assert_eq!(p.log_end_offset(), 0, "nothing written");
+}

@@ -182,7 +182,12 @@ impl Partition {
         if batches.is_empty() {
             return Err(Error::EmptyAppend);
         }
-        let batches = self.recompressed(batches, mode);
+        let (batches, starts) = self.recompressed(batches, mode);
+        // Errors name the position in the caller's input, not in a recompressed copy.
+        let input_position = |pos: usize| match starts.partition_point(|&(new, _)| new <= pos) {
+            0 => pos,
+            i => starts[i - 1].1 + (pos - starts[i - 1].0),
+        };
         self.append_batches(|at, buf| {
             buf.extend_from_slice(&batches);
             let mut headers = Vec::new();
@@ -193,7 +198,7 @@ impl Partition {
                     .map_err(|problem| Error::InvalidBatch {
                         partition: self.inner.name.clone(),
                         index: headers.len(),
-                        position: pos,
+                        position: input_position(pos),
                         problem,
                     })?;
                 pos += h.size();
@@ -208,20 +213,27 @@ impl Partition {
     /// With [`OffsetMode::Assign`] on a topic whose `compression.type` names a codec, the
     /// input with every batch in another codec re-encoded in the topic's (as Kafka's
     /// broker recompresses a producer's batch); otherwise the input as it is. A batch that
-    /// fails to parse or re-encode is left as it is, for the checks to report.
-    fn recompressed<'a>(&self, batches: &'a [u8], mode: OffsetMode) -> Cow<'a, [u8]> {
+    /// fails to parse or re-encode is left as it is, for the checks to report. With a
+    /// copy, also where each batch (and the unparsed rest) starts in it and in the input.
+    fn recompressed<'a>(
+        &self,
+        batches: &'a [u8],
+        mode: OffsetMode,
+    ) -> (Cow<'a, [u8]>, Vec<(usize, usize)>) {
         let TopicCompression::Codec(codec) = self.inner.config.compression else {
-            return Cow::Borrowed(batches);
+            return (Cow::Borrowed(batches), Vec::new());
         };
         if mode != OffsetMode::Assign {
-            return Cow::Borrowed(batches);
+            return (Cow::Borrowed(batches), Vec::new());
         }
+        let mut starts = Vec::new();
         let mut out: Option<Vec<u8>> = None;
         let mut rest = batches;
         while !rest.is_empty() {
             let Ok(b) = Batch::parse(rest) else { break };
             let len = b.as_bytes().len();
             let done = batches.len() - rest.len();
+            starts.push((out.as_ref().map_or(done, Vec::len), done));
             let rewritten = (b.header().compression() != codec.id() && !b.header().is_control())
                 .then(|| b.filtered_as(|_| true, None, codec).ok())
                 .flatten();
@@ -237,10 +249,11 @@ impl Partition {
         }
         match out {
             Some(mut out) => {
+                starts.push((out.len(), batches.len() - rest.len()));
                 out.extend_from_slice(rest);
-                Cow::Owned(out)
+                (Cow::Owned(out), starts)
             }
-            None => Cow::Borrowed(batches),
+            None => (Cow::Borrowed(batches), Vec::new()),
         }
     }
 
