@@ -12,8 +12,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::fixtures::{hex, kafka_java_json};
 use seglog::{Error, Record, Store, StoreConfig};
-use serde_json::Value;
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kafka-logdir")
@@ -43,28 +43,14 @@ struct Expected {
     headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
-fn hex(v: &Value) -> Option<Vec<u8>> {
-    let s = v.as_str()?;
-    Some(
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect(),
-    )
-}
-
-fn sidecar(base: u64) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
-        "tests/fixtures/kafka-java/kafka-logdir.orders-0.{base:020}.json"
-    ));
-    serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap()
-}
-
 /// Every record of the three segments, in offset order.
 fn expected_records() -> Vec<Expected> {
     let mut out = Vec::new();
     for base in [0, 85, 171] {
-        for batch in sidecar(base)["batches"].as_array().unwrap() {
+        for batch in kafka_java_json(&format!("kafka-logdir.orders-0.{base:020}"))["batches"]
+            .as_array()
+            .unwrap()
+        {
             for r in batch["records"].as_array().unwrap() {
                 out.push(Expected {
                     offset: r["offset"].as_u64().unwrap(),

@@ -1,6 +1,10 @@
 //! Golden tests: every fixture batch (made by kafka-python, an independent implementation
 //! of Kafka's format) decodes to exactly its JSON, and re-encoding gives the same bytes.
 
+mod common;
+
+use common::fixtures::hex;
+
 use std::path::{Path, PathBuf};
 
 use seglog::record::{encode_batch, Batch, BatchSpec};
@@ -23,15 +27,6 @@ fn fixtures() -> Vec<(PathBuf, Vec<u8>, Value)> {
     out.sort_by(|a, b| a.0.cmp(&b.0));
     assert!(out.len() >= 7, "fixtures missing from {}", dir.display());
     out
-}
-
-fn hex(v: &Value) -> Option<Vec<u8>> {
-    v.as_str().map(|s| {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    })
 }
 
 fn records_of(json: &Value) -> Vec<Record> {

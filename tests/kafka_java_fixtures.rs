@@ -2,11 +2,13 @@
 //! (tests/fixtures/kafka-java/, README there) decodes to exactly its JSON sidecar, and
 //! Kafka's compressed bytes re-encoded by seglog decode to the same records.
 
+mod common;
+
+use common::fixtures::kafka_java;
+
 use seglog::record::{encode_batch, Batch, BatchIter, BatchSpec};
 use seglog::{Compression, Record};
 use serde_json::Value;
-
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/kafka-java");
 
 const FIXTURES: &[&str] = &[
     "codec-none",
@@ -24,12 +26,6 @@ const FIXTURES: &[&str] = &[
     "log-append-time-broker",
     "consumer-offsets",
 ];
-
-fn load(name: &str) -> (Vec<u8>, Value) {
-    let bin = std::fs::read(format!("{DIR}/{name}.bin")).unwrap();
-    let json = std::fs::read_to_string(format!("{DIR}/{name}.json")).unwrap();
-    (bin, serde_json::from_str(&json).unwrap())
-}
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -157,7 +153,7 @@ fn check_records(name: &str, at: usize, b: &Batch<'_>, want: &Value) {
 #[test]
 fn every_single_batch_fixture_decodes_to_its_sidecar() {
     for name in FIXTURES {
-        let (bin, json) = load(name);
+        let (bin, json) = kafka_java(name);
         let want = json["batches"].as_array().unwrap();
         let mut it = BatchIter::new(&bin);
         let mut n = 0;
@@ -200,7 +196,7 @@ fn kafka_compressed_batches_reencoded_by_seglog_decode_to_the_same_records() {
         "codec-zstd",
         "zstd-200",
     ] {
-        let (bin, _) = load(name);
+        let (bin, _) = kafka_java(name);
         let b = Batch::parse(&bin).unwrap();
         let h = *b.header();
         let codec = h.codec().unwrap();
@@ -235,7 +231,7 @@ fn snappy_batches_use_the_xerial_framing_both_ways() {
         return;
     }
     let header = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
-    let (bin, _) = load("codec-snappy");
+    let (bin, _) = kafka_java("codec-snappy");
     assert_eq!(&bin[61..61 + 16], header, "Kafka's own snappy batch");
     let mut spec = BatchSpec::new(0, 0);
     spec.compression = Compression::Snappy;
@@ -262,7 +258,7 @@ fn lz4_frames_match_kafkas_frame_descriptor() {
         println!("skipped: built without the lz4 feature");
         return;
     }
-    let (bin, _) = load("codec-lz4");
+    let (bin, _) = kafka_java("codec-lz4");
     let kafka = &bin[61..];
     let mut spec = BatchSpec::new(0, 0);
     spec.compression = Compression::LZ4;

@@ -9,6 +9,7 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
+use common::fixtures::{hex, kafka_java as fixture};
 use common::{copy_dir, create, partition, store_config, ManualClock};
 use seglog::record::{
     crc32c, encode_batch, Batch, BatchIter, BatchSpec, DecodeError, ATTRIBUTES_OFFSET, CRC_OFFSET,
@@ -22,24 +23,6 @@ use serde_json::Value;
 
 /// The fixtures' base time (see tests/fixtures/kafka-java/README.md).
 const T: i64 = 1_700_000_000_000;
-
-fn fixture(name: &str) -> (Vec<u8>, Value) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kafka-java");
-    let bin = std::fs::read(dir.join(format!("{name}.bin"))).unwrap();
-    let json =
-        serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap()).unwrap();
-    (bin, json)
-}
-
-fn hex(v: &Value) -> Option<Vec<u8>> {
-    let s = v.as_str()?;
-    Some(
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect(),
-    )
-}
 
 /// A record as compared here: offset, timestamp, key, value, headers.
 type Rec = (

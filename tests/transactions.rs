@@ -2,9 +2,11 @@
 //! Apache Kafka's own Java classes (tests/fixtures/kafka-java, README there), the
 //! `.txnindex` codec, and the transaction tracker and read-committed filter against a model.
 
-use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
+mod common;
 
+use std::collections::{BTreeSet, HashMap};
+
+use common::fixtures::kafka_java as fixture;
 use proptest::prelude::*;
 use seglog::record::{
     Batch, BatchHeader, BatchIter, ControlError, ControlRecord, ControlType, EndTxnMarker,
@@ -17,15 +19,6 @@ use seglog::txn::{
     aborted_in_range, aborted_txns, batch_control_type, read_committed, ReadCommitted,
     TxnStateError, TxnTracker,
 };
-use serde_json::Value;
-
-fn fixture(name: &str) -> (Vec<u8>, Value) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kafka-java");
-    let bin = std::fs::read(dir.join(format!("{name}.bin"))).unwrap();
-    let json =
-        serde_json::from_slice(&std::fs::read(dir.join(format!("{name}.json"))).unwrap()).unwrap();
-    (bin, json)
-}
 
 fn batches(bin: &[u8]) -> Vec<Batch<'_>> {
     BatchIter::new(bin).map(|b| b.unwrap().1).collect()

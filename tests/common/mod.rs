@@ -7,6 +7,7 @@
 
 pub mod child;
 pub mod files;
+pub mod fixtures;
 pub mod model;
 pub mod read;
 pub mod rng;
