@@ -362,52 +362,20 @@ fn compaction_keeps_aborted_transactions_out_of_committed_reads() {
 #[test]
 fn an_aborted_overwrite_does_not_remove_the_committed_value() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open_with(dir.path(), config()).unwrap();
-    let cfg = TopicConfig::default()
-        .cleanup_policy(seglog::CleanupPolicy::Compact)
-        .segment_bytes(400)
-        .min_cleanable_dirty_ratio(0.01);
-    let p = common::create(&store, "t", cfg);
-    let keyed = |base: u64, pid: i64, txn: bool, key: &str| {
-        let mut spec = BatchSpec::new(base, T);
-        if pid >= 0 {
-            spec.producer_id = pid;
-            spec.producer_epoch = 0;
-            spec.base_sequence = 0;
-        }
-        if txn {
-            spec.attributes |= TRANSACTIONAL_BIT;
-        }
-        let mut buf = Vec::new();
-        encode_batch(
-            &mut buf,
-            &spec,
-            &[Record::new(vec![b'v'; 60]).with_key(key)],
-        )
-        .unwrap();
-        p.append_raw(&buf, OffsetMode::Keep).unwrap();
-    };
-    keyed(0, -1, false, "A"); // the committed value
-    keyed(1, 9, true, "A"); // an aborted overwrite
+    let (store, p) = compacted_store(dir.path());
+    keyed(&p, 0, -1, false, "A"); // the committed value
+    keyed(&p, 1, 9, true, "A"); // an aborted overwrite
     let mut log = Log { p: &p, next: 2 };
     log.marker(9, MarkerType::Abort);
     for i in 3..12 {
-        keyed(i, -1, false, &format!("other-{}", i % 2));
+        keyed(&p, i, -1, false, &format!("other-{}", i % 2));
     }
     p.compact().unwrap();
-    let values: Vec<(u64, Vec<u8>)> = {
-        let f = p.read_committed(0, 1 << 20).unwrap();
-        f.records()
-            .filter(|r| r.key() == Some(&b"A"[..]))
-            .map(|r| (r.offset(), r.value().unwrap().to_vec()))
-            .collect()
-    };
     assert_eq!(
-        values.len(),
-        1,
-        "key A's committed value is kept: {values:?}"
+        committed_values_of_a(&p),
+        vec![0],
+        "key A's committed value is kept"
     );
-    assert_eq!(values[0].0, 0);
     store.close().unwrap();
 }
 
