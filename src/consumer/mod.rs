@@ -647,15 +647,13 @@ fn read_into(
     spare: &mut Vec<u8>,
 ) -> Result<u64> {
     let mut read = |at: u64| -> Result<Fetch> {
-        let buf = std::mem::take(spare);
-        match config.isolation {
-            Isolation::ReadUncommitted => {
-                part.read_reusing(at, config.fetch_bytes, config.durable_reads, buf)
-            }
-            Isolation::ReadCommitted => {
-                part.read_isolated(at, config.fetch_bytes, config.durable_reads, buf)
-            }
-        }
+        part.read_reusing(
+            at,
+            config.fetch_bytes,
+            config.durable_reads,
+            config.isolation,
+            std::mem::take(spare),
+        )
     };
     let (start, fetch) = match pending.take() {
         // Still where the position is, and neither deleted by retention nor cut off by a

@@ -476,15 +476,20 @@ impl Partition {
         self.read_below(offset, max_bytes, Partition::durable_offset, Vec::new())
     }
 
-    /// `read` or `read_durable` into `buf`'s allocation (a consumer recycles its fetch
-    /// buffers: a fresh megabyte per fetch costs page faults).
+    /// `read`, `read_durable` or (with [`Isolation::ReadCommitted`](crate::Isolation))
+    /// `read_committed` into `buf`'s allocation (a consumer recycles its fetch buffers: a
+    /// fresh megabyte per fetch costs page faults).
     pub(crate) fn read_reusing(
         &self,
         offset: u64,
         max_bytes: usize,
         durable: bool,
+        isolation: crate::Isolation,
         buf: Vec<u8>,
     ) -> Result<Fetch> {
+        if isolation == crate::Isolation::ReadCommitted {
+            return self.read_isolated(offset, max_bytes, durable, buf);
+        }
         let end = if durable {
             Partition::durable_offset
         } else {

@@ -162,7 +162,7 @@ impl Partition {
     }
 
     /// A read-committed read (durable only with `durable`) into `buf`'s allocation.
-    pub(crate) fn read_isolated(
+    pub(super) fn read_isolated(
         &self,
         offset: u64,
         max_bytes: usize,
