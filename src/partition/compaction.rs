@@ -15,6 +15,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::txn_state::collect_aborted;
 use super::Partition;
 use crate::error::{Error, Result};
 use crate::record::{Batch, ControlType};
@@ -628,22 +629,6 @@ impl Partition {
             .retain(|s| !old.iter().any(|o| Arc::ptr_eq(o, s)));
         Ok(true)
     }
-}
-
-/// Adds the entries of `segs`' `.txnindex` files that overlap `[from, upper)`, until one
-/// says no later segment can matter (Kafka's `collectAbortedTransactions`).
-fn collect_aborted(
-    segs: &[Arc<Segment>],
-    from: u64,
-    upper: u64,
-    out: &mut Vec<AbortedTxn>,
-) -> Result<()> {
-    for seg in segs {
-        if seg.collect_aborted(from, upper, out)? {
-            break;
-        }
-    }
-    Ok(())
 }
 
 /// What decides which records a pass keeps.

@@ -192,13 +192,25 @@ impl Partition {
         let segs = self.inner.segments.read().clone();
         let first = Self::segment_index(&segs, from);
         let mut out = Vec::new();
-        for seg in &segs[first..] {
-            if seg.collect_aborted(from, upper, &mut out)? {
-                break;
-            }
-        }
+        collect_aborted(&segs[first..], from, upper, &mut out)?;
         Ok(out)
     }
+}
+
+/// Adds the entries of `segs`' `.txnindex` files that overlap `[from, upper)`, until one
+/// says no later segment can matter (Kafka's `collectAbortedTransactions`).
+pub(super) fn collect_aborted(
+    segs: &[std::sync::Arc<crate::segment::Segment>],
+    from: u64,
+    upper: u64,
+    out: &mut Vec<AbortedTxn>,
+) -> Result<()> {
+    for seg in segs {
+        if seg.collect_aborted(from, upper, out)? {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// The control type of the control batch `bytes` (uncompressed: Kafka never compresses
