@@ -263,11 +263,8 @@ impl Partition {
             let mut scratch = Vec::new();
             seg.for_each_batch(map_end, |b| {
                 report.dirty_bytes += b.as_bytes().len() as u64;
-                let control = if b.header().is_control() {
-                    crate::txn::batch_control_type(b).ok().flatten()
-                } else {
-                    None
-                };
+                // `None` for data batches (their records are not read).
+                let control = crate::txn::batch_control_type(b).ok().flatten();
                 if !visible.accept(b.header(), control) {
                     return true;
                 }

@@ -91,11 +91,8 @@ impl Fetch {
         self.batches().filter(move |b| match &mut filter {
             None => !b.header().is_control(),
             Some(f) => {
-                let control = if b.header().is_control() {
-                    crate::txn::batch_control_type(b).ok().flatten()
-                } else {
-                    None
-                };
+                // `None` for data batches (their records are not read).
+                let control = crate::txn::batch_control_type(b).ok().flatten();
                 f.accept(b.header(), control)
             }
         })
