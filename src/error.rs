@@ -228,34 +228,24 @@ impl Error {
     }
 
     pub(crate) fn corrupt(path: impl Into<PathBuf>, position: u64, e: DecodeError) -> Error {
-        if let DecodeError::UnsupportedCompression {
-            position: at,
-            codec,
-        } = e
-        {
-            return Error::UnsupportedCompression {
-                path: path.into(),
-                position: position + at as u64,
+        let (path, position) = (path.into(), position + e.position() as u64);
+        match e {
+            DecodeError::UnsupportedCompression { codec, .. } => Error::UnsupportedCompression {
+                path,
+                position,
                 codec,
-            };
-        }
-        if let DecodeError::CodecDisabled {
-            position: at,
-            codec,
-            feature,
-        } = e
-        {
-            return Error::CodecDisabled {
-                path: path.into(),
-                position: position + at as u64,
+            },
+            DecodeError::CodecDisabled { codec, feature, .. } => Error::CodecDisabled {
+                path,
+                position,
                 codec,
                 feature,
-            };
-        }
-        Error::Corrupt {
-            path: path.into(),
-            position: position + e.position() as u64,
-            reason: e.to_string(),
+            },
+            e => Error::Corrupt {
+                path,
+                position,
+                reason: e.to_string(),
+            },
         }
     }
 
