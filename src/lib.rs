@@ -89,8 +89,8 @@ pub use config::{
     TopicConfig, MAX_PARTITIONS,
 };
 pub use consumer::{
-    Assignor, Consumer, ConsumerConfig, ConsumerRecord, Isolation, OffsetReset, PartitionLag,
-    OFFSETS_TOPIC,
+    Assignor, Consumer, ConsumerConfig, ConsumerRecord, Isolation, OffsetAndMetadata, OffsetReset,
+    PartitionLag, OFFSETS_TOPIC,
 };
 pub use error::{Error, Result};
 #[cfg(feature = "fault-injection")]

@@ -2057,3 +2057,67 @@ fn deleting_the_offsets_topic_while_offsets_load_does_not_hang() {
         }
     }
 }
+
+/// A metadata string committed beside an offset (Kafka's `OffsetAndMetadata`) is kept in
+/// `__consumer_offsets`, read back after a reopen, replaced by the next commit, and
+/// cleared by a commit without one; an oversized one is refused by name.
+#[test]
+fn commit_with_metadata_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        let t = store.create_topic("t", topic_config(2)).unwrap();
+        fill(t.partition(0).unwrap(), 5);
+        fill(t.partition(1).unwrap(), 5);
+        let mut c = store.join_group("g", "t", no_auto_commit()).unwrap();
+        c.seek(0, 3).unwrap();
+        c.seek(1, 4).unwrap();
+        let meta = BTreeMap::from([(0, "remote=30".to_string())]);
+        c.commit_with_metadata(&meta).unwrap();
+        let too_big = BTreeMap::from([(1, "x".repeat(40_000))]);
+        let err = c.commit_with_metadata(&too_big).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidConfig {
+                    field: "metadata",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        drop(c);
+        store.close().unwrap();
+    }
+    let store = open(dir.path());
+    let got = store.committed_with_metadata("g", "t").unwrap();
+    assert_eq!(got[&0].offset, 3);
+    assert_eq!(got[&0].metadata, "remote=30");
+    assert_eq!(got[&1].offset, 4);
+    assert_eq!(got[&1].metadata, "");
+    assert_eq!(
+        store.committed_offsets("g", "t").unwrap(),
+        BTreeMap::from([(0, 3), (1, 4)])
+    );
+    // Same offset, new metadata: written. Then a plain commit clears it.
+    let mut c = store.join_group("g", "t", no_auto_commit()).unwrap();
+    c.seek(0, 3).unwrap();
+    c.commit_with_metadata(&BTreeMap::from([(0, "remote=31".to_string())]))
+        .unwrap();
+    assert_eq!(
+        store.committed_with_metadata("g", "t").unwrap()[&0].metadata,
+        "remote=31"
+    );
+    c.commit().unwrap();
+    assert_eq!(
+        store.committed_with_metadata("g", "t").unwrap()[&0].metadata,
+        ""
+    );
+    drop(c);
+    store.close().unwrap();
+    let store = open(dir.path());
+    assert_eq!(
+        store.committed_with_metadata("g", "t").unwrap()[&0].metadata,
+        ""
+    );
+}

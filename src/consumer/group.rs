@@ -9,7 +9,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 
 use super::offsets::{self, OffsetKey, OFFSETS_TOPIC};
-use super::Assignor;
+use super::{Assignor, OffsetAndMetadata};
 use crate::error::{Error, Result};
 use crate::record::Record;
 use crate::topic::Topic;
@@ -28,6 +28,8 @@ pub(crate) struct Coordinator {
 pub(crate) struct Committed {
     pub(crate) topic: Topic,
     pub(crate) offsets: HashMap<OffsetKey, u64>,
+    /// The metadata strings committed with offsets, for those that have one.
+    pub(crate) metadata: HashMap<OffsetKey, String>,
 }
 
 impl Coordinator {
@@ -40,8 +42,12 @@ impl Coordinator {
         let mut guard = self.committed.lock();
         if guard.is_none() {
             let topic = open_topic()?;
-            let offsets = load(&topic)?;
-            *guard = Some(Committed { topic, offsets });
+            let (offsets, metadata) = load(&topic)?;
+            *guard = Some(Committed {
+                topic,
+                offsets,
+                metadata,
+            });
         }
         Ok(parking_lot::MutexGuard::map(guard, |c| {
             c.as_mut().expect("loaded above")
@@ -82,9 +88,14 @@ impl Coordinator {
     }
 }
 
-/// Reads every committed offset from the offsets topic (the latest record per key).
-fn load(topic: &Topic) -> Result<HashMap<OffsetKey, u64>> {
+/// Every committed offset in the offsets topic (the latest record per key), and the
+/// non-empty metadata strings committed with them.
+type Loaded = (HashMap<OffsetKey, u64>, HashMap<OffsetKey, String>);
+
+/// Reads every committed offset from the offsets topic.
+fn load(topic: &Topic) -> Result<Loaded> {
     let mut offsets = HashMap::new();
+    let mut metadata = HashMap::new();
     for p in topic.partitions() {
         let mut next = p.log_start_offset();
         while next < p.log_end_offset() {
@@ -108,9 +119,15 @@ fn load(topic: &Topic) -> Result<HashMap<OffsetKey, u64>> {
                 match r.value() {
                     None => {
                         offsets.remove(&key);
+                        metadata.remove(&key);
                     }
                     Some(v) => {
-                        let offset = offsets::decode_value(v).map_err(corrupt)?;
+                        let (offset, meta) = offsets::decode_value(v).map_err(corrupt)?;
+                        if meta.is_empty() {
+                            metadata.remove(&key);
+                        } else {
+                            metadata.insert(key.clone(), meta);
+                        }
                         offsets.insert(key, offset);
                     }
                 }
@@ -121,7 +138,7 @@ fn load(topic: &Topic) -> Result<HashMap<OffsetKey, u64>> {
             next = fetch.next_offset();
         }
     }
-    Ok(offsets)
+    Ok((offsets, metadata))
 }
 
 /// Removes every committed offset of `topic` (tombstones in the offsets topic, flushed).
@@ -149,25 +166,29 @@ pub(crate) fn forget_topic(committed: &mut Committed, topic: &str, now_ms: i64) 
     p.flush()?;
     for k in keys {
         committed.offsets.remove(&k);
+        committed.metadata.remove(&k);
     }
     Ok(())
 }
 
-/// Writes `positions` of `group` on `topic` as committed, durably.
+/// Writes `positions` of `group` on `topic` as committed, durably, each with its entry
+/// of `metadata` (none: the empty string).
 pub(crate) fn commit(
     committed: &mut Committed,
     group: &str,
     topic: &str,
     positions: &[(u32, u64)],
+    metadata: &BTreeMap<u32, String>,
     now_ms: i64,
 ) -> Result<()> {
     if positions.is_empty() {
         return Ok(());
     }
+    let meta = |p: u32| metadata.get(&p).map_or("", String::as_str);
     let records: Vec<Record> = positions
         .iter()
         .map(|&(p, offset)| {
-            Record::new(offsets::encode_value(offset, now_ms))
+            Record::new(offsets::encode_value(offset, meta(p), now_ms))
                 .with_key(offsets::encode_key(group, topic, p))
                 .with_timestamp(now_ms)
         })
@@ -176,9 +197,12 @@ pub(crate) fn commit(
     p.append(&records)?;
     p.flush()?;
     for &(partition, offset) in positions {
-        committed
-            .offsets
-            .insert((group.to_string(), topic.to_string(), partition), offset);
+        let key = (group.to_string(), topic.to_string(), partition);
+        match meta(partition) {
+            "" => committed.metadata.remove(&key),
+            m => committed.metadata.insert(key.clone(), m.to_string()),
+        };
+        committed.offsets.insert(key, offset);
     }
     Ok(())
 }
@@ -283,6 +307,23 @@ impl Assignor {
             }
         }
     }
+}
+
+/// Committed offsets of `group` on `topic` with their metadata strings, by partition.
+pub(crate) fn committed_with_metadata_of(
+    committed: &Committed,
+    group: &str,
+    topic: &str,
+) -> BTreeMap<u32, OffsetAndMetadata> {
+    committed
+        .offsets
+        .iter()
+        .filter(|((g, t, _), _)| g == group && t == topic)
+        .map(|(key, &offset)| {
+            let metadata = committed.metadata.get(key).cloned().unwrap_or_default();
+            (key.2, OffsetAndMetadata { offset, metadata })
+        })
+        .collect()
 }
 
 /// Committed offsets of `group` on `topic`, by partition.

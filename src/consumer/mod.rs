@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub(crate) use group::{committed_of, forget_topic, Coordinator};
+pub(crate) use group::{committed_of, committed_with_metadata_of, forget_topic, Coordinator};
 pub use offsets::OFFSETS_TOPIC;
 
 use crate::config::Clock;
@@ -148,6 +148,17 @@ pub struct ConsumerRecord {
     pub value: Option<Vec<u8>>,
     /// Its headers.
     pub headers: Vec<Header>,
+}
+
+/// A committed offset and the metadata string committed with it (Kafka's
+/// `OffsetAndMetadata`): see [`Consumer::commit_with_metadata`] and
+/// [`Store::committed_with_metadata`](crate::Store::committed_with_metadata).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OffsetAndMetadata {
+    /// The committed offset: the next record the group reads.
+    pub offset: u64,
+    /// What the committer stored beside it (empty when it gave nothing).
+    pub metadata: String,
 }
 
 /// A group's lag on one partition (see [`Store::group_lag`](crate::Store::group_lag)).
@@ -442,6 +453,29 @@ impl Consumer {
     /// # Errors
     /// [`Error::InvalidConfig`] for a consumer that is not a group member; write errors.
     pub fn commit(&mut self) -> Result<()> {
+        self.commit_inner(&BTreeMap::new())
+    }
+
+    /// As [`Consumer::commit`], with a metadata string per partition stored beside the
+    /// offset in `__consumer_offsets` (Kafka's `OffsetAndMetadata`; partitions missing from
+    /// `metadata` get the empty string). Every assigned partition with a position whose
+    /// offset or metadata differs from the committed one is written.
+    ///
+    /// # Errors
+    /// As [`Consumer::commit`]; [`Error::InvalidConfig`] for a metadata string over
+    /// 32,767 bytes (Kafka's strings are `int16`-length-prefixed).
+    pub fn commit_with_metadata(&mut self, metadata: &BTreeMap<u32, String>) -> Result<()> {
+        if let Some(m) = metadata.values().find(|m| m.len() > i16::MAX as usize) {
+            return Err(Error::config(
+                "metadata",
+                format!("{} bytes", m.len()),
+                format!("at most {} bytes", i16::MAX),
+            ));
+        }
+        self.commit_inner(metadata)
+    }
+
+    fn commit_inner(&mut self, metadata: &BTreeMap<u32, String>) -> Result<()> {
         let Mode::Member {
             group,
             id,
@@ -470,7 +504,9 @@ impl Consumer {
             .filter_map(|p| group.positions[p as usize].lock().map(|o| (p, o)))
             .filter(|&(p, o)| {
                 let key = (group.name.clone(), topic.to_string(), p);
+                let meta = metadata.get(&p).map_or("", String::as_str);
                 committed.offsets.get(&key) != Some(&o)
+                    || committed.metadata.get(&key).map_or("", String::as_str) != meta
             })
             .collect();
         group::commit(
@@ -478,6 +514,7 @@ impl Consumer {
             &group.name,
             topic,
             &positions,
+            metadata,
             clock.now_ms(),
         )?;
         drop(committed);

@@ -4,7 +4,7 @@
 //!
 //! Key: `int16 version = 1`, `string group`, `string topic`, `int32 partition`.
 //! Value: `int16 version = 3`, `int64 offset`, `int32 leader epoch = -1`,
-//! `string metadata = ""`, `int64 commit timestamp`. A Kafka `string` is an `int16` byte
+//! `string metadata` (empty unless the committer gave some), `int64 commit timestamp`. A Kafka `string` is an `int16` byte
 //! length and UTF-8 bytes; all integers are big-endian. The topic is compacted: the latest
 //! record per key is the committed offset.
 
@@ -34,13 +34,14 @@ pub(crate) fn encode_key(group: &str, topic: &str, partition: u32) -> Vec<u8> {
     out
 }
 
-/// The record value for a committed offset (`OffsetCommitValue` v3).
-pub(crate) fn encode_value(offset: u64, commit_ms: i64) -> Vec<u8> {
+/// The record value for a committed offset (`OffsetCommitValue` v3) with its metadata
+/// string (at most 32,767 bytes: the caller checks).
+pub(crate) fn encode_value(offset: u64, metadata: &str, commit_ms: i64) -> Vec<u8> {
     let mut out = vec![0; 2 + 8 + 4];
     BigEndian::write_i16(&mut out[0..], 3);
     BigEndian::write_i64(&mut out[2..], offset as i64);
     BigEndian::write_i32(&mut out[10..], -1);
-    put_string(&mut out, "");
+    put_string(&mut out, metadata);
     let mut ts = [0; 8];
     BigEndian::write_i64(&mut ts, commit_ms);
     out.extend_from_slice(&ts);
@@ -72,6 +73,22 @@ impl<'a> Cursor<'a> {
         self.take(8, what).map(BigEndian::read_i64)
     }
 
+    fn compact_string(&mut self, what: &str) -> Result<String, String> {
+        let mut len: u64 = 0;
+        for shift in (0..35).step_by(7) {
+            let b = self.take(1, what)?[0];
+            len |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                // 0 is a null string, n + 1 a string of n bytes.
+                let len = usize::try_from(len.saturating_sub(1)).unwrap_or(usize::MAX);
+                let bytes = self.take(len, what)?;
+                return String::from_utf8(bytes.to_vec())
+                    .map_err(|_| format!("{what} is not UTF-8"));
+            }
+        }
+        Err(format!("{what}: length varint longer than 5 bytes"))
+    }
+
     fn string(&mut self, what: &str) -> Result<String, String> {
         let len = self.i16(what)?;
         let len = usize::try_from(len).map_err(|_| format!("negative length of {what}"))?;
@@ -97,15 +114,27 @@ pub(crate) fn decode_key(key: &[u8]) -> Result<Option<OffsetKey>, String> {
     }
 }
 
-/// Decodes a value's offset (the first field of every `OffsetCommitValue` version).
-pub(crate) fn decode_value(value: &[u8]) -> Result<u64, String> {
+/// Decodes a value's offset and metadata string. Every `OffsetCommitValue` version starts
+/// with the offset; versions 3 and 4 put the leader epoch before the metadata, the
+/// others put the metadata right after the offset.
+pub(crate) fn decode_value(value: &[u8]) -> Result<(u64, String), String> {
     let mut c = Cursor(value);
     let version = c.i16("value version")?;
     if !(0..=4).contains(&version) {
         return Err(format!("unknown offset commit value version {version}"));
     }
     let offset = c.i64("offset")?;
-    u64::try_from(offset).map_err(|_| format!("negative offset {offset}"))
+    let offset = u64::try_from(offset).map_err(|_| format!("negative offset {offset}"))?;
+    if version >= 3 {
+        c.i32("leader epoch")?;
+    }
+    // Version 4 is a flexible version: a compact string (unsigned varint length + 1).
+    let metadata = if version == 4 {
+        c.compact_string("metadata")?
+    } else {
+        c.string("metadata")?
+    };
+    Ok((offset, metadata))
 }
 
 #[cfg(test)]
@@ -123,10 +152,13 @@ mod tests {
             decode_key(&key).unwrap(),
             Some(("g".into(), "orders".into(), 7))
         );
-        let value = encode_value(42, 1_700_000_000_000);
+        let value = encode_value(42, "", 1_700_000_000_000);
         assert_eq!(value.len(), 2 + 8 + 4 + 2 + 8);
         assert_eq!(&value[..2], &[0, 3]);
-        assert_eq!(decode_value(&value).unwrap(), 42);
+        assert_eq!(decode_value(&value).unwrap(), (42, String::new()));
+        let value = encode_value(7, "remote=9", 1_700_000_000_000);
+        assert_eq!(&value[14..16], &[0, 8]);
+        assert_eq!(decode_value(&value).unwrap(), (7, "remote=9".to_string()));
         // Group metadata (key version 2) is not an offset commit.
         assert_eq!(decode_key(&[0, 2, 0, 1, b'g']).unwrap(), None);
         assert!(decode_key(&[0, 1, 0, 9, b'g']).is_err());
@@ -158,8 +190,11 @@ mod fixture_tests {
                     committed.remove(&key);
                 }
                 Some(v) => {
-                    let offset = decode_value(v)
+                    let (offset, metadata) = decode_value(v)
                         .unwrap_or_else(|e| panic!("value at offset {}: {e}", r.offset()));
+                    if key.0 == "g1" && key.2 == 0 {
+                        assert_eq!(metadata, "meta", "v3 metadata");
+                    }
                     committed.insert(key, offset);
                 }
             }

@@ -17,7 +17,9 @@ use parking_lot::RwLock;
 
 use crate::checkpoint::{Checkpoints, Offsets, CLEAN_SHUTDOWN_FILE};
 use crate::config::{FlushPolicy, StoreConfig, TopicConfig};
-use crate::consumer::{Consumer, ConsumerConfig, Coordinator, PartitionLag, OFFSETS_TOPIC};
+use crate::consumer::{
+    Consumer, ConsumerConfig, Coordinator, OffsetAndMetadata, PartitionLag, OFFSETS_TOPIC,
+};
 use crate::error::{Error, Result};
 use crate::fs::DirLock;
 use crate::partition::{OpenContext, Partition};
@@ -646,6 +648,22 @@ impl Store {
     pub fn committed_offsets(&self, group: &str, topic: &str) -> Result<BTreeMap<u32, u64>> {
         let committed = self.groups.committed(|| self.offsets_topic())?;
         Ok(crate::consumer::committed_of(&committed, group, topic))
+    }
+
+    /// The offsets `group` committed on `topic` with the metadata strings committed beside
+    /// them ([`Consumer::commit_with_metadata`]), by partition.
+    ///
+    /// # Errors
+    /// Errors opening or reading the offsets topic.
+    pub fn committed_with_metadata(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> Result<BTreeMap<u32, OffsetAndMetadata>> {
+        let committed = self.groups.committed(|| self.offsets_topic())?;
+        Ok(crate::consumer::committed_with_metadata_of(
+            &committed, group, topic,
+        ))
     }
 
     /// The lag of `group` on every partition of `topic`: log end offset minus the
