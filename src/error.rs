@@ -213,6 +213,15 @@ pub enum Error {
         /// Which file or checkpoint claims them, and which file is missing or ends early.
         detail: String,
     },
+    /// The Kafka bridge ([`crate::bridge`], feature `kafka`): a broker could not be
+    /// reached, refused a request, or answered something the bridge cannot use.
+    #[error("kafka broker {broker}: {reason}")]
+    Kafka {
+        /// The broker's address (or the bootstrap list when no one broker is at fault).
+        broker: String,
+        /// What failed, naming the topic and partition and Kafka's error code.
+        reason: String,
+    },
     /// The partition, topic or store was closed or deleted.
     #[error("{0} is closed")]
     Closed(String),

@@ -68,6 +68,8 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "kafka")]
+pub mod bridge;
 mod checkpoint;
 mod config;
 mod consumer;

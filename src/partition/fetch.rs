@@ -84,17 +84,26 @@ impl Fetch {
     /// a transactional batch of a producer with an aborted transaction that started at or
     /// before it, until that producer's ABORT marker).
     fn visible_batches(&self) -> impl Iterator<Item = Batch<'_>> + '_ {
+        self.batches_with_visibility()
+            .filter_map(|(b, visible)| visible.then_some(b))
+    }
+
+    /// Every batch, each with whether a reader gets its records (see `visible_batches`).
+    pub(crate) fn batches_with_visibility(&self) -> impl Iterator<Item = (Batch<'_>, bool)> + '_ {
         let mut filter = self
             .aborted
             .as_ref()
             .map(|a| crate::txn::ReadCommitted::new(a.iter().copied()));
-        self.batches().filter(move |b| match &mut filter {
-            None => !b.header().is_control(),
-            Some(f) => {
-                // `None` for data batches (their records are not read).
-                let control = crate::txn::batch_control_type(b).ok().flatten();
-                f.accept(b.header(), control)
-            }
+        self.batches().map(move |b| {
+            let visible = match &mut filter {
+                None => !b.header().is_control(),
+                Some(f) => {
+                    // `None` for data batches (their records are not read).
+                    let control = crate::txn::batch_control_type(&b).ok().flatten();
+                    f.accept(b.header(), control)
+                }
+            };
+            (b, visible)
         })
     }
 
