@@ -106,6 +106,8 @@ struct Lane {
     partition: u32,
     /// The remote partition's high watermark, as last seen.
     high_watermark: Option<u64>,
+    /// Catch-up mode: the high watermark to reach.
+    target: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -127,6 +129,8 @@ pub struct Import {
     topics: Vec<Imported>,
     lanes: Vec<Lane>,
     totals: Progress,
+    /// The last error is one that retrying will not change.
+    refused: bool,
 }
 
 impl Import {
@@ -171,6 +175,7 @@ impl Import {
                 topic: i,
                 partition,
                 high_watermark: None,
+                target: None,
             }));
             topics.push(Imported {
                 topic,
@@ -183,6 +188,7 @@ impl Import {
             topics,
             lanes,
             totals: Progress::default(),
+            refused: false,
         })
     }
 
@@ -212,12 +218,12 @@ impl Import {
 
     /// One round: one fetch per leader broker for its partitions (from each local log end),
     /// the batches appended. The broker holds the fetch up to `wait` when it has nothing.
-    /// Partitions for which `skip` is true are not fetched.
-    fn round(&mut self, wait: Duration, skip: &dyn Fn(&Import, &Lane) -> bool) -> Result<Progress> {
+    /// Partitions at their catch-up target are not fetched.
+    fn round(&mut self, wait: Duration) -> Result<Progress> {
         let mut by_leader: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
         let mut refreshed = false;
         for i in 0..self.lanes.len() {
-            if skip(self, &self.lanes[i]) {
+            if self.reached(&self.lanes[i]) {
                 continue;
             }
             let remote = self.topics[self.lanes[i].topic].remote.clone();
@@ -238,10 +244,12 @@ impl Import {
             }
         }
         let mut progress = Progress::default();
+        // Brokers are asked one after the other: only a lone one may hold its fetch. Never
+        // zero: some brokers (Tansu) answer a zero-wait fetch with no partitions at all.
         let wait_ms = if by_leader.len() == 1 {
-            wait.as_millis().min(i32::MAX as u128) as i32
+            wait.as_millis().clamp(1, i32::MAX as u128) as i32
         } else {
-            0
+            1
         };
         for (broker, lanes) in by_leader {
             self.fetch_from(broker, &lanes, wait_ms, &mut progress)?;
@@ -320,10 +328,11 @@ impl Import {
                         ));
                     }
                     c => {
+                        self.refused = true;
                         return Err(Cluster::error(
                             &addr,
                             format!("fetch {remote}-{}: {}", pr.partition_index, error_name(c)),
-                        ))
+                        ));
                     }
                 }
             }
@@ -415,6 +424,7 @@ impl Import {
             self.lanes[i].high_watermark = None;
             return self.fetch_gap(i, start);
         }
+        self.refused = true;
         Err(Cluster::error(
             &self.config.bootstrap,
             format!("{remote}-{p}: the local log ends at offset {end}, past the remote partition's end: the remote topic lost records (recreated or truncated)"),
@@ -454,7 +464,12 @@ impl Import {
     /// [`Error::Kafka`] for a broker that cannot be reached or answers an error; local
     /// append errors ([`Error::InvalidBatch`] for a batch that fails its checks).
     pub fn step(&mut self, wait: Duration) -> Result<Progress> {
-        self.round(wait, &|_, _| false)
+        self.round(wait)
+    }
+
+    /// True when `lane` has a catch-up target and reached it.
+    fn reached(&self, lane: &Lane) -> bool {
+        lane.target.is_some_and(|t| self.position(lane) >= t)
     }
 
     /// Catch-up mode: imports up to each remote partition's high watermark as first seen,
@@ -473,6 +488,12 @@ impl Import {
             let near = self.position(&self.lanes[i]);
             loop {
                 match self.cluster.high_watermark(&remote, p, near) {
+                    Ok(hw) if hw < near => {
+                        return Err(Cluster::error(
+                            &self.config.bootstrap,
+                            format!("{remote}-{p}: the local log ends at offset {near}, past the remote partition's end {hw}: the remote topic lost records (recreated or truncated)"),
+                        ))
+                    }
                     Ok(hw) => {
                         targets.push(hw);
                         break;
@@ -487,22 +508,25 @@ impl Import {
         }
         for (l, &t) in self.lanes.iter_mut().zip(&targets) {
             l.high_watermark = Some(t);
+            l.target = Some(t);
         }
-        let lanes_done = |imp: &Import, l: &Lane| {
-            let i = imp
-                .lanes
-                .iter()
-                .position(|x| std::ptr::eq(x, l))
-                .expect("a lane");
-            imp.position(l) >= targets[i]
-        };
+        let result = self.reach_targets(&mut retry);
+        for l in &mut self.lanes {
+            l.target = None;
+        }
+        let total = result?;
+        self.flush()?;
+        Ok(Progress {
+            lag: self.lag(),
+            ..total
+        })
+    }
+
+    fn reach_targets(&mut self, retry: &mut Retry) -> Result<Progress> {
         let mut total = Progress::default();
         let mut stalled = 0;
-        while !self.lanes.iter().all(|l| lanes_done(self, l)) {
-            // Every fetched partition has data below its target, so the broker answers at
-            // once; the wait is not zero because some brokers (Tansu) answer a zero-wait
-            // fetch with nothing at all.
-            match self.round(Duration::from_millis(100), &lanes_done) {
+        while !self.lanes.iter().all(|l| self.reached(l)) {
+            match self.round(Duration::from_millis(1)) {
                 Ok(p) => {
                     retry.ok();
                     stalled = if p.batches == 0 { stalled + 1 } else { 0 };
@@ -519,12 +543,12 @@ impl Import {
                         ));
                     }
                 }
-                Err(e @ Error::Kafka { .. }) => retry.failed(e)?,
+                Err(e @ Error::Kafka { .. }) if !std::mem::take(&mut self.refused) => {
+                    retry.failed(e)?
+                }
                 Err(e) => return Err(e),
             }
         }
-        self.flush()?;
-        total.lag = self.lag();
         Ok(total)
     }
 
@@ -542,7 +566,9 @@ impl Import {
                     retry.ok();
                     total.add(&p);
                 }
-                Err(e @ Error::Kafka { .. }) => retry.failed(e)?,
+                Err(e @ Error::Kafka { .. }) if !std::mem::take(&mut self.refused) => {
+                    retry.failed(e)?
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -219,6 +219,8 @@ pub struct Mirror {
     last_commit: Instant,
     /// A request failed in a way that leaves the broker's state unknown.
     resync: bool,
+    /// The last error is a refusal that retrying will not change.
+    refused: bool,
     totals: Progress,
     spare: Vec<u8>,
 }
@@ -377,6 +379,7 @@ impl Mirror {
             producer: (-1, -1),
             last_commit: Instant::now(),
             resync: true,
+            refused: false,
             totals: Progress::default(),
             spare: Vec::new(),
         };
@@ -581,7 +584,7 @@ impl Mirror {
         }
         let sent = self.send_round();
         if let Err(e) = &sent {
-            if matches!(e, Error::Kafka { .. }) {
+            if matches!(e, Error::Kafka { .. }) && !self.refused {
                 self.resync = true;
             }
         }
@@ -791,6 +794,7 @@ impl Mirror {
                             .chain(pr.error_message.as_ref().map(|m| m.as_str()))
                             .collect::<Vec<_>>()
                             .join("; ");
+                        self.refused = true;
                         return Err(Cluster::error(
                             &addr,
                             format!(
@@ -908,7 +912,9 @@ impl Mirror {
                     retry.ok();
                     total.add(&p);
                 }
-                Err(e @ Error::Kafka { .. }) => retry.failed(e)?,
+                Err(e @ Error::Kafka { .. }) if !std::mem::take(&mut self.refused) => {
+                    retry.failed(e)?
+                }
                 Err(e) => return Err(e),
             }
         }
