@@ -59,6 +59,9 @@
 //!   assigned as a broker does or kept as a follower does; [`record::Batch::producer_refusal`],
 //!   [`record::Batch::forward_bytes`] and [`record::Batch::to_dense`] send stored batches on
 //!   to Kafka.
+//! - `bridge` (feature `kafka`, on by default): move topics to a Kafka cluster
+//!   (`bridge::Mirror`) and from one (`bridge::Import`) over the Kafka protocol, batches
+//!   unchanged, resumable after a kill.
 //! - [`record`]: the v2 batch codec as pure functions over byte slices, for tools that
 //!   want to decode or build Kafka batches themselves.
 //! - [`Segment::open_read_only`]: open one segment file for dumping or verification.

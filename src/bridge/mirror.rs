@@ -183,7 +183,7 @@ struct Mirrored {
 /// Forwards seglog topics to a Kafka cluster: each local partition to the same remote
 /// partition, each batch's bytes as stored (no decode, no re-encode) in a `Produce`
 /// request — except batches a broker refuses from a producer, which are re-encoded
-/// densely ([`crate::Batch::to_dense`]: compaction's thinned batches). Control batches and
+/// densely ([`crate::record::Batch::to_dense`]: compaction's thinned batches). Control batches and
 /// aborted transactions stay home (reads are read-committed); committed transactional
 /// batches go as plain batches. So on a dense topic without transactions, mirrored to an
 /// empty remote partition, every record keeps its offset.
