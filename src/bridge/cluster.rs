@@ -315,13 +315,14 @@ impl Cluster {
     }
 
     /// Fetches `topic`'s `partition` at `offset` from its leader, up to `max_bytes`
-    /// (read-uncommitted, no wait).
+    /// (read-uncommitted; the broker may hold the fetch `wait_ms` for data).
     pub(crate) fn fetch_one(
         &mut self,
         topic: &str,
         partition: i32,
         offset: u64,
         max_bytes: i32,
+        wait_ms: i32,
     ) -> Result<FetchResponse> {
         let leader = self.leader(topic, partition).ok_or_else(|| {
             Cluster::error(
@@ -332,7 +333,7 @@ impl Cluster {
         let addr = self.addr(leader);
         let req = fetch_request(
             vec![fetch_topic(topic, vec![(partition, offset, max_bytes)])],
-            1,
+            wait_ms,
             max_bytes,
         );
         self.broker(leader)?
@@ -386,17 +387,24 @@ impl Cluster {
 
     /// The high watermark (the end consumers see) of `topic`'s `partition`, from a fetch
     /// at `near` (any offset in the log; the log start is used when `near` is not).
-    /// A fetch is used rather than `ListOffsets`, whose "latest" some brokers misreport.
+    /// A fetch is used rather than `ListOffsets`, whose "latest" some brokers misreport
+    /// (Tansu). The fetch may wait a little (1 ms, then longer when the answer lacks the
+    /// partition): some brokers (Tansu) answer a zero-wait fetch with no partitions, and an
+    /// empty partition holds the fetch for the whole wait.
     pub(crate) fn high_watermark(&mut self, topic: &str, partition: i32, near: u64) -> Result<u64> {
         let mut at = near;
-        for _ in 0..2 {
-            let resp = self.fetch_one(topic, partition, at, 64 << 10)?;
+        let mut wait_ms = 1;
+        for _ in 0..4 {
+            let resp = self.fetch_one(topic, partition, at, 1, wait_ms)?;
             let p = resp
                 .responses
                 .iter()
                 .flat_map(|t| &t.partitions)
                 .find(|p| p.partition_index == partition);
-            let Some(p) = p else { break };
+            let Some(p) = p else {
+                wait_ms = (wait_ms * 100).min(500);
+                continue;
+            };
             match p.error_code {
                 code::NONE => return Ok(p.high_watermark.max(0) as u64),
                 code::OFFSET_OUT_OF_RANGE => at = self.log_start(topic, partition)?,

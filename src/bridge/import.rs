@@ -244,13 +244,9 @@ impl Import {
             }
         }
         let mut progress = Progress::default();
-        // Brokers are asked one after the other: only a lone one may hold its fetch. Never
-        // zero: some brokers (Tansu) answer a zero-wait fetch with no partitions at all.
-        let wait_ms = if by_leader.len() == 1 {
-            wait.as_millis().clamp(1, i32::MAX as u128) as i32
-        } else {
-            1
-        };
+        // Never zero: some brokers (Tansu) answer a zero-wait fetch with nothing. (With
+        // several brokers asked one after the other, idle ones each hold their fetch.)
+        let wait_ms = wait.as_millis().clamp(1, i32::MAX as u128) as i32;
         for (broker, lanes) in by_leader {
             self.fetch_from(broker, &lanes, wait_ms, &mut progress)?;
         }
@@ -436,9 +432,10 @@ impl Import {
         let lane = &self.lanes[i];
         let remote = self.topics[lane.topic].remote.clone();
         let p = lane.partition as i32;
+        let wait = self.config.max_wait.as_millis().clamp(1, i32::MAX as u128) as i32;
         let resp = self
             .cluster
-            .fetch_one(&remote, p, start, self.config.fetch_bytes)?;
+            .fetch_one(&remote, p, start, self.config.fetch_bytes, wait)?;
         let addr = self
             .cluster
             .addr(self.cluster.leader(&remote, p).unwrap_or(-1));
@@ -526,7 +523,9 @@ impl Import {
         let mut total = Progress::default();
         let mut stalled = 0;
         while !self.lanes.iter().all(|l| self.reached(l)) {
-            match self.round(Duration::from_millis(1)) {
+            // Partitions below their target have data: a broker answers without waiting
+            // out `max_wait` (which is not zero: a zero-wait fetch gets nothing from Tansu).
+            match self.round(self.config.max_wait) {
                 Ok(p) => {
                     retry.ok();
                     stalled = if p.batches == 0 { stalled + 1 } else { 0 };
