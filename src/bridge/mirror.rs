@@ -353,10 +353,17 @@ impl Mirror {
                         }
                     },
                 };
+                if local_at < part.log_start_offset() {
+                    tracing::warn!(
+                        partition = %part.name(), committed = local_at, log_start = part.log_start_offset(),
+                        "kafka mirror: retention removed records before they were mirrored"
+                    );
+                }
+                let local_at = local_at.max(part.log_start_offset());
                 lanes.push(Lane {
                     topic: i,
                     partition: p,
-                    local: local_at.max(part.log_start_offset()),
+                    local: local_at,
                     remote: remote_at,
                     read_to: local_at,
                     queue: VecDeque::new(),
@@ -953,5 +960,65 @@ fn outgoing_bytes(
             .map_err(|e| e.to_string()),
         Some(ForwardError::Empty) | Some(ForwardError::Control) => Ok(None),
         Some(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::batch::{encode_batch, BatchSpec};
+    use crate::Record;
+
+    #[test]
+    fn sequences_wrap_as_kafkas() {
+        assert_eq!(next_sequence(0, 10), 10);
+        assert_eq!(next_sequence(i32::MAX - 9, 10), 0);
+        // Kafka: seq > MAX - n wraps to n - (MAX - seq) - 1.
+        assert_eq!(next_sequence(i32::MAX - 1, 3), 1);
+    }
+
+    #[test]
+    fn stamping_sets_the_producer_fields_and_a_valid_crc() {
+        let mut spec = BatchSpec::new(41, 1_700_000_000_000);
+        spec.attributes = TRANSACTIONAL_BIT;
+        spec.producer_id = 7;
+        spec.producer_epoch = 1;
+        spec.base_sequence = 3;
+        let mut bytes = Vec::new();
+        encode_batch(&mut bytes, &spec, &[Record::new("a"), Record::new("b")]).unwrap();
+        stamp(&mut bytes, (1234, 5), 99);
+        let b = Batch::parse(&bytes).expect("a valid batch, CRC included");
+        let h = b.header();
+        assert_eq!(
+            (
+                b.base_offset(),
+                h.producer_id,
+                h.producer_epoch,
+                h.base_sequence
+            ),
+            (0, 1234, 5, 99)
+        );
+        assert!(!h.is_transactional());
+        assert_eq!(h.records_count, 2);
+        let values: Vec<_> = b
+            .records()
+            .map(|r| r.unwrap().value().map(<[u8]>::to_vec))
+            .collect();
+        assert_eq!(values, [Some(b"a".to_vec()), Some(b"b".to_vec())]);
+    }
+
+    #[test]
+    fn commit_metadata_round_trips_and_foreign_metadata_is_not_ours() {
+        let m = encode_meta("orders.v2", 1234);
+        assert_eq!(decode_meta(&m), Some(("orders.v2", 1234)));
+        for foreign in [
+            "",
+            "meta",
+            "seglog-mirror 2 t 5",
+            "seglog-mirror 1 t x",
+            "seglog-mirror 1 t 5 6",
+        ] {
+            assert_eq!(decode_meta(foreign), None, "{foreign:?}");
+        }
     }
 }
