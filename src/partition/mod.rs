@@ -381,10 +381,11 @@ impl Partition {
                     }
                 }
                 w.active.append(bytes, header)?;
-                self.observe_appended(&mut w, bytes, header)?;
+                let ended = self.observe_appended(&mut w, bytes, header)?;
                 inner
                     .log_end_offset
                     .store(header.next_offset(), Ordering::Release);
+                self.publish_deferred_unstable(ended);
                 records += header.records_count.max(0) as u64;
                 max_timestamp = max_timestamp.max(header.max_timestamp);
             }
@@ -509,11 +510,15 @@ impl Partition {
     ) -> Result<Fetch> {
         buf.clear();
         let _no_truncation = self.inner.truncation.read();
+        // The visible end before the log end offset: a read-committed end (the last
+        // stable offset) is consistent with the log end offset it read itself, and an
+        // older log end offset read before it would cut off an ended transaction's marker.
+        let end = end(self);
         let log_end = self.log_end_offset();
         if offset > log_end {
             return Err(self.out_of_range(offset));
         }
-        let end = end(self).min(log_end);
+        let end = end.min(log_end);
         if offset > end {
             return Ok(Fetch::new(buf, offset, offset));
         }

@@ -44,9 +44,19 @@ impl Partition {
 
     /// The last stable offset as published (the state must be built).
     pub(super) fn published_lso(&self) -> u64 {
-        // The log end first: an append publishes the first unstable offset before it.
-        let end = self.log_end_offset();
-        match self.inner.first_unstable.load(Ordering::Acquire) {
+        // An append publishes a transaction that starts before the log end offset moves
+        // past its data, and one that ends after the log end offset moves past its marker
+        // (`observe_appended`). So the first unstable offset is read on both sides of the
+        // log end offset and must not change in between: then the end read is at or past
+        // every marker of a transaction the first unstable offset says ended.
+        let (first, end) = loop {
+            let first = self.inner.first_unstable.load(Ordering::Acquire);
+            let end = self.log_end_offset();
+            if self.inner.first_unstable.load(Ordering::Acquire) == first {
+                break (first, end);
+            }
+        };
+        match first {
             NONE_ONGOING => end,
             // Only after a failed rebuild: nothing is known to be stable.
             NOT_BUILT => self.log_start_offset().min(end),
@@ -121,9 +131,9 @@ impl Partition {
         w: &mut Writer,
         bytes: &[u8],
         header: &BatchHeader,
-    ) -> Result<()> {
+    ) -> Result<Option<u64>> {
         if header.producer_id < 0 && w.txn.is_none() {
-            return Ok(());
+            return Ok(None);
         }
         let control = if header.is_control() {
             control_type(bytes)
@@ -141,9 +151,23 @@ impl Partition {
                 w.dir_dirty = true;
             }
         }
+        // A transaction that starts is published before the log end offset moves past its
+        // data. One that ends is published after the log end offset moves past its marker
+        // (the caller stores the returned value): a read-committed reader gets an ended
+        // transaction's data and its marker in the same fetch, never the data alone.
         let first = first.unwrap_or(NONE_ONGOING);
-        self.inner.first_unstable.store(first, Ordering::Release);
-        Ok(())
+        if first <= self.inner.first_unstable.load(Ordering::Acquire) {
+            self.inner.first_unstable.store(first, Ordering::Release);
+            return Ok(None);
+        }
+        Ok(Some(first))
+    }
+
+    /// Publishes a first unstable offset `observe_appended` deferred.
+    pub(super) fn publish_deferred_unstable(&self, first: Option<u64>) {
+        if let Some(first) = first {
+            self.inner.first_unstable.store(first, Ordering::Release);
+        }
     }
 
     /// Reads like [`Partition::read`], as a read-committed reader (Kafka's
