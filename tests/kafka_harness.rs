@@ -25,13 +25,15 @@ fn records(tag: &str, partitions: i32) -> Vec<ProduceRecord> {
                 value: match i % 5 {
                     2 => None,
                     3 => Some(Vec::new()),
-                    _ => Some(
-                        (0..=255u8)
-                            .cycle()
-                            .skip(i as usize)
-                            .take(40 + i as usize * 7)
-                            .collect(),
-                    ),
+                    // Compressible (kafka-python sends a batch uncompressed when the codec
+                    // does not shrink it), and every byte value.
+                    _ => {
+                        let mut v = format!("{tag} value {i}; ")
+                            .repeat(20 + i as usize)
+                            .into_bytes();
+                        v.extend(0..=255u8);
+                        Some(v)
+                    }
                 },
                 headers: match i % 3 {
                     0 => vec![],
@@ -66,8 +68,9 @@ fn every_codec_round_trips() {
     }
     client.create_topic("rt", 3, &[]);
 
-    // What each partition should hold, by offset.
+    // What each partition should hold, by offset, and with which codec it was sent.
     let mut expected: BTreeMap<i32, Vec<(i64, ProduceRecord)>> = BTreeMap::new();
+    let mut sent_with: BTreeMap<(i32, i64), Codec> = BTreeMap::new();
     for codec in &codecs {
         let sent = records(&format!("{codec:?}"), 3);
         // Linger so that several records of a partition share a (compressed) batch.
@@ -80,6 +83,7 @@ fn every_codec_round_trips() {
         assert_eq!(produced.len(), sent.len());
         for (p, r) in produced.iter().zip(sent) {
             assert_eq!(p.partition, r.partition);
+            sent_with.insert((p.partition, p.offset), *codec);
             expected.entry(p.partition).or_default().push((p.offset, r));
         }
     }
@@ -105,6 +109,23 @@ fn every_codec_round_trips() {
             assert_eq!(got.offset, *offset);
             assert_record(got, sent);
         }
+    }
+
+    // The broker stores the batches as sent: each compressed with its producer's codec.
+    let mut codecs_seen = Vec::new();
+    for part in client.batches("rt", &[0, 1, 2]) {
+        let records: i32 = part.batches.iter().map(|b| b.records).sum();
+        assert_eq!(records as i64, part.high_watermark);
+        for b in &part.batches {
+            let codec = sent_with[&(part.partition, b.base_offset)];
+            assert_eq!(b.compression, codec, "batch at {}", b.base_offset);
+            let length = i32::from_be_bytes(b.bytes[8..12].try_into().unwrap());
+            assert_eq!(b.bytes.len(), 12 + length as usize);
+            codecs_seen.push(b.compression);
+        }
+    }
+    for codec in &codecs {
+        assert!(codecs_seen.contains(codec), "no batch with {codec:?}");
     }
 }
 

@@ -383,6 +383,35 @@ pub struct ConsumedPartition {
     pub records: Vec<ConsumedRecord>,
 }
 
+/// A record batch as the broker stores it (raw Fetch, no decoding): its header fields and
+/// its bytes, from the base offset to the end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredBatch {
+    pub base_offset: i64,
+    pub last_offset_delta: i32,
+    /// Records in the batch (the header's count).
+    pub records: i32,
+    pub compression: Codec,
+    pub log_append_time: bool,
+    pub transactional: bool,
+    pub control: bool,
+    pub first_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub crc: u32,
+    pub bytes: Vec<u8>,
+}
+
+/// One partition's stored batches, up to its high watermark.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredPartition {
+    pub partition: i32,
+    pub high_watermark: i64,
+    pub batches: Vec<StoredBatch>,
+}
+
 /// An API the broker serves, as its ApiVersions answer lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiVersion {
@@ -549,6 +578,52 @@ impl KafkaClient {
                     .collect(),
             })
             .collect())
+    }
+
+    /// The batches stored in `partitions` of `topic`, raw (Fetch v4 over a plain socket,
+    /// not kafka-python): to check what a producer sent byte for byte, compression included.
+    pub fn batches(&self, topic: &str, partitions: &[i32]) -> Vec<StoredPartition> {
+        let answer = self.call(
+            "batches",
+            json!({ "topic": topic, "partitions": partitions }),
+        );
+        let answer = self.unwrap("batches", answer);
+        answer
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| StoredPartition {
+                partition: p["partition"].as_i64().unwrap() as i32,
+                high_watermark: p["high_watermark"].as_i64().unwrap(),
+                batches: p["batches"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|b| StoredBatch {
+                        base_offset: b["base_offset"].as_i64().unwrap(),
+                        last_offset_delta: b["last_offset_delta"].as_i64().unwrap() as i32,
+                        records: b["records"].as_i64().unwrap() as i32,
+                        compression: match b["compression"].as_str() {
+                            None => Codec::None,
+                            Some(name) => *Codec::ALL
+                                .iter()
+                                .find(|c| c.name() == Some(name))
+                                .unwrap_or_else(|| panic!("unknown codec {name}")),
+                        },
+                        log_append_time: b["timestamp_type"] == "log_append",
+                        transactional: b["transactional"].as_bool().unwrap(),
+                        control: b["control"].as_bool().unwrap(),
+                        first_timestamp: b["first_timestamp"].as_i64().unwrap(),
+                        max_timestamp: b["max_timestamp"].as_i64().unwrap(),
+                        producer_id: b["producer_id"].as_i64().unwrap(),
+                        producer_epoch: b["producer_epoch"].as_i64().unwrap() as i16,
+                        base_sequence: b["base_sequence"].as_i64().unwrap() as i32,
+                        crc: b["crc"].as_u64().unwrap() as u32,
+                        bytes: json_bytes(&b["bytes"]).unwrap(),
+                    })
+                    .collect(),
+            })
+            .collect()
     }
 
     /// The APIs and version ranges the broker advertises (its ApiVersions answer).

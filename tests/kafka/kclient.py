@@ -2,7 +2,7 @@
 """Independent Kafka client for seglog's tests (kafka-python): one JSON request on stdin,
 one JSON answer on stdout.
 
-    python3 kclient.py create|produce|consume|versions < request.json
+    python3 kclient.py create|produce|consume|batches|versions|codecs < request.json
 
 Bytes travel as base64 strings; null stays null. On failure it prints
 {"error": "<type>: <message>"} and exits 1 (the Rust side shows the message).
@@ -11,6 +11,8 @@ Commands and their fields are documented in tests/common/kafka.rs.
 import base64
 import json
 import logging
+import socket
+import struct
 import sys
 import time
 
@@ -177,8 +179,153 @@ def codecs(_req):
             "lz4": codec.has_lz4(), "zstd": codec.has_zstd()}
 
 
+# --- Raw protocol: what the broker stores, byte for byte (kafka-python decodes batches). ---
+
+class Conn:
+    """One plain connection speaking non-flexible request versions."""
+
+    def __init__(self, bootstrap, timeout_s=10):
+        host, port = bootstrap.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout_s)
+        self.correlation = 0
+
+    def request(self, api_key, version, body):
+        self.correlation += 1
+        client = b"seglog-kraw"
+        head = struct.pack(">hhih", api_key, version, self.correlation, len(client)) + client
+        msg = head + body
+        self.sock.sendall(struct.pack(">i", len(msg)) + msg)
+        size = struct.unpack(">i", self.recv(4))[0]
+        data = self.recv(size)
+        if struct.unpack(">i", data[:4])[0] != self.correlation:
+            raise RuntimeError("correlation id mismatch")
+        return Reader(data[4:])
+
+    def recv(self, n):
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("broker closed the connection")
+            buf += chunk
+        return buf
+
+    def close(self):
+        self.sock.close()
+
+
+class Reader:
+    def __init__(self, data):
+        self.data, self.pos = data, 0
+
+    def take(self, fmt):
+        v = struct.unpack_from(fmt, self.data, self.pos)
+        self.pos += struct.calcsize(fmt)
+        return v[0] if len(v) == 1 else v
+
+    def string(self):
+        n = self.take(">h")
+        if n < 0:
+            return None
+        v = self.data[self.pos:self.pos + n].decode()
+        self.pos += n
+        return v
+
+    def bytes(self):
+        n = self.take(">i")
+        if n < 0:
+            return None
+        v = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return v
+
+
+def enc_string(s):
+    if s is None:
+        return struct.pack(">h", -1)
+    b = s.encode()
+    return struct.pack(">h", len(b)) + b
+
+
+def enc_bytes(b):
+    return struct.pack(">i", len(b)) + b
+
+
+CODECS = {0: None, 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
+
+
+def parse_batches(data):
+    """The record batches (magic 2) in a fetched records field; a partial batch at the end
+    (the fetch's size limit) is dropped, as clients do."""
+    out, pos = [], 0
+    while pos + 61 <= len(data):
+        (base, length, leader_epoch, magic, crc, attrs, last_delta, first_ts, max_ts,
+         pid, epoch, seq, count) = struct.unpack_from(">qiibIhiqqqhii", data, pos)
+        end = pos + 12 + length
+        if end > len(data):
+            break
+        out.append({
+            "base_offset": base, "last_offset_delta": last_delta, "magic": magic,
+            "partition_leader_epoch": leader_epoch, "crc": crc, "attributes": attrs,
+            "compression": CODECS.get(attrs & 7, "codec-%d" % (attrs & 7)),
+            "timestamp_type": "log_append" if attrs & 8 else "create",
+            "transactional": bool(attrs & 16), "control": bool(attrs & 32),
+            "first_timestamp": first_ts, "max_timestamp": max_ts, "producer_id": pid,
+            "producer_epoch": epoch, "base_sequence": seq, "records": count,
+            "bytes": b64(bytes(data[pos:end])),
+        })
+        pos = end
+    return out
+
+
+def fetch_raw(conn, topic, partition, offset, max_bytes):
+    """Fetch v4 of one partition: (error_code, high_watermark, last_stable_offset, records)."""
+    body = struct.pack(">iiiib", -1, 100, 1, max_bytes, 0)
+    body += struct.pack(">i", 1) + enc_string(topic)
+    body += struct.pack(">iiqi", 1, partition, offset, max_bytes)
+    r = conn.request(1, 4, body)
+    r.take(">i")  # throttle
+    for _ in range(r.take(">i")):
+        r.string()
+        for _ in range(r.take(">i")):
+            _p, err, hw, lso = r.take(">ihqq")
+            aborted = r.take(">i")
+            for _ in range(max(aborted, 0)):
+                r.take(">qq")
+            return err, hw, lso, r.bytes() or b""
+    raise RuntimeError("no partition in the fetch answer")
+
+
+def batches(req):
+    """Every stored batch of the chosen partitions, raw, from offset 0 to the high
+    watermark: per partition {partition, high_watermark, batches: [header fields + bytes]}."""
+    conn = Conn(req["bootstrap"])
+    try:
+        out = []
+        for partition in req["partitions"]:
+            found, offset, hw = [], opt(req, "from_offset", 0), None
+            while hw is None or offset < hw:
+                err, hw, _lso, data = fetch_raw(conn, req["topic"], partition, offset,
+                                                opt(req, "max_bytes", 1 << 20))
+                if err:
+                    raise RuntimeError("fetch of partition %d at %d: error %d"
+                                       % (partition, offset, err))
+                got = parse_batches(data)
+                if not got:
+                    if offset < hw:
+                        raise RuntimeError("fetch of partition %d at %d below the high "
+                                           "watermark %d returned no batch" % (partition, offset, hw))
+                    break
+                found.extend(got)
+                offset = got[-1]["base_offset"] + got[-1]["last_offset_delta"] + 1
+            out.append({"partition": partition, "high_watermark": hw, "batches": found})
+        return out
+    finally:
+        conn.close()
+
+
 COMMANDS = {"create": create, "produce": produce, "consume": consume,
-            "versions": versions, "codecs": codecs}
+            "versions": versions, "codecs": codecs, "batches": batches}
 
 
 def main():
