@@ -179,6 +179,8 @@ impl Broker {
             .open(&self.log)
             .unwrap();
         writeln!(log, "=== start on port {} ===", self.port).unwrap();
+        // This start's output begins here (the log holds earlier starts' too).
+        let from = log.metadata().unwrap().len() as usize;
         let began = Instant::now();
         let child = Command::new(&self.tansu)
             .arg("broker")
@@ -203,7 +205,9 @@ impl Broker {
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 self.child = None;
-                return Err(if read_log(&self.log).contains("AddrInUse") {
+                let output = std::fs::read(&self.log).unwrap_or_default();
+                let output = String::from_utf8_lossy(output.get(from..).unwrap_or_default());
+                return Err(if output.contains("AddrInUse") {
                     StartError::PortTaken
                 } else {
                     StartError::Other(format!("tansu exited ({status})"))
