@@ -2,12 +2,13 @@
 //! a manual clock and the fault lock (here), store and topic setup ([`setup`]), reading a
 //! partition back ([`read`]), deterministic generators ([`rng`]), re-running the test
 //! binary as a child process ([`child`]), the record model of the model-based tests
-//! ([`model`]) and data-directory files ([`files`]).
+//! ([`model`]), data-directory files ([`files`]) and a Kafka broker and client ([`kafka`]).
 #![allow(dead_code, unused_imports)] // each test binary uses its own part of these
 
 pub mod child;
 pub mod files;
 pub mod fixtures;
+pub mod kafka;
 pub mod model;
 pub mod read;
 pub mod rng;
