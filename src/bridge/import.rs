@@ -10,7 +10,7 @@ use super::{Progress, Retry};
 use crate::config::TopicConfig;
 use crate::error::{Error, Result};
 use crate::partition::OffsetMode;
-use crate::record::batch::{BatchHeader, LENGTH_OFFSET, LOG_OVERHEAD, MAGIC_OFFSET, MAGIC_V2};
+use crate::record::{BatchHeader, LENGTH_OFFSET, LOG_OVERHEAD, MAGIC_OFFSET, MAGIC_V2};
 use crate::store::Store;
 use crate::topic::Topic;
 

@@ -16,11 +16,11 @@ use super::{Progress, Retry};
 use crate::consumer::{Consumer, ConsumerConfig};
 use crate::error::{Error, Result};
 use crate::partition::{ForwardError, Partition};
-use crate::record::batch::{
+use crate::record::Batch;
+use crate::record::{
     crc32c, ATTRIBUTES_OFFSET, BASE_OFFSET_OFFSET, BASE_SEQUENCE_OFFSET, CRC_OFFSET,
     PRODUCER_EPOCH_OFFSET, PRODUCER_ID_OFFSET, TRANSACTIONAL_BIT,
 };
-use crate::record::Batch;
 use crate::store::Store;
 use crate::topic::Topic;
 use crate::{CleanupPolicy, Isolation};
@@ -966,7 +966,7 @@ fn outgoing_bytes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::batch::{encode_batch, BatchSpec};
+    use crate::record::{encode_batch, BatchSpec};
     use crate::Record;
 
     #[test]

@@ -7,7 +7,7 @@
 //! decompresses into a caller's buffer.
 //! FORMAT.md is the byte-level spec this module follows.
 
-pub(crate) mod batch;
+mod batch;
 mod compression;
 mod control;
 pub(crate) mod varint;

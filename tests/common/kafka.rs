@@ -134,6 +134,7 @@ impl Broker {
 
     /// Kills the broker and waits for it to exit; a no-op when it is not running.
     pub fn kill(&mut self) {
+        self.resume(); // a stopped process is killed too, but dies only once running
         if let Some(mut child) = self.child.take() {
             let _ = child.kill(); // fails only if it already exited
             let _ = child.wait();
@@ -148,6 +149,26 @@ impl Broker {
         if let Err(e) = self.spawn_and_wait() {
             panic!("{}", self.failure(&format!("broker did not restart: {e}")));
         }
+    }
+
+    /// Stops the broker process (SIGSTOP): connections stay open, requests go unanswered,
+    /// until [`Broker::resume`]. Nothing is lost, unlike [`Broker::restart`].
+    pub fn pause(&mut self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused broker run again (SIGCONT); harmless when it is not paused.
+    pub fn resume(&mut self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&mut self, signal: &str) {
+        let Some(child) = &self.child else { return };
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .expect("kill(1) runs");
+        assert!(status.success(), "kill {signal} failed");
     }
 
     /// Whether the broker process is still running.
