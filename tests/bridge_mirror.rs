@@ -35,16 +35,16 @@ fn open(dir: &Path) -> Store {
 fn record(i: u64) -> Record {
     let mut r = Record::new(format!("value-{i}-{}", "x".repeat((i % 17) as usize)))
         .with_timestamp(T0 + i as i64);
-    if i % 5 != 0 {
+    if !i.is_multiple_of(5) {
         r = r.with_key(format!("key-{}", i % 23));
     }
-    if i % 7 == 0 {
+    if i.is_multiple_of(7) {
         r.value = None;
     }
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         r = r.with_header("trace", Some(format!("t{i}").into_bytes()));
     }
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         r = r
             .with_header("null", None)
             .with_header("", Some(Vec::new()));
