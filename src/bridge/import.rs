@@ -251,9 +251,7 @@ impl Import {
             self.fetch_from(broker, &lanes, wait_ms, &mut progress)?;
         }
         progress.lag = self.lag();
-        self.totals.records += progress.records;
-        self.totals.bytes += progress.bytes;
-        self.totals.batches += progress.batches;
+        self.totals.add(&progress);
         Ok(progress)
     }
 
@@ -448,9 +446,7 @@ impl Import {
                 }
             }
         }
-        self.totals.records += progress.records;
-        self.totals.bytes += progress.bytes;
-        self.totals.batches += progress.batches;
+        self.totals.add(&progress);
         Ok(())
     }
 

@@ -576,34 +576,24 @@ impl Mirror {
             self.resync_all()?;
         }
         let seqs: Vec<u64> = self.topics.iter().map(|t| t.topic.notify().seq()).collect();
-        let mut progress = self.fill()?;
-        if !self
+        let moved = self.fill()?;
+        let mut progress = Progress::default();
+        if self
             .lanes
             .iter()
             .any(|l| l.queue.front().is_some_and(|o| o.bytes.is_some()))
         {
-            if progress.batches == 0 && !wait.is_zero() {
-                self.wait_for_appends(&seqs, wait);
+            let sent = self.send_round();
+            if let Err(e) = &sent {
+                if matches!(e, Error::Kafka { .. }) && !self.refused {
+                    self.resync = true;
+                }
             }
-            progress.lag = self.lag();
-            self.maybe_commit()?;
-            return Ok(progress);
+            progress = sent?;
+            self.totals.add(&progress);
+        } else if !moved && !wait.is_zero() {
+            self.wait_for_appends(&seqs, wait);
         }
-        let sent = self.send_round();
-        if let Err(e) = &sent {
-            if matches!(e, Error::Kafka { .. }) && !self.refused {
-                self.resync = true;
-            }
-        }
-        let sent = sent?;
-        progress.records += sent.records;
-        progress.bytes += sent.bytes;
-        progress.batches += sent.batches;
-        progress.reencoded += sent.reencoded;
-        self.totals.records += sent.records;
-        self.totals.bytes += sent.bytes;
-        self.totals.batches += sent.batches;
-        self.totals.reencoded += sent.reencoded;
         progress.lag = self.lag();
         self.maybe_commit()?;
         Ok(progress)
@@ -611,7 +601,9 @@ impl Mirror {
 
     /// Fills empty queues from the local log, and takes the queues' leading batches that
     /// send nothing (markers, aborted transactions).
-    fn fill(&mut self) -> Result<Progress> {
+    /// True when a position moved.
+    fn fill(&mut self) -> Result<bool> {
+        let mut moved = false;
         for i in 0..self.lanes.len() {
             if self.lanes[i].queue.is_empty() {
                 let from = self.lanes[i].read_to;
@@ -627,9 +619,10 @@ impl Mirror {
                 let o = lane.queue.pop_front().expect("checked");
                 lane.local = o.next_local;
                 lane.dirty = true;
+                moved = true;
             }
         }
-        Ok(Progress::default())
+        Ok(moved)
     }
 
     fn wait_for_appends(&self, seqs: &[u64], wait: Duration) {
