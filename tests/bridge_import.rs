@@ -427,6 +427,59 @@ fn continuous_mode_follows_remote_appends() {
     assert_same_batches(&store, &broker, "follow");
 }
 
+/// A broker that stops answering mid-import (SIGSTOP) and comes back: fetches time out,
+/// connections are reopened, and the import goes on from the local log end: every record
+/// exactly once.
+#[test]
+fn a_hung_broker_costs_neither_records_nor_duplicates() {
+    let Some(mut broker) = Broker::start() else {
+        return;
+    };
+    let client = broker.client();
+    client.create_topic("hang", 2, &[]);
+    let opts = ProduceOptions {
+        batch_size: Some(1024),
+        linger_ms: Some(5),
+        ..ProduceOptions::default()
+    };
+    let total = client.produce("hang", &opts, &records(2, 0, 600)).len() as u64;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let cfg = config(&broker, "hang")
+        .timeout(Duration::from_millis(500))
+        .fetch_bytes(600);
+    let mut import = Import::new(&store, cfg).unwrap();
+    let t = store.topic("hang").unwrap();
+    let (mut rounds, mut failures) = (0, 0);
+    while t
+        .partitions()
+        .iter()
+        .map(Partition::log_end_offset)
+        .sum::<u64>()
+        < total
+    {
+        rounds += 1;
+        if rounds == 10 {
+            broker.pause();
+        }
+        if rounds == 14 {
+            broker.resume();
+        }
+        match import.step(Duration::from_millis(10)) {
+            Ok(_) => {}
+            Err(Error::Kafka { .. }) => failures += 1,
+            Err(e) => panic!("{e}"),
+        }
+        assert!(rounds < 10_000, "no progress");
+    }
+    broker.resume();
+    assert!(failures > 0, "the paused broker made fetches fail");
+    assert_eq!(import.totals().records, total);
+    assert_eq!(import.catch_up().unwrap().records, 0);
+    assert_same_records(&store, &broker, "hang");
+    assert_same_batches(&store, &broker, "hang");
+}
+
 /// kafka-python's producer is idempotent by default: its batches carry a producer id,
 /// epoch and sequences, and the imported batches keep them (a non-idempotent producer's
 /// batches have none, kept as such too).
