@@ -169,8 +169,33 @@ struct Lane {
     seq: i32,
     /// When this lane's retriable failures began.
     failing_since: Option<Instant>,
+    /// After a retriable failure: not sent to before this instant, and the pause after
+    /// the next failure.
+    retry_at: Option<Instant>,
+    pause: Duration,
+    /// The partition's first dirty offset when `local` was committed (see `Meta`).
+    first_dirty: u64,
     dirty: bool,
 }
+
+impl Lane {
+    /// True when the leading batch has bytes to send and no retry pause holds it back.
+    fn sendable(&self, now: Instant) -> bool {
+        self.queue.front().is_some_and(|o| o.bytes.is_some())
+            && self.retry_at.is_none_or(|t| t <= now)
+    }
+
+    /// An acknowledgement: failures and pauses are over.
+    fn succeeded(&mut self) {
+        self.failing_since = None;
+        self.retry_at = None;
+        self.pause = RETRY_PAUSE;
+    }
+}
+
+/// The first pause after a retriable failure of a partition, and the longest.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// One mirrored topic.
 #[derive(Debug)]
@@ -225,19 +250,37 @@ pub struct Mirror {
     spare: Vec<u8>,
 }
 
-/// The commit metadata: `seglog-mirror 1 <remote topic> <remote offset>`.
+/// The commit metadata: `seglog-mirror 1 <remote topic> <remote offset> <first dirty>`:
+/// the remote offset the committed local offset maps to, and the local partition's first
+/// dirty offset when committed (a compaction pass since moves it).
 const META_TAG: &str = "seglog-mirror";
 
-fn encode_meta(remote_topic: &str, remote: u64) -> String {
-    format!("{META_TAG} 1 {remote_topic} {remote}")
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Meta<'a> {
+    remote_topic: &'a str,
+    remote: u64,
+    first_dirty: u64,
 }
 
-fn decode_meta(meta: &str) -> Option<(&str, u64)> {
+fn encode_meta(remote_topic: &str, remote: u64, first_dirty: u64) -> String {
+    format!("{META_TAG} 1 {remote_topic} {remote} {first_dirty}")
+}
+
+fn decode_meta(meta: &str) -> Option<Meta<'_>> {
     let mut it = meta.split(' ');
-    match (it.next(), it.next(), it.next(), it.next(), it.next()) {
-        (Some(META_TAG), Some("1"), Some(topic), Some(offset), None) => {
-            Some((topic, offset.parse().ok()?))
-        }
+    match (
+        it.next(),
+        it.next(),
+        it.next(),
+        it.next(),
+        it.next(),
+        it.next(),
+    ) {
+        (Some(META_TAG), Some("1"), Some(topic), Some(remote), Some(dirty), None) => Some(Meta {
+            remote_topic: topic,
+            remote: remote.parse().ok()?,
+            first_dirty: dirty.parse().ok()?,
+        }),
         _ => None,
     }
 }
@@ -330,14 +373,18 @@ impl Mirror {
             let committed = store.committed_with_metadata(&config.group, local)?;
             for p in consumer.assignment() {
                 let part = topic.partition(p)?;
-                let (local_at, remote_at, dirty) = match committed.get(&p) {
+                let (local_at, remote_at, first_dirty, dirty) = match committed.get(&p) {
                     None => {
                         let end = cluster.high_watermark(remote, p as i32, 0)?;
-                        (part.log_start_offset(), end, true)
+                        (part.log_start_offset(), end, part.first_dirty_offset(), true)
                     }
                     Some(c) => match decode_meta(&c.metadata) {
-                        Some((t, r)) if t == remote => (c.offset, r, false),
-                        Some((t, _)) => {
+                        Some(m) if m.remote_topic == remote => {
+                            (c.offset, m.remote, m.first_dirty, false)
+                        }
+                        Some(Meta {
+                            remote_topic: t, ..
+                        }) => {
                             return Err(Error::config(
                                 "group",
                                 &config.group,
@@ -353,13 +400,6 @@ impl Mirror {
                         }
                     },
                 };
-                if local_at < part.log_start_offset() {
-                    tracing::warn!(
-                        partition = %part.name(), committed = local_at, log_start = part.log_start_offset(),
-                        "kafka mirror: retention removed records before they were mirrored"
-                    );
-                }
-                let local_at = local_at.max(part.log_start_offset());
                 lanes.push(Lane {
                     topic: i,
                     partition: p,
@@ -369,6 +409,9 @@ impl Mirror {
                     queue: VecDeque::new(),
                     seq: 0,
                     failing_since: None,
+                    retry_at: None,
+                    pause: RETRY_PAUSE,
+                    first_dirty,
                     dirty,
                 });
             }
@@ -508,6 +551,9 @@ impl Mirror {
         Ok(())
     }
 
+    /// Brings `lane` in line with its remote partition's end: every record the broker has
+    /// past `remote` was sent by this mirror, after the last acknowledgement (the batch in
+    /// flight when a request failed) or, after a restart, after the last commit.
     fn reconcile(&mut self, i: usize) -> Result<()> {
         let (remote_topic, p, remote) = {
             let l = &self.lanes[i];
@@ -525,11 +571,44 @@ impl Mirror {
                 format!("{remote_topic}-{p} ends at offset {end}, below offset {remote} the mirror reached: the remote partition lost records (recreated or truncated)"),
             ));
         }
+        let (log_start, first_dirty) = {
+            let part = self.partition(&self.lanes[i]);
+            (part.log_start_offset(), part.first_dirty_offset())
+        };
         let lane = &mut self.lanes[i];
+        // The batch in flight when a request failed: written, or not at all.
+        if let Some(front) = lane.queue.front().filter(|o| o.seq.is_some()) {
+            if end == remote + front.records {
+                lane.local = front.next_local;
+                lane.remote = end;
+                lane.dirty = true;
+            }
+        }
         lane.seq = 0;
         lane.queue.clear();
-        lane.failing_since = None;
-        let mut missing = end - remote;
+        lane.succeeded();
+        let missing = end - lane.remote;
+        // Records at or past `local` changed since the commit (retention removed some, or
+        // a compaction pass ran): counting them no longer tells which were sent. Sending
+        // again from `local` loses nothing; the broker may get the unacknowledged part
+        // twice.
+        let changed = lane.local < log_start || first_dirty > lane.first_dirty.max(lane.local);
+        if missing > 0 && changed {
+            tracing::warn!(
+                partition = %format!("{remote_topic}-{p}"), records = missing, from = lane.local,
+                "kafka mirror: local records changed since the last commit; sending again what the broker may already have"
+            );
+            lane.remote = end;
+        }
+        if lane.local < log_start {
+            tracing::warn!(
+                partition = %format!("{remote_topic}-{p}"), from = lane.local, to = log_start,
+                "kafka mirror: retention removed records before they were mirrored"
+            );
+            lane.local = log_start;
+        }
+        lane.read_to = lane.local;
+        let mut missing = end - lane.remote;
         let mut at = lane.local;
         while missing > 0 {
             let (outs, next) = self.read(i, at)?;
@@ -578,11 +657,15 @@ impl Mirror {
         let seqs: Vec<u64> = self.topics.iter().map(|t| t.topic.notify().seq()).collect();
         let moved = self.fill()?;
         let mut progress = Progress::default();
-        if self
+        let now = Instant::now();
+        // Lanes with a batch held back by a retry pause: the earliest end of one.
+        let paused = self
             .lanes
             .iter()
-            .any(|l| l.queue.front().is_some_and(|o| o.bytes.is_some()))
-        {
+            .filter(|l| l.queue.front().is_some_and(|o| o.bytes.is_some()))
+            .filter_map(|l| l.retry_at)
+            .min();
+        if self.lanes.iter().any(|l| l.sendable(now)) {
             let sent = self.send_round();
             if let Err(e) = &sent {
                 if matches!(e, Error::Kafka { .. }) && !self.refused {
@@ -591,6 +674,8 @@ impl Mirror {
             }
             progress = sent?;
             self.totals.add(&progress);
+        } else if let Some(at) = paused {
+            std::thread::sleep(at.saturating_duration_since(now).min(wait));
         } else if !moved && !wait.is_zero() {
             self.wait_for_appends(&seqs, wait);
         }
@@ -666,12 +751,9 @@ impl Mirror {
     fn send_round(&mut self) -> Result<Progress> {
         let mut by_leader: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
         let mut refreshed = false;
+        let now = Instant::now();
         for i in 0..self.lanes.len() {
-            if self.lanes[i]
-                .queue
-                .front()
-                .is_none_or(|o| o.bytes.is_none())
-            {
+            if !self.lanes[i].sendable(now) {
                 continue;
             }
             let remote = &self.topics[self.lanes[i].topic].remote;
@@ -693,6 +775,10 @@ impl Mirror {
         let mut progress = Progress::default();
         for (broker, lanes) in by_leader {
             self.send_to(broker, &lanes, &mut progress)?;
+            if self.resync {
+                // The next step reconciles every lane before anything else is sent.
+                break;
+            }
         }
         Ok(progress)
     }
@@ -760,7 +846,7 @@ impl Mirror {
                             lane.remote + o.records
                         };
                         lane.dirty = true;
-                        lane.failing_since = None;
+                        lane.succeeded();
                         progress.records += o.records;
                         progress.bytes += o.bytes.as_ref().map_or(0, |b| b.len() as u64);
                         progress.batches += 1;
@@ -820,9 +906,6 @@ impl Mirror {
                 ),
             ));
         }
-        if self.resync {
-            self.resync_all()?;
-        }
         Ok(())
     }
 
@@ -831,6 +914,9 @@ impl Mirror {
     fn note_failure(&mut self, i: usize, what: &str) -> Result<()> {
         let lane = &mut self.lanes[i];
         let since = *lane.failing_since.get_or_insert_with(Instant::now);
+        // Not sent to again before a pause, growing as failures go on.
+        lane.retry_at = Some(Instant::now() + lane.pause);
+        lane.pause = (lane.pause * 2).min(MAX_RETRY_PAUSE);
         if since.elapsed() > self.config.delivery_timeout {
             let remote = &self.topics[lane.topic].remote;
             return Err(Cluster::error(
@@ -857,20 +943,38 @@ impl Mirror {
     /// # Errors
     /// Errors writing the offsets topic.
     pub fn commit(&mut self) -> Result<()> {
-        for (t, m) in self.topics.iter_mut().enumerate() {
-            let mut meta = BTreeMap::new();
-            for lane in self.lanes.iter_mut().filter(|l| l.topic == t && l.dirty) {
-                m.consumer.seek(lane.partition, lane.local)?;
-                meta.insert(lane.partition, encode_meta(&m.remote, lane.remote));
-                lane.dirty = false;
+        for t in 0..self.topics.len() {
+            if !self.lanes.iter().any(|l| l.topic == t && l.dirty) {
+                continue;
             }
-            if !meta.is_empty() {
-                // Unchanged partitions keep their metadata: commit only the dirty ones'.
-                for lane in self.lanes.iter().filter(|l| l.topic == t) {
-                    meta.entry(lane.partition)
-                        .or_insert_with(|| encode_meta(&m.remote, lane.remote));
+            // Every lane's metadata (unchanged ones are not rewritten), the dirty ones with
+            // the first dirty offset now: a compaction pass after this commit moves it.
+            let mut meta = BTreeMap::new();
+            let mut seen = Vec::new();
+            for (i, lane) in self.lanes.iter().enumerate().filter(|(_, l)| l.topic == t) {
+                let first_dirty = if lane.dirty {
+                    self.partition(lane).first_dirty_offset()
+                } else {
+                    lane.first_dirty
+                };
+                let m = &self.topics[t];
+                meta.insert(
+                    lane.partition,
+                    encode_meta(&m.remote, lane.remote, first_dirty),
+                );
+                if lane.dirty {
+                    seen.push((i, first_dirty));
                 }
-                m.consumer.commit_with_metadata(&meta)?;
+            }
+            let m = &mut self.topics[t];
+            for &(i, _) in &seen {
+                m.consumer
+                    .seek(self.lanes[i].partition, self.lanes[i].local)?;
+            }
+            m.consumer.commit_with_metadata(&meta)?;
+            for (i, first_dirty) in seen {
+                self.lanes[i].dirty = false;
+                self.lanes[i].first_dirty = first_dirty;
             }
         }
         self.last_commit = Instant::now();
@@ -1002,14 +1106,22 @@ mod tests {
 
     #[test]
     fn commit_metadata_round_trips_and_foreign_metadata_is_not_ours() {
-        let m = encode_meta("orders.v2", 1234);
-        assert_eq!(decode_meta(&m), Some(("orders.v2", 1234)));
+        let m = encode_meta("orders.v2", 1234, 99);
+        assert_eq!(
+            decode_meta(&m),
+            Some(Meta {
+                remote_topic: "orders.v2",
+                remote: 1234,
+                first_dirty: 99
+            })
+        );
         for foreign in [
             "",
             "meta",
-            "seglog-mirror 2 t 5",
-            "seglog-mirror 1 t x",
-            "seglog-mirror 1 t 5 6",
+            "seglog-mirror 1 t 5",
+            "seglog-mirror 2 t 5 0",
+            "seglog-mirror 1 t x 0",
+            "seglog-mirror 1 t 5 6 7",
         ] {
             assert_eq!(decode_meta(foreign), None, "{foreign:?}");
         }

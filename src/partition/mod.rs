@@ -784,6 +784,13 @@ impl Partition {
         self.poison_on_io(self.sync_to(self.log_end_offset(), false))
     }
 
+    /// The cleaner's first dirty offset: a compaction pass that changes any record moves
+    /// it forward (the Kafka bridge's mirror tells by it whether records it sent may have
+    /// changed since its last commit).
+    pub(crate) fn first_dirty_offset(&self) -> u64 {
+        self.inner.first_dirty.load(Ordering::Acquire)
+    }
+
     /// Every offset below the returned one is durable.
     pub fn durable_offset(&self) -> u64 {
         self.inner.durable_offset.load(Ordering::Acquire)
