@@ -149,3 +149,231 @@ fn compaction_between_send_and_commit_loses_unsent_records() {
         );
     }
 }
+
+/// A scripted two-broker "cluster" speaking just enough of the protocol for the mirror:
+/// ApiVersions, Metadata (partition 0 led by broker 0, partition 1 by broker 1),
+/// InitProducerId, Fetch (the high watermark only) and Produce. Broker 0 answers its first
+/// Produce with OUT_OF_ORDER_SEQUENCE_NUMBER; everything else succeeds.
+mod fake {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+    use kafka_protocol::messages::metadata_response::{
+        MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+    };
+    use kafka_protocol::messages::produce_response::{
+        PartitionProduceResponse, TopicProduceResponse,
+    };
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+    pub struct Cluster {
+        pub ports: [u16; 2],
+        /// Records acknowledged per partition (the high watermark).
+        pub hw: Arc<Mutex<[i64; 2]>>,
+    }
+
+    pub fn start(topic: &'static str) -> Cluster {
+        let l0 = TcpListener::bind("127.0.0.1:0").unwrap();
+        let l1 = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ports = [
+            l0.local_addr().unwrap().port(),
+            l1.local_addr().unwrap().port(),
+        ];
+        let hw = Arc::new(Mutex::new([0i64; 2]));
+        let refused_once = Arc::new(AtomicBool::new(false));
+        for (id, l) in [l0, l1].into_iter().enumerate() {
+            let hw = Arc::clone(&hw);
+            let refused_once = Arc::clone(&refused_once);
+            std::thread::spawn(move || {
+                for s in l.incoming() {
+                    let Ok(s) = s else { return };
+                    let hw = Arc::clone(&hw);
+                    let refused_once = Arc::clone(&refused_once);
+                    std::thread::spawn(move || serve(s, id as i32, ports, topic, hw, refused_once));
+                }
+            });
+        }
+        Cluster { ports, hw }
+    }
+
+    fn serve(
+        mut s: TcpStream,
+        id: i32,
+        ports: [u16; 2],
+        topic: &'static str,
+        hw: Arc<Mutex<[i64; 2]>>,
+        refused_once: Arc<AtomicBool>,
+    ) {
+        loop {
+            let mut len = [0u8; 4];
+            if s.read_exact(&mut len).is_err() {
+                return;
+            }
+            let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+            s.read_exact(&mut body).unwrap();
+            let key = ApiKey::try_from(i16::from_be_bytes([body[0], body[1]])).unwrap();
+            let version = i16::from_be_bytes([body[2], body[3]]);
+            let mut body = Bytes::from(body);
+            let head =
+                RequestHeader::decode(&mut body, key.request_header_version(version)).unwrap();
+            let mut out = vec![0u8; 4];
+            ResponseHeader::default()
+                .with_correlation_id(head.correlation_id)
+                .encode(&mut out, key.response_header_version(version))
+                .unwrap();
+            let name = TopicName(StrBytes::from_static_str(topic));
+            match key {
+                ApiKey::ApiVersions => {
+                    let v = |k: ApiKey, max: i16| {
+                        ApiVersion::default()
+                            .with_api_key(k as i16)
+                            .with_min_version(0)
+                            .with_max_version(max)
+                    };
+                    ApiVersionsResponse::default()
+                        .with_api_keys(vec![
+                            v(ApiKey::Produce, 12),
+                            v(ApiKey::Fetch, 12),
+                            v(ApiKey::Metadata, 12),
+                            v(ApiKey::InitProducerId, 4),
+                            v(ApiKey::ListOffsets, 7),
+                            v(ApiKey::CreateTopics, 7),
+                            v(ApiKey::ApiVersions, 3),
+                        ])
+                        .encode(&mut out, version)
+                        .unwrap();
+                }
+                ApiKey::Metadata => {
+                    let broker = |i: i32| {
+                        MetadataResponseBroker::default()
+                            .with_node_id(BrokerId(i))
+                            .with_host(StrBytes::from_static_str("127.0.0.1"))
+                            .with_port(ports[i as usize] as i32)
+                    };
+                    let part = |i: i32| {
+                        MetadataResponsePartition::default()
+                            .with_partition_index(i)
+                            .with_leader_id(BrokerId(i))
+                            .with_replica_nodes(vec![BrokerId(i)])
+                            .with_isr_nodes(vec![BrokerId(i)])
+                    };
+                    MetadataResponse::default()
+                        .with_brokers(vec![broker(0), broker(1)])
+                        .with_controller_id(BrokerId(0))
+                        .with_topics(vec![MetadataResponseTopic::default()
+                            .with_name(Some(name.clone()))
+                            .with_partitions(vec![part(0), part(1)])])
+                        .encode(&mut out, version)
+                        .unwrap();
+                }
+                ApiKey::InitProducerId => {
+                    InitProducerIdResponse::default()
+                        .with_producer_id(ProducerId(1000 + id as i64))
+                        .with_producer_epoch(0)
+                        .encode(&mut out, version)
+                        .unwrap();
+                }
+                ApiKey::Fetch => {
+                    let req = FetchRequest::decode(&mut body, version).unwrap();
+                    let hw = *hw.lock().unwrap();
+                    let topics = req
+                        .topics
+                        .iter()
+                        .map(|t| {
+                            FetchableTopicResponse::default()
+                                .with_topic(t.topic.clone())
+                                .with_partitions(
+                                    t.partitions
+                                        .iter()
+                                        .map(|p| {
+                                            PartitionData::default()
+                                                .with_partition_index(p.partition)
+                                                .with_high_watermark(hw[p.partition as usize])
+                                                .with_last_stable_offset(hw[p.partition as usize])
+                                                .with_records(Some(Bytes::new()))
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect();
+                    FetchResponse::default()
+                        .with_responses(topics)
+                        .encode(&mut out, version)
+                        .unwrap();
+                }
+                ApiKey::Produce => {
+                    let req = ProduceRequest::decode(&mut body, version).unwrap();
+                    let refuse = id == 0 && !refused_once.swap(true, Ordering::SeqCst);
+                    let mut hw = hw.lock().unwrap();
+                    let topics = req
+                        .topic_data
+                        .iter()
+                        .map(|t| {
+                            TopicProduceResponse::default()
+                                .with_name(t.name.clone())
+                                .with_partition_responses(
+                                    t.partition_data
+                                        .iter()
+                                        .map(|p| {
+                                            let r = PartitionProduceResponse::default()
+                                                .with_index(p.index);
+                                            if refuse {
+                                                return r.with_error_code(45).with_base_offset(-1);
+                                            }
+                                            let records = p.records.as_ref().unwrap();
+                                            let count = i32::from_be_bytes(
+                                                records[57..61].try_into().unwrap(),
+                                            );
+                                            let base = hw[p.index as usize];
+                                            hw[p.index as usize] += count as i64;
+                                            r.with_base_offset(base)
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect();
+                    ProduceResponse::default()
+                        .with_responses(topics)
+                        .encode(&mut out, version)
+                        .unwrap();
+                }
+                other => panic!("fake broker: unexpected {other:?}"),
+            }
+            let n = (out.len() - 4) as i32;
+            out[..4].copy_from_slice(&n.to_be_bytes());
+            s.write_all(&out).unwrap();
+        }
+    }
+}
+
+/// Two partitions led by two brokers: broker 0 answers OUT_OF_ORDER_SEQUENCE_NUMBER, so
+/// `send_to` calls `resync_all`, whose `reconcile` clears every lane's queue; `send_round`
+/// then goes on to broker 1 with the lanes it grouped before, and `send_to` hits
+/// `expect("a batch to send")` on an empty queue: a panic on a broker's answer.
+#[test]
+fn a_resync_code_from_one_broker_panics_the_round_for_the_next() {
+    let cluster = fake::start("two");
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t = store
+        .create_topic("two", TopicConfig::default().partitions(2))
+        .unwrap();
+    for p in t.partitions() {
+        p.append(&[Record::new("x"), Record::new("y")]).unwrap();
+    }
+    let cfg = MirrorConfig::new(format!("127.0.0.1:{}", cluster.ports[0]))
+        .topic("two")
+        .timeout(Duration::from_secs(5))
+        .delivery_timeout(Duration::from_secs(10));
+    let mut mirror = Mirror::new(&store, cfg).unwrap();
+    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| mirror.catch_up()));
+    let done = done.expect("the mirror does not panic on a broker's error code");
+    done.unwrap();
+    assert_eq!(*cluster.hw.lock().unwrap(), [2, 2]);
+}
