@@ -172,13 +172,25 @@ mod fake {
     use kafka_protocol::messages::*;
     use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
+    /// How Produce requests are answered.
+    #[derive(Clone, Copy, PartialEq)]
+    pub enum Mode {
+        /// Broker 0's first Produce: OUT_OF_ORDER_SEQUENCE_NUMBER.
+        OutOfOrderOnce,
+        /// Every Produce: NOT_LEADER_OR_FOLLOWER (retriable, the leader unchanged).
+        NotLeaderAlways,
+    }
+
     pub struct Cluster {
         pub ports: [u16; 2],
+        /// Produce requests received.
+        pub produces: Arc<std::sync::atomic::AtomicU64>,
         /// Records acknowledged per partition (the high watermark).
         pub hw: Arc<Mutex<[i64; 2]>>,
     }
 
-    pub fn start(topic: &'static str) -> Cluster {
+    pub fn start(topic: &'static str, mode: Mode) -> Cluster {
+        let produces = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let l0 = TcpListener::bind("127.0.0.1:0").unwrap();
         let l1 = TcpListener::bind("127.0.0.1:0").unwrap();
         let ports = [
@@ -190,16 +202,24 @@ mod fake {
         for (id, l) in [l0, l1].into_iter().enumerate() {
             let hw = Arc::clone(&hw);
             let refused_once = Arc::clone(&refused_once);
+            let produces = Arc::clone(&produces);
             std::thread::spawn(move || {
                 for s in l.incoming() {
                     let Ok(s) = s else { return };
                     let hw = Arc::clone(&hw);
                     let refused_once = Arc::clone(&refused_once);
-                    std::thread::spawn(move || serve(s, id as i32, ports, topic, hw, refused_once));
+                    let produces = Arc::clone(&produces);
+                    std::thread::spawn(move || {
+                        serve(s, id as i32, ports, topic, hw, refused_once, mode, produces)
+                    });
                 }
             });
         }
-        Cluster { ports, hw }
+        Cluster {
+            ports,
+            produces,
+            hw,
+        }
     }
 
     fn serve(
@@ -209,6 +229,8 @@ mod fake {
         topic: &'static str,
         hw: Arc<Mutex<[i64; 2]>>,
         refused_once: Arc<AtomicBool>,
+        mode: Mode,
+        produces: Arc<std::sync::atomic::AtomicU64>,
     ) {
         loop {
             let mut len = [0u8; 4];
@@ -309,7 +331,16 @@ mod fake {
                 }
                 ApiKey::Produce => {
                     let req = ProduceRequest::decode(&mut body, version).unwrap();
-                    let refuse = id == 0 && !refused_once.swap(true, Ordering::SeqCst);
+                    produces.fetch_add(1, Ordering::SeqCst);
+                    let code = match mode {
+                        Mode::OutOfOrderOnce
+                            if id == 0 && !refused_once.swap(true, Ordering::SeqCst) =>
+                        {
+                            45
+                        }
+                        Mode::OutOfOrderOnce => 0,
+                        Mode::NotLeaderAlways => 6,
+                    };
                     let mut hw = hw.lock().unwrap();
                     let topics = req
                         .topic_data
@@ -323,8 +354,10 @@ mod fake {
                                         .map(|p| {
                                             let r = PartitionProduceResponse::default()
                                                 .with_index(p.index);
-                                            if refuse {
-                                                return r.with_error_code(45).with_base_offset(-1);
+                                            if code != 0 {
+                                                return r
+                                                    .with_error_code(code)
+                                                    .with_base_offset(-1);
                                             }
                                             let records = p.records.as_ref().unwrap();
                                             let count = i32::from_be_bytes(
@@ -358,7 +391,7 @@ mod fake {
 /// `expect("a batch to send")` on an empty queue: a panic on a broker's answer.
 #[test]
 fn a_resync_code_from_one_broker_panics_the_round_for_the_next() {
-    let cluster = fake::start("two");
+    let cluster = fake::start("two", fake::Mode::OutOfOrderOnce);
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let t = store
@@ -376,4 +409,45 @@ fn a_resync_code_from_one_broker_panics_the_round_for_the_next() {
     let done = done.expect("the mirror does not panic on a broker's error code");
     done.unwrap();
     assert_eq!(*cluster.hw.lock().unwrap(), [2, 2]);
+}
+
+/// A retriable Produce error that a metadata refresh does not cure (here
+/// NOT_LEADER_OR_FOLLOWER while the metadata still names the same leader; in real life
+/// also NOT_ENOUGH_REPLICAS, KAFKA_STORAGE_ERROR, CORRUPT_MESSAGE...): `send_to` notes the
+/// failure and returns Ok, so `step` returns Ok and `drive` calls `retry.ok()` and steps
+/// again at once, with no pause. When the lane's own timer runs out, the Kafka error sets
+/// `resync`; the next step's `reconcile` resets the lane's `failing_since`, the step after
+/// returns Ok again and `drive` resets its `Retry`: neither timer ever reaches the
+/// delivery timeout. `catch_up` never returns, and hammers the broker meanwhile.
+/// (The margin is 15 times the delivery timeout.)
+#[test]
+fn a_persistent_retriable_produce_error_is_retried_forever_without_backoff() {
+    let cluster = fake::start("two", fake::Mode::NotLeaderAlways);
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t = store
+        .create_topic("two", TopicConfig::default().partitions(2))
+        .unwrap();
+    for p in t.partitions() {
+        p.append(&[Record::new("x")]).unwrap();
+    }
+    let cfg = MirrorConfig::new(format!("127.0.0.1:{}", cluster.ports[0]))
+        .topic("two")
+        .timeout(Duration::from_secs(5))
+        .delivery_timeout(Duration::from_secs(2));
+    let mut mirror = Mirror::new(&store, cfg).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = mirror.catch_up().map(|_| ()).map_err(|e| e.to_string());
+        let _ = tx.send(r);
+    });
+    let answer = rx.recv_timeout(Duration::from_secs(30));
+    let n = cluster.produces.load(std::sync::atomic::Ordering::SeqCst);
+    println!("{n} produce requests; catch_up: {answer:?}");
+    assert!(
+        answer.is_ok(),
+        "catch_up still retrying 30 s into a 2 s delivery timeout, after {n} produce requests"
+    );
+    assert!(answer.unwrap().is_err());
+    assert!(n < 200, "{n} produce requests: retried without backoff");
 }
