@@ -1,0 +1,453 @@
+//! Reviewer's tests (issue 13): mirror scenarios that lose records. They fail on main as of
+//! 3673ce1. Each prints why and returns when Python, kafka-python or Tansu is missing.
+#![cfg(feature = "kafka")]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::kafka::Broker;
+use seglog::bridge::{Mirror, MirrorConfig};
+use seglog::{Record, Store, StoreConfig, TopicConfig};
+
+fn open(dir: &Path) -> Store {
+    Store::open_with(dir, StoreConfig::default().maintenance_interval(None)).unwrap()
+}
+
+fn value(i: u64) -> String {
+    format!("value-{i}")
+}
+
+/// A mirror acknowledged records past its last commit, then stopped (killed, or simply
+/// dropped: nothing commits on drop). While it was down, retention (here
+/// `delete_records_before`) removed records it had *already sent* but not committed. On
+/// restart the committed local offset is clamped to the log start while the committed
+/// remote offset is not, so `reconcile` counts the remote records past the committed
+/// remote offset against local records starting at the new log start: records that were
+/// never sent are counted as sent, and are lost.
+#[test]
+fn retention_between_send_and_commit_loses_unsent_records() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t = store
+        .create_topic("ret", TopicConfig::default().partitions(1))
+        .unwrap();
+    let p = &t.partitions()[0];
+    // 100 batches of one record each.
+    for i in 0..100u64 {
+        p.append(&[Record::new(value(i))]).unwrap();
+    }
+    p.flush().unwrap();
+    let cfg = || {
+        MirrorConfig::new(broker.bootstrap())
+            .topic("ret")
+            .create_topics(true)
+            .timeout(Duration::from_secs(5))
+            .delivery_timeout(Duration::from_secs(30))
+            .commit_interval(Duration::from_secs(3600))
+    };
+    {
+        // Commits (local 0, remote 0) in `new`, then sends without committing.
+        let mut mirror = Mirror::new(&store, cfg()).unwrap();
+        while mirror.totals().records < 50 {
+            mirror.step(Duration::from_millis(10)).unwrap();
+        }
+        assert_eq!(mirror.totals().records, 50);
+        // Dropped: no commit past (0, 0).
+    }
+    assert_eq!(
+        store.committed_offsets("seglog-mirror", "ret").unwrap()[&0],
+        0
+    );
+    // Retention removes 30 records that were mirrored (but not committed).
+    p.delete_records_before(30).unwrap();
+
+    let mut mirror = Mirror::new(&store, cfg()).unwrap();
+    mirror.catch_up().unwrap();
+    let got = broker.client().consume("ret", None);
+    let values: Vec<String> = got[0]
+        .records
+        .iter()
+        .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap())
+        .collect();
+    let expected: Vec<String> = (0..100).map(value).collect();
+    let missing: Vec<&String> = expected.iter().filter(|v| !values.contains(v)).collect();
+    assert!(
+        missing.is_empty(),
+        "the broker lacks {} records that were never sent: {:?}..",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    assert_eq!(values, expected);
+}
+
+/// The same window (acknowledged, not committed) with the local cleaner running in it: a
+/// batch the mirror sent whole is thinned before the restart, so `reconcile` counts fewer
+/// records for it than the broker holds and takes the next, never-sent batch for the
+/// rest. Batches A..E of four records: A = a b c d, B = a b e f, C = g h i j,
+/// D = a b k l, E = m n o p. The mirror sends A and B (8 records); compaction thins A to
+/// c d and B to e f; the restart counts A (2) + B (2) + C (4) = 8 as sent: C is lost.
+#[test]
+fn compaction_between_send_and_commit_loses_unsent_records() {
+    let Some(broker) = Broker::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let cfg = TopicConfig::default()
+        .cleanup_policy(seglog::CleanupPolicy::Compact)
+        .segment_bytes(128);
+    let t = store.create_topic("cmp", cfg).unwrap();
+    let p = &t.partitions()[0];
+    let batches = [
+        ["a", "b", "c", "d"],
+        ["a", "b", "e", "f"],
+        ["g", "h", "i", "j"],
+        ["a", "b", "k", "l"],
+        ["m", "n", "o", "p"],
+    ];
+    for (n, keys) in batches.iter().enumerate() {
+        let recs: Vec<Record> = keys
+            .iter()
+            .map(|k| Record::new(format!("{k}{n}")).with_key(*k))
+            .collect();
+        p.append(&recs).unwrap();
+    }
+    p.flush().unwrap();
+    let cfg = || {
+        MirrorConfig::new(broker.bootstrap())
+            .topic("cmp")
+            .create_topics(true)
+            .timeout(Duration::from_secs(5))
+            .delivery_timeout(Duration::from_secs(30))
+            .commit_interval(Duration::from_secs(3600))
+    };
+    {
+        let mut mirror = Mirror::new(&store, cfg()).unwrap();
+        while mirror.totals().records < 8 {
+            mirror.step(Duration::from_millis(10)).unwrap();
+        }
+        assert_eq!(mirror.totals().records, 8, "A and B sent");
+    }
+    p.compact_now().unwrap();
+    let mut mirror = Mirror::new(&store, cfg()).unwrap();
+    mirror.catch_up().unwrap();
+    let got = broker.client().consume("cmp", None);
+    let values: Vec<String> = got[0]
+        .records
+        .iter()
+        .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap())
+        .collect();
+    for v in ["g2", "h2", "i2", "j2"] {
+        assert!(
+            values.iter().any(|x| x == v),
+            "{v} (batch C, never sent before the restart) is missing remotely: {values:?}"
+        );
+    }
+}
+
+/// A scripted two-broker "cluster" speaking just enough of the protocol for the mirror:
+/// ApiVersions, Metadata (partition 0 led by broker 0, partition 1 by broker 1),
+/// InitProducerId, Fetch (the high watermark only) and Produce. Broker 0 answers its first
+/// Produce with OUT_OF_ORDER_SEQUENCE_NUMBER; everything else succeeds.
+mod fake {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+    use kafka_protocol::messages::metadata_response::{
+        MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+    };
+    use kafka_protocol::messages::produce_response::{
+        PartitionProduceResponse, TopicProduceResponse,
+    };
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+    /// How Produce requests are answered.
+    #[derive(Clone, Copy, PartialEq)]
+    pub enum Mode {
+        /// Broker 0's first Produce: OUT_OF_ORDER_SEQUENCE_NUMBER.
+        OutOfOrderOnce,
+        /// Every Produce: NOT_LEADER_OR_FOLLOWER (retriable, the leader unchanged).
+        NotLeaderAlways,
+    }
+
+    pub struct Cluster {
+        pub ports: [u16; 2],
+        /// Produce requests received.
+        pub produces: Arc<std::sync::atomic::AtomicU64>,
+        /// Records acknowledged per partition (the high watermark).
+        pub hw: Arc<Mutex<[i64; 2]>>,
+    }
+
+    pub fn start(topic: &'static str, mode: Mode) -> Cluster {
+        let produces = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let l0 = TcpListener::bind("127.0.0.1:0").unwrap();
+        let l1 = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ports = [
+            l0.local_addr().unwrap().port(),
+            l1.local_addr().unwrap().port(),
+        ];
+        let hw = Arc::new(Mutex::new([0i64; 2]));
+        let refused_once = Arc::new(AtomicBool::new(false));
+        for (id, l) in [l0, l1].into_iter().enumerate() {
+            let hw = Arc::clone(&hw);
+            let refused_once = Arc::clone(&refused_once);
+            let produces = Arc::clone(&produces);
+            std::thread::spawn(move || {
+                for s in l.incoming() {
+                    let Ok(s) = s else { return };
+                    let hw = Arc::clone(&hw);
+                    let refused_once = Arc::clone(&refused_once);
+                    let produces = Arc::clone(&produces);
+                    std::thread::spawn(move || {
+                        serve(s, id as i32, ports, topic, hw, refused_once, mode, produces)
+                    });
+                }
+            });
+        }
+        Cluster {
+            ports,
+            produces,
+            hw,
+        }
+    }
+
+    fn serve(
+        mut s: TcpStream,
+        id: i32,
+        ports: [u16; 2],
+        topic: &'static str,
+        hw: Arc<Mutex<[i64; 2]>>,
+        refused_once: Arc<AtomicBool>,
+        mode: Mode,
+        produces: Arc<std::sync::atomic::AtomicU64>,
+    ) {
+        loop {
+            let mut len = [0u8; 4];
+            if s.read_exact(&mut len).is_err() {
+                return;
+            }
+            let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+            s.read_exact(&mut body).unwrap();
+            let key = ApiKey::try_from(i16::from_be_bytes([body[0], body[1]])).unwrap();
+            let version = i16::from_be_bytes([body[2], body[3]]);
+            let mut body = Bytes::from(body);
+            let head =
+                RequestHeader::decode(&mut body, key.request_header_version(version)).unwrap();
+            let mut out = vec![0u8; 4];
+            ResponseHeader::default()
+                .with_correlation_id(head.correlation_id)
+                .encode(&mut out, key.response_header_version(version))
+                .unwrap();
+            let name = TopicName(StrBytes::from_static_str(topic));
+            match key {
+                ApiKey::ApiVersions => {
+                    let v = |k: ApiKey, max: i16| {
+                        ApiVersion::default()
+                            .with_api_key(k as i16)
+                            .with_min_version(0)
+                            .with_max_version(max)
+                    };
+                    ApiVersionsResponse::default()
+                        .with_api_keys(vec![
+                            v(ApiKey::Produce, 12),
+                            v(ApiKey::Fetch, 12),
+                            v(ApiKey::Metadata, 12),
+                            v(ApiKey::InitProducerId, 4),
+                            v(ApiKey::ListOffsets, 7),
+                            v(ApiKey::CreateTopics, 7),
+                            v(ApiKey::ApiVersions, 3),
+                        ])
+                        .encode(&mut out, version)
+                        .unwrap();
+                }
+                ApiKey::Metadata => {
+                    let broker = |i: i32| {
+                        MetadataResponseBroker::default()
+                            .with_node_id(BrokerId(i))
+                            .with_host(StrBytes::from_static_str("127.0.0.1"))
+                            .with_port(ports[i as usize] as i32)
+                    };
+                    let part = |i: i32| {
+                        MetadataResponsePartition::default()
+                            .with_partition_index(i)
+                            .with_leader_id(BrokerId(i))
+                            .with_replica_nodes(vec![BrokerId(i)])
+                            .with_isr_nodes(vec![BrokerId(i)])
+                    };
+                    MetadataResponse::default()
+                        .with_brokers(vec![broker(0), broker(1)])
+                        .with_controller_id(BrokerId(0))
+                        .with_topics(vec![MetadataResponseTopic::default()
+                            .with_name(Some(name.clone()))
+                            .with_partitions(vec![part(0), part(1)])])
+                        .encode(&mut out, version)
+                        .unwrap();
+                }
+                ApiKey::InitProducerId => {
+                    InitProducerIdResponse::default()
+                        .with_producer_id(ProducerId(1000 + id as i64))
+                        .with_producer_epoch(0)
+                        .encode(&mut out, version)
+                        .unwrap();
+                }
+                ApiKey::Fetch => {
+                    let req = FetchRequest::decode(&mut body, version).unwrap();
+                    let hw = *hw.lock().unwrap();
+                    let topics = req
+                        .topics
+                        .iter()
+                        .map(|t| {
+                            FetchableTopicResponse::default()
+                                .with_topic(t.topic.clone())
+                                .with_partitions(
+                                    t.partitions
+                                        .iter()
+                                        .map(|p| {
+                                            PartitionData::default()
+                                                .with_partition_index(p.partition)
+                                                .with_high_watermark(hw[p.partition as usize])
+                                                .with_last_stable_offset(hw[p.partition as usize])
+                                                .with_records(Some(Bytes::new()))
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect();
+                    FetchResponse::default()
+                        .with_responses(topics)
+                        .encode(&mut out, version)
+                        .unwrap();
+                }
+                ApiKey::Produce => {
+                    let req = ProduceRequest::decode(&mut body, version).unwrap();
+                    produces.fetch_add(1, Ordering::SeqCst);
+                    let code = match mode {
+                        Mode::OutOfOrderOnce
+                            if id == 0 && !refused_once.swap(true, Ordering::SeqCst) =>
+                        {
+                            45
+                        }
+                        Mode::OutOfOrderOnce => 0,
+                        Mode::NotLeaderAlways => 6,
+                    };
+                    let mut hw = hw.lock().unwrap();
+                    let topics = req
+                        .topic_data
+                        .iter()
+                        .map(|t| {
+                            TopicProduceResponse::default()
+                                .with_name(t.name.clone())
+                                .with_partition_responses(
+                                    t.partition_data
+                                        .iter()
+                                        .map(|p| {
+                                            let r = PartitionProduceResponse::default()
+                                                .with_index(p.index);
+                                            if code != 0 {
+                                                return r
+                                                    .with_error_code(code)
+                                                    .with_base_offset(-1);
+                                            }
+                                            let records = p.records.as_ref().unwrap();
+                                            let count = i32::from_be_bytes(
+                                                records[57..61].try_into().unwrap(),
+                                            );
+                                            let base = hw[p.index as usize];
+                                            hw[p.index as usize] += count as i64;
+                                            r.with_base_offset(base)
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect();
+                    ProduceResponse::default()
+                        .with_responses(topics)
+                        .encode(&mut out, version)
+                        .unwrap();
+                }
+                other => panic!("fake broker: unexpected {other:?}"),
+            }
+            let n = (out.len() - 4) as i32;
+            out[..4].copy_from_slice(&n.to_be_bytes());
+            s.write_all(&out).unwrap();
+        }
+    }
+}
+
+/// Two partitions led by two brokers: broker 0 answers OUT_OF_ORDER_SEQUENCE_NUMBER, so
+/// `send_to` calls `resync_all`, whose `reconcile` clears every lane's queue; `send_round`
+/// then goes on to broker 1 with the lanes it grouped before, and `send_to` hits
+/// `expect("a batch to send")` on an empty queue: a panic on a broker's answer.
+#[test]
+fn a_resync_code_from_one_broker_panics_the_round_for_the_next() {
+    let cluster = fake::start("two", fake::Mode::OutOfOrderOnce);
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t = store
+        .create_topic("two", TopicConfig::default().partitions(2))
+        .unwrap();
+    for p in t.partitions() {
+        p.append(&[Record::new("x"), Record::new("y")]).unwrap();
+    }
+    let cfg = MirrorConfig::new(format!("127.0.0.1:{}", cluster.ports[0]))
+        .topic("two")
+        .timeout(Duration::from_secs(5))
+        .delivery_timeout(Duration::from_secs(10));
+    let mut mirror = Mirror::new(&store, cfg).unwrap();
+    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| mirror.catch_up()));
+    let done = done.expect("the mirror does not panic on a broker's error code");
+    done.unwrap();
+    assert_eq!(*cluster.hw.lock().unwrap(), [2, 2]);
+}
+
+/// A retriable Produce error that a metadata refresh does not cure (here
+/// NOT_LEADER_OR_FOLLOWER while the metadata still names the same leader; in real life
+/// also NOT_ENOUGH_REPLICAS, KAFKA_STORAGE_ERROR, CORRUPT_MESSAGE...): `send_to` notes the
+/// failure and returns Ok, so `step` returns Ok and `drive` calls `retry.ok()` and steps
+/// again at once, with no pause. When the lane's own timer runs out, the Kafka error sets
+/// `resync`; the next step's `reconcile` resets the lane's `failing_since`, the step after
+/// returns Ok again and `drive` resets its `Retry`: neither timer ever reaches the
+/// delivery timeout. `catch_up` never returns, and hammers the broker meanwhile.
+/// (The margin is 15 times the delivery timeout.)
+#[test]
+fn a_persistent_retriable_produce_error_is_retried_forever_without_backoff() {
+    let cluster = fake::start("two", fake::Mode::NotLeaderAlways);
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t = store
+        .create_topic("two", TopicConfig::default().partitions(2))
+        .unwrap();
+    for p in t.partitions() {
+        p.append(&[Record::new("x")]).unwrap();
+    }
+    let cfg = MirrorConfig::new(format!("127.0.0.1:{}", cluster.ports[0]))
+        .topic("two")
+        .timeout(Duration::from_secs(5))
+        .delivery_timeout(Duration::from_secs(2));
+    let mut mirror = Mirror::new(&store, cfg).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = mirror.catch_up().map(|_| ()).map_err(|e| e.to_string());
+        let _ = tx.send(r);
+    });
+    let answer = rx.recv_timeout(Duration::from_secs(30));
+    let n = cluster.produces.load(std::sync::atomic::Ordering::SeqCst);
+    println!("{n} produce requests; catch_up: {answer:?}");
+    assert!(
+        answer.is_ok(),
+        "catch_up still retrying 30 s into a 2 s delivery timeout, after {n} produce requests"
+    );
+    assert!(answer.unwrap().is_err());
+    assert!(n < 200, "{n} produce requests: retried without backoff");
+}
