@@ -16,6 +16,7 @@
 mod args;
 
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use seglog::bridge::{Import, ImportConfig};
@@ -48,17 +49,10 @@ fn run(args: &args::Args) -> seglog::Result<()> {
     if args.once {
         import.catch_up()?;
     } else {
-        loop {
-            match import.step(Duration::from_millis(500)) {
-                Ok(_) => {}
-                Err(e @ seglog::Error::Kafka { .. }) => {
-                    eprintln!("import: {e} (retrying)");
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-                Err(e) => return Err(e),
-            }
-            report.tick("import", import.totals());
-        }
+        // Until killed: broker failures are retried (reconnecting) until they outlast
+        // the delivery timeout; a refusal ends the run with its error.
+        let never = AtomicBool::new(false);
+        import.run_with(&never, |totals| report.tick("import", *totals))?;
     }
     report.done("import", import.totals());
     store.close()

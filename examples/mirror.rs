@@ -18,6 +18,7 @@
 mod args;
 
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use seglog::bridge::{Mirror, MirrorConfig};
@@ -52,18 +53,10 @@ fn run(args: &args::Args) -> seglog::Result<()> {
     if args.once {
         mirror.catch_up()?;
     } else {
-        loop {
-            match mirror.step(Duration::from_millis(200)) {
-                Ok(_) => {}
-                // A broker that went away: the next step reconnects and reconciles.
-                Err(e @ seglog::Error::Kafka { .. }) => {
-                    eprintln!("mirror: {e} (retrying)");
-                    std::thread::sleep(Duration::from_secs(1));
-                }
-                Err(e) => return Err(e),
-            }
-            report.tick("mirror", mirror.totals());
-        }
+        // Until killed: broker failures are retried (reconnecting) until they outlast
+        // the delivery timeout; a refusal ends the run with its error.
+        let never = AtomicBool::new(false);
+        mirror.run_with(&never, |totals| report.tick("mirror", *totals))?;
     }
     report.done("mirror", mirror.totals());
     store.close()

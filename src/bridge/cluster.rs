@@ -31,8 +31,6 @@ pub(crate) mod code {
     pub const NONE: i16 = 0;
     pub const OFFSET_OUT_OF_RANGE: i16 = 1;
     pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    pub const REQUEST_TIMED_OUT: i16 = 7;
-    pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
     pub const TOPIC_ALREADY_EXISTS: i16 = 36;
     pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
     pub const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;

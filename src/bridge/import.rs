@@ -10,7 +10,9 @@ use super::{Progress, Retry};
 use crate::config::TopicConfig;
 use crate::error::{Error, Result};
 use crate::partition::OffsetMode;
-use crate::record::{BatchHeader, LENGTH_OFFSET, LOG_OVERHEAD, MAGIC_OFFSET, MAGIC_V2};
+use crate::record::{
+    BatchHeader, LENGTH_OFFSET, LOG_OVERHEAD, MAGIC_OFFSET, MAGIC_V2, MIN_BATCH_LENGTH,
+};
 use crate::store::Store;
 use crate::topic::Topic;
 
@@ -96,6 +98,10 @@ impl ImportConfig {
     }
 }
 
+/// The largest batch length believed (a corrupt length field is an error, not a batch to
+/// wait for): Kafka's `message.max.bytes` tops out far below it.
+const MAX_BATCH_LENGTH: i32 = 1 << 30;
+
 /// A partition to fetch: `(partition, offset, max_bytes)`.
 type FetchAt = (i32, u64, i32);
 
@@ -108,6 +114,9 @@ struct Lane {
     high_watermark: Option<u64>,
     /// Catch-up mode: the high watermark to reach.
     target: Option<u64>,
+    /// The remote log start, once a fetch below it failed: the remote partition has
+    /// nothing below it, so fetches start there (a gap locally).
+    floor: u64,
 }
 
 #[derive(Debug)]
@@ -131,6 +140,8 @@ pub struct Import {
     totals: Progress,
     /// The last error is one that retrying will not change.
     refused: bool,
+    /// The lane each round starts with.
+    first: usize,
 }
 
 impl Import {
@@ -176,6 +187,7 @@ impl Import {
                 partition,
                 high_watermark: None,
                 target: None,
+                floor: 0,
             }));
             topics.push(Imported {
                 topic,
@@ -189,6 +201,7 @@ impl Import {
             lanes,
             totals: Progress::default(),
             refused: false,
+            first: 0,
         })
     }
 
@@ -212,8 +225,12 @@ impl Import {
             .sum()
     }
 
+    /// Where the next fetch of `lane` starts: the local log end, or the remote log start
+    /// when that is past it.
     fn position(&self, lane: &Lane) -> u64 {
-        self.topics[lane.topic].topic.partitions()[lane.partition as usize].log_end_offset()
+        self.topics[lane.topic].topic.partitions()[lane.partition as usize]
+            .log_end_offset()
+            .max(lane.floor)
     }
 
     /// One round: one fetch per leader broker for its partitions (from each local log end),
@@ -222,7 +239,11 @@ impl Import {
     fn round(&mut self, wait: Duration) -> Result<Progress> {
         let mut by_leader: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
         let mut refreshed = false;
-        for i in 0..self.lanes.len() {
+        // Each round starts with another partition: a broker owes a whole batch only to
+        // the first partition of a fetch, so a large batch elsewhere is not starved.
+        let n = self.lanes.len();
+        self.first = (self.first + 1) % n.max(1);
+        for i in (0..n).map(|k| (self.first + k) % n) {
             if self.reached(&self.lanes[i]) {
                 continue;
             }
@@ -346,6 +367,7 @@ impl Import {
         let lane = &self.lanes[i];
         let part = &self.topics[lane.topic].topic.partitions()[lane.partition as usize];
         let end = part.log_end_offset();
+        let position = self.position(lane);
         let remote = &self.topics[lane.topic].remote;
         let mut rest = records;
         let (mut from, mut to) = (None, 0);
@@ -364,7 +386,16 @@ impl Import {
                     .try_into()
                     .expect("4 bytes"),
             );
-            let size = LOG_OVERHEAD + len.max(0) as usize;
+            if !(MIN_BATCH_LENGTH as i32..=MAX_BATCH_LENGTH).contains(&len) {
+                return Err(Cluster::error(
+                    addr,
+                    format!(
+                        "{remote}-{}: a batch of a fetch at byte {at} has length {len}",
+                        lane.partition
+                    ),
+                ));
+            }
+            let size = LOG_OVERHEAD + len as usize;
             if rest.len() < size {
                 break; // cut by the fetch size: fetched again next time
             }
@@ -374,7 +405,7 @@ impl Import {
                     format!("{remote}-{}: a batch of a fetch: {e}", lane.partition),
                 )
             })?;
-            if h.last_offset() >= end {
+            if h.last_offset() >= position {
                 if h.base_offset < end as i64 {
                     return Err(Cluster::error(
                         addr,
@@ -413,41 +444,16 @@ impl Import {
                 topic = %remote, partition = p, from = end, to = start,
                 "kafka import: records removed remotely before they were imported"
             );
-            // A gap: the next fetch starts at the remote log start. An empty batch
-            // cannot be appended, so the first fetched batch opens it (Keep mode).
-            self.lanes[i].high_watermark = None;
-            return self.fetch_gap(i, start);
+            // A gap: the next fetch starts at the remote log start, and the first batch
+            // appended there opens it (Keep mode).
+            self.lanes[i].floor = start;
+            return Ok(());
         }
         self.refused = true;
         Err(Cluster::error(
             &self.config.bootstrap,
             format!("{remote}-{p}: the local log ends at offset {end}, past the remote partition's end: the remote topic lost records (recreated or truncated)"),
         ))
-    }
-
-    /// Fetches `lane` at `start` (past the local log end) and appends what comes.
-    fn fetch_gap(&mut self, i: usize, start: u64) -> Result<()> {
-        let lane = &self.lanes[i];
-        let remote = self.topics[lane.topic].remote.clone();
-        let p = lane.partition as i32;
-        let wait = self.config.max_wait.as_millis().clamp(1, i32::MAX as u128) as i32;
-        let resp = self
-            .cluster
-            .fetch_one(&remote, p, start, self.config.fetch_bytes, wait)?;
-        let addr = self
-            .cluster
-            .addr(self.cluster.leader(&remote, p).unwrap_or(-1));
-        let mut progress = Progress::default();
-        for pr in resp.responses.iter().flat_map(|t| &t.partitions) {
-            if pr.partition_index == p && pr.error_code == code::NONE {
-                self.lanes[i].high_watermark = Some(pr.high_watermark.max(0) as u64);
-                if let Some(records) = &pr.records {
-                    self.append(i, records, &addr, &mut progress)?;
-                }
-            }
-        }
-        self.totals.add(&progress);
-        Ok(())
     }
 
     /// One round of fetches (see [`Import`]); the broker holds each fetch up to `wait`
@@ -553,6 +559,19 @@ impl Import {
     /// # Errors
     /// As [`Import::catch_up`].
     pub fn run(&mut self, stop: &AtomicBool) -> Result<Progress> {
+        self.run_with(stop, |_| {})
+    }
+
+    /// As [`Import::run`], calling `report` with the totals since [`Import::new`] after
+    /// every round (to print progress, say).
+    ///
+    /// # Errors
+    /// As [`Import::catch_up`].
+    pub fn run_with(
+        &mut self,
+        stop: &AtomicBool,
+        mut report: impl FnMut(&Progress),
+    ) -> Result<Progress> {
         let mut total = Progress::default();
         let mut retry = Retry::new(self.config.delivery_timeout);
         while !stop.load(Ordering::Relaxed) {
@@ -560,6 +579,7 @@ impl Import {
                 Ok(p) => {
                     retry.ok();
                     total.add(&p);
+                    report(&self.totals());
                 }
                 Err(e @ Error::Kafka { .. }) if !std::mem::take(&mut self.refused) => {
                     retry.failed(e)?

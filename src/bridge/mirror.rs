@@ -584,9 +584,10 @@ impl Mirror {
                 lane.dirty = true;
             }
         }
+        // (Failures go on counting: a batch that keeps failing after reconnects still
+        // reaches the delivery timeout.)
         lane.seq = 0;
         lane.queue.clear();
-        lane.succeeded();
         let missing = end - lane.remote;
         // Records at or past `local` changed since the commit (retention removed some, or
         // a compaction pass ran): counting them no longer tells which were sent. Sending
@@ -649,7 +650,9 @@ impl Mirror {
     ///
     /// # Errors
     /// [`Error::Kafka`] for a broker that cannot be reached or refused a batch (the next
-    /// round reconciles and goes on); local read and commit errors.
+    /// step sends the same batches again, after a pause; a partition whose batch keeps
+    /// failing longer than the delivery timeout is an error that stays); local read and
+    /// commit errors.
     pub fn step(&mut self, wait: Duration) -> Result<Progress> {
         if self.resync {
             self.resync_all()?;
@@ -667,11 +670,6 @@ impl Mirror {
             .min();
         if self.lanes.iter().any(|l| l.sendable(now)) {
             let sent = self.send_round();
-            if let Err(e) = &sent {
-                if matches!(e, Error::Kafka { .. }) && !self.refused {
-                    self.resync = true;
-                }
-            }
             progress = sent?;
             self.totals.add(&progress);
         } else if let Some(at) = paused {
@@ -820,8 +818,14 @@ impl Mirror {
         let resp = match self.cluster.broker(broker)?.call(&req, PRODUCE_VERSION) {
             Ok(r) => r,
             Err(f @ Fault::Io(_)) => {
-                // Written or not: unknown until reconciled.
+                // Written or not: the same batches go again with the same sequences, and
+                // a broker that has them answers DUPLICATE_SEQUENCE_NUMBER (or success
+                // with their offset), as for Kafka's own producer.
                 self.cluster.disconnect(broker);
+                let what = f.to_string();
+                for &i in lanes {
+                    self.note_failure(i, &what)?;
+                }
                 return Err(Cluster::error(&addr, f));
             }
             Err(f) => return Err(Cluster::error(&addr, f)),
@@ -858,14 +862,18 @@ impl Mirror {
                     }
                     // The broker's producer state does not follow ours, or the batch may
                     // or may not be written: reconcile before anything else is sent.
+                    // The broker's producer state does not follow ours (it lost it, or a
+                    // batch went missing): a new producer id, and every partition
+                    // reconciled with the broker's end before anything else is sent.
                     code::OUT_OF_ORDER_SEQUENCE_NUMBER
                     | code::UNKNOWN_PRODUCER_ID
-                    | code::INVALID_PRODUCER_EPOCH
-                    | code::REQUEST_TIMED_OUT
-                    | code::NOT_ENOUGH_REPLICAS_AFTER_APPEND => {
+                    | code::INVALID_PRODUCER_EPOCH => {
                         self.resync = true;
                         self.note_failure(i, &error_name(pr.error_code))?;
                     }
+                    // Retriable (REQUEST_TIMED_OUT and NOT_ENOUGH_REPLICAS_AFTER_APPEND
+                    // too, though the batch may be written): the same batch, the same
+                    // sequence, after a pause.
                     c if is_retriable(c) => {
                         self.cluster.forget_leader(t.name.0.as_str(), pr.index);
                         self.note_failure(i, &error_name(c))?;
@@ -897,7 +905,7 @@ impl Mirror {
             }
         }
         if let Some(k) = answered.iter().position(|a| !a) {
-            self.resync = true;
+            self.note_failure(lanes[k], "no answer in a produce response")?;
             return Err(Cluster::error(
                 &addr,
                 format!(
@@ -919,6 +927,8 @@ impl Mirror {
         lane.pause = (lane.pause * 2).min(MAX_RETRY_PAUSE);
         if since.elapsed() > self.config.delivery_timeout {
             let remote = &self.topics[lane.topic].remote;
+            // Final: `drive` returns it instead of retrying again.
+            self.refused = true;
             return Err(Cluster::error(
                 &self.config.bootstrap,
                 format!(
@@ -995,7 +1005,7 @@ impl Mirror {
             .map(|l| self.end(l))
             .collect::<Result<_>>()?;
         let done = |m: &Mirror| m.lanes.iter().zip(&targets).all(|(l, &t)| l.local >= t);
-        self.drive(done)
+        self.drive(done, &mut |_| {})
     }
 
     /// Continuous mode: follows new appends until `stop` is set, then commits and returns
@@ -1004,10 +1014,27 @@ impl Mirror {
     /// # Errors
     /// As [`Mirror::catch_up`].
     pub fn run(&mut self, stop: &AtomicBool) -> Result<Progress> {
-        self.drive(|_| stop.load(Ordering::Relaxed))
+        self.run_with(stop, |_| {})
     }
 
-    fn drive(&mut self, done: impl Fn(&Mirror) -> bool) -> Result<Progress> {
+    /// As [`Mirror::run`], calling `report` with the totals since [`Mirror::new`] after
+    /// every step (to print progress, say).
+    ///
+    /// # Errors
+    /// As [`Mirror::catch_up`].
+    pub fn run_with(
+        &mut self,
+        stop: &AtomicBool,
+        mut report: impl FnMut(&Progress),
+    ) -> Result<Progress> {
+        self.drive(|_| stop.load(Ordering::Relaxed), &mut report)
+    }
+
+    fn drive(
+        &mut self,
+        done: impl Fn(&Mirror) -> bool,
+        report: &mut dyn FnMut(&Progress),
+    ) -> Result<Progress> {
         let mut total = Progress::default();
         let mut retry = Retry::new(self.config.delivery_timeout);
         while !done(self) {
@@ -1015,6 +1042,7 @@ impl Mirror {
                 Ok(p) => {
                     retry.ok();
                     total.add(&p);
+                    report(&self.totals());
                 }
                 Err(e @ Error::Kafka { .. }) if !std::mem::take(&mut self.refused) => {
                     retry.failed(e)?
