@@ -228,6 +228,7 @@ mod fake {
         }
     }
 
+    #[allow(clippy::too_many_arguments)] // one connection's share of the cluster state
     fn serve(
         mut s: TcpStream,
         id: i32,
