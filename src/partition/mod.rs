@@ -787,6 +787,7 @@ impl Partition {
     /// The cleaner's first dirty offset: a compaction pass that changes any record moves
     /// it forward (the Kafka bridge's mirror tells by it whether records it sent may have
     /// changed since its last commit).
+    #[cfg(feature = "kafka")]
     pub(crate) fn first_dirty_offset(&self) -> u64 {
         self.inner.first_dirty.load(Ordering::Acquire)
     }
