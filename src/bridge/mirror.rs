@@ -213,16 +213,18 @@ struct Mirrored {
 /// batches go as plain batches. So on a dense topic without transactions, mirrored to an
 /// empty remote partition, every record keeps its offset.
 ///
-/// It produces as an idempotent producer (`InitProducerId`, sequences per partition), so a
-/// retried request is never written twice; retriable broker errors refresh metadata and
-/// retry, following leader changes. Progress is the consumer group of
-/// [`MirrorConfig::group`] in this store, committed only after the broker acknowledged,
-/// with the remote offset reached in the commit's metadata: a mirror that restarts (after
-/// a kill too) compares it with the remote partition's end and skips what the broker
-/// already has, so nothing is lost and nothing duplicated. (Against a replicated cluster,
-/// a failure while a batch is written but not yet replicated can still repeat it: the
-/// end is the high watermark.) One mirror per group, and no other writer on the remote
-/// partitions.
+/// It produces as an idempotent producer (`InitProducerId`, sequences per partition): a
+/// failed or timed-out request goes again with the same sequences, so it is never written
+/// twice; retriable broker errors refresh metadata and retry after a pause, following
+/// leader changes. Progress is the consumer group of [`MirrorConfig::group`] in this store,
+/// committed only after the broker acknowledged, with the remote offset reached in the
+/// commit's metadata: a mirror that restarts (after a kill too) compares it with the
+/// remote partition's end and skips what the broker already has, so nothing is lost and
+/// nothing duplicated. Two limits: when retention or compaction changed the local records
+/// sent since the last commit, the restart sends them again (at least once, never lost);
+/// and against a replicated cluster a batch written but not yet replicated when the
+/// mirror died is sent again (the end is the high watermark). One mirror per group, and no
+/// other writer on the remote partitions.
 ///
 /// ```no_run
 /// # fn main() -> seglog::Result<()> {
