@@ -162,13 +162,20 @@ fn reads_never_pass_the_log_end() {
     let store = Store::open(dir.path()).unwrap();
     let p = create(&store, "c", TopicConfig::default());
     let done = Arc::new(AtomicBool::new(false));
+    // Readers that made their first read: the writer starts once all have (on a loaded
+    // machine a reader may otherwise get no CPU before the appends are over).
+    let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let readers: Vec<_> = (0..4)
         .map(|id| {
             let p = p.clone();
             let done = Arc::clone(&done);
+            let started = Arc::clone(&started);
             thread::spawn(move || {
                 let mut reads = 0u64;
-                while !done.load(Ordering::SeqCst) {
+                while reads == 0 || !done.load(Ordering::SeqCst) {
+                    if reads == 1 {
+                        started.fetch_add(1, Ordering::SeqCst);
+                    }
                     // Re-read the newest batch while the writer appends the next one.
                     let end = p.log_end_offset();
                     let at = end.saturating_sub(1);
@@ -199,7 +206,13 @@ fn reads_never_pass_the_log_end() {
             })
         })
         .collect();
-    for o in 0..TOTAL {
+    // The first record lets every reader make its first read (of offset 0).
+    let first = Record::new(make_value(0, 0)).with_timestamp(0);
+    assert_eq!(p.append(&[first]).unwrap().base_offset, 0);
+    while started.load(Ordering::SeqCst) < 4 {
+        thread::yield_now();
+    }
+    for o in 1..TOTAL {
         let r = Record::new(make_value(o, 0)).with_timestamp(o as i64);
         assert_eq!(p.append(&[r]).unwrap().base_offset, o);
     }
