@@ -1,9 +1,10 @@
 //! Mirror faults found in review (issue 13), each of which failed before its fix: local
 //! retention or compaction between a send and the next commit (records were skipped, now
 //! none is), a resync code from one broker of several (a panic), a retriable error that
-//! never clears (retried with no pause, forever). The first two run against Tansu and
-//! print why and return when Python, kafka-python or Tansu is missing; the last two use a
-//! scripted two-broker cluster written here.
+//! never clears (retried with no pause, forever), and an import fed a corrupt batch length
+//! (waited for forever). The first two run against Tansu and print why and return when
+//! Python, kafka-python or Tansu is missing; the others use a scripted two-broker cluster
+//! written here.
 #![cfg(feature = "kafka")]
 
 mod common;
@@ -12,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::kafka::Broker;
-use seglog::bridge::{Mirror, MirrorConfig};
+use seglog::bridge::{Import, ImportConfig, Mirror, MirrorConfig};
 use seglog::{Record, Store, StoreConfig, TopicConfig};
 
 fn open(dir: &Path) -> Store {
@@ -185,6 +186,9 @@ mod fake {
         OutOfOrderOnce,
         /// Every Produce: NOT_LEADER_OR_FOLLOWER (retriable, the leader unchanged).
         NotLeaderAlways,
+        /// Every Fetch: high watermark 5, and records whose first batch claims a length
+        /// of 2^31 - 1 bytes.
+        CorruptFetch,
     }
 
     pub struct Cluster {
@@ -310,7 +314,15 @@ mod fake {
                 }
                 ApiKey::Fetch => {
                     let req = FetchRequest::decode(&mut body, version).unwrap();
-                    let hw = *hw.lock().unwrap();
+                    let (hw, records) = match mode {
+                        Mode::CorruptFetch => {
+                            let mut batch = vec![0u8; 61];
+                            batch[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
+                            batch[16] = 2; // magic
+                            ([5, 5], Bytes::from(batch))
+                        }
+                        _ => (*hw.lock().unwrap(), Bytes::new()),
+                    };
                     let topics = req
                         .topics
                         .iter()
@@ -325,7 +337,7 @@ mod fake {
                                                 .with_partition_index(p.partition)
                                                 .with_high_watermark(hw[p.partition as usize])
                                                 .with_last_stable_offset(hw[p.partition as usize])
-                                                .with_records(Some(Bytes::new()))
+                                                .with_records(Some(records.clone()))
                                         })
                                         .collect(),
                                 )
@@ -345,7 +357,7 @@ mod fake {
                         {
                             45
                         }
-                        Mode::OutOfOrderOnce => 0,
+                        Mode::OutOfOrderOnce | Mode::CorruptFetch => 0,
                         Mode::NotLeaderAlways => 6,
                     };
                     let mut hw = hw.lock().unwrap();
@@ -454,4 +466,34 @@ fn a_persistent_retriable_produce_error_backs_off_and_gives_up() {
     );
     assert!(answer.unwrap().is_err());
     assert!(n < 200, "{n} produce requests: retried without backoff");
+}
+
+/// A fetch answer whose batch claims a length no batch has (2^31 - 1 bytes): the import
+/// reports it, naming the partition and the length, instead of waiting forever for the
+/// rest of a batch that never comes.
+#[test]
+fn an_import_reports_a_corrupt_batch_length() {
+    let _cluster = fake::start("two", fake::Mode::CorruptFetch);
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let cfg = ImportConfig::new(format!("127.0.0.1:{}", _cluster.ports[0]))
+        .topic("two")
+        .timeout(Duration::from_secs(5))
+        .delivery_timeout(Duration::from_millis(300));
+    let mut import = Import::new(&store, cfg).unwrap();
+    let err = import.catch_up().unwrap_err();
+    assert!(
+        matches!(&err, seglog::Error::Kafka { reason, .. }
+            if reason.contains("two-") && reason.contains(&i32::MAX.to_string())),
+        "{err}"
+    );
+    assert_eq!(
+        store
+            .topic("two")
+            .unwrap()
+            .partition(0)
+            .unwrap()
+            .log_end_offset(),
+        0
+    );
 }
