@@ -189,6 +189,9 @@ mod fake {
         /// Every Fetch: high watermark 5, and records whose first batch claims a length
         /// of 2^31 - 1 bytes.
         CorruptFetch,
+        /// Broker 0 dies at its first Produce (the connection drops unanswered, and every
+        /// later request to it too); the metadata then names broker 1 as every leader.
+        FailOver,
     }
 
     pub struct Cluster {
@@ -261,6 +264,14 @@ mod fake {
                 .encode(&mut out, key.response_header_version(version))
                 .unwrap();
             let name = TopicName(StrBytes::from_static_str(topic));
+            if mode == Mode::FailOver && id == 0 {
+                let dead = refused_once.load(Ordering::SeqCst);
+                if dead || key == ApiKey::Produce {
+                    refused_once.store(true, Ordering::SeqCst);
+                    return;
+                }
+            }
+            let failed_over = mode == Mode::FailOver && refused_once.load(Ordering::SeqCst);
             match key {
                 ApiKey::ApiVersions => {
                     let v = |k: ApiKey, max: i16| {
@@ -292,7 +303,7 @@ mod fake {
                     let part = |i: i32| {
                         MetadataResponsePartition::default()
                             .with_partition_index(i)
-                            .with_leader_id(BrokerId(i))
+                            .with_leader_id(BrokerId(if failed_over { 1 } else { i }))
                             .with_replica_nodes(vec![BrokerId(i)])
                             .with_isr_nodes(vec![BrokerId(i)])
                     };
@@ -357,7 +368,7 @@ mod fake {
                         {
                             45
                         }
-                        Mode::OutOfOrderOnce | Mode::CorruptFetch => 0,
+                        Mode::OutOfOrderOnce | Mode::CorruptFetch | Mode::FailOver => 0,
                         Mode::NotLeaderAlways => 6,
                     };
                     let mut hw = hw.lock().unwrap();
@@ -569,4 +580,36 @@ fn compaction_before_a_commit_of_queued_batches_loses_nothing() {
             "{v} (batch C, never sent before the restart) is missing remotely: {values:?}"
         );
     }
+}
+
+/// Review 13b: broker 0, leader of partition 0, dies mid-run (the connection drops, and
+/// reconnects too) and the cluster fails over: the metadata names broker 1. An I/O
+/// failure forgets neither the leader nor refreshes metadata (only retriable codes and
+/// the three resync codes do), so the mirror keeps sending to the dead broker until the
+/// delivery timeout and gives up, while the new leader was there all along.
+#[test]
+fn a_dead_leader_is_followed_to_the_new_one() {
+    let cluster = fake::start("two", fake::Mode::FailOver);
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t = store
+        .create_topic("two", TopicConfig::default().partitions(2))
+        .unwrap();
+    for p in t.partitions() {
+        p.append(&[Record::new("x"), Record::new("y")]).unwrap();
+    }
+    let cfg = MirrorConfig::new(format!(
+        "127.0.0.1:{},127.0.0.1:{}",
+        cluster.ports[0], cluster.ports[1]
+    ))
+    .topic("two")
+    .timeout(Duration::from_secs(2))
+    .delivery_timeout(Duration::from_secs(5));
+    let mut mirror = Mirror::new(&store, cfg).unwrap();
+    let done = mirror.catch_up();
+    assert!(
+        done.is_ok(),
+        "the mirror gave up instead of following the new leader: {done:?}"
+    );
+    assert_eq!(*cluster.hw.lock().unwrap(), [2, 2]);
 }
