@@ -514,7 +514,9 @@ fn an_import_reports_a_corrupt_batch_length() {
 /// and acknowledged, and the mirror stops. Batches A = w x y z, B = a b c d, C = g h i j,
 /// D = a b c d, E = m n o p: the pass removes B. The restart sees no change in the first
 /// dirty offset (the commit already has it), counts the broker's 4 extra records (B, sent
-/// whole) against the compacted log, whose next batch is C, and skips C, never sent.
+/// whole) against the compacted log, whose next batch is C, and skips C, never sent —
+/// before the fix. Now a commit records the first dirty offset from before the queued
+/// batches were read, so the restart sees the change and sends again.
 #[test]
 fn compaction_before_a_commit_of_queued_batches_loses_nothing() {
     let Some(broker) = Broker::start() else {
@@ -585,8 +587,9 @@ fn compaction_before_a_commit_of_queued_batches_loses_nothing() {
 /// Review 13b: broker 0, leader of partition 0, dies mid-run (the connection drops, and
 /// reconnects too) and the cluster fails over: the metadata names broker 1. An I/O
 /// failure forgets neither the leader nor refreshes metadata (only retriable codes and
-/// the three resync codes do), so the mirror keeps sending to the dead broker until the
-/// delivery timeout and gives up, while the new leader was there all along.
+/// the three resync codes do), so the mirror kept sending to the dead broker until the
+/// delivery timeout and gave up, while the new leader was there all along. Now a lost
+/// connection or a failed connect forgets the leader, and the retry finds broker 1.
 #[test]
 fn a_dead_leader_is_followed_to_the_new_one() {
     let cluster = fake::start("two", fake::Mode::FailOver);

@@ -175,6 +175,9 @@ struct Lane {
     pause: Duration,
     /// The partition's first dirty offset when `local` was committed (see `Meta`).
     first_dirty: u64,
+    /// The first dirty offset just before the queued batches were read: a commit while
+    /// some wait records it, not a later one (they hold records as they were then).
+    queued_dirty: u64,
     dirty: bool,
 }
 
@@ -414,6 +417,7 @@ impl Mirror {
                     retry_at: None,
                     pause: RETRY_PAUSE,
                     first_dirty,
+                    queued_dirty: first_dirty,
                     dirty,
                 });
             }
@@ -671,9 +675,10 @@ impl Mirror {
             .filter_map(|l| l.retry_at)
             .min();
         if self.lanes.iter().any(|l| l.sendable(now)) {
-            let sent = self.send_round();
-            progress = sent?;
+            // Acknowledged batches count even when a later broker of the round failed.
+            let sent = self.send_round(&mut progress);
             self.totals.add(&progress);
+            sent?;
         } else if let Some(at) = paused {
             std::thread::sleep(at.saturating_duration_since(now).min(wait));
         } else if !moved && !wait.is_zero() {
@@ -693,10 +698,14 @@ impl Mirror {
             if self.lanes[i].queue.is_empty() {
                 let from = self.lanes[i].read_to;
                 if from < self.end(&self.lanes[i])? {
+                    // Before the read: a compaction pass after it moves the offset past
+                    // this, and a commit while these batches wait records no more.
+                    let first_dirty = self.partition(&self.lanes[i]).first_dirty_offset();
                     let (outs, next) = self.read(i, from)?;
                     let lane = &mut self.lanes[i];
                     lane.queue.extend(outs);
                     lane.read_to = next;
+                    lane.queued_dirty = first_dirty;
                 }
             }
             let lane = &mut self.lanes[i];
@@ -748,7 +757,7 @@ impl Mirror {
     }
 
     /// Sends the leading batch of every lane that has one, grouped by leader.
-    fn send_round(&mut self) -> Result<Progress> {
+    fn send_round(&mut self, progress: &mut Progress) -> Result<()> {
         let mut by_leader: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
         let mut refreshed = false;
         let now = Instant::now();
@@ -772,15 +781,14 @@ impl Mirror {
                 None => self.note_failure(i, "no leader")?,
             }
         }
-        let mut progress = Progress::default();
         for (broker, lanes) in by_leader {
-            self.send_to(broker, &lanes, &mut progress)?;
+            self.send_to(broker, &lanes, progress)?;
             if self.resync {
                 // The next step reconciles every lane before anything else is sent.
                 break;
             }
         }
-        Ok(progress)
+        Ok(())
     }
 
     fn send_to(&mut self, broker: i32, lanes: &[usize], progress: &mut Progress) -> Result<()> {
@@ -817,17 +825,23 @@ impl Mirror {
             .with_timeout_ms(self.config.timeout.as_millis().min(i32::MAX as u128) as i32)
             .with_topic_data(topics);
         let addr = self.cluster.addr(broker);
-        let resp = match self.cluster.broker(broker)?.call(&req, PRODUCE_VERSION) {
+        // A broker that cannot be reached or drops the connection may be dead: its
+        // partitions' leaders are looked up again before the retry (after a pause).
+        let conn = match self.cluster.broker(broker) {
+            Ok(c) => c,
+            Err(e) => {
+                self.leader_failed(lanes, &e.to_string())?;
+                return Err(e);
+            }
+        };
+        let resp = match conn.call(&req, PRODUCE_VERSION) {
             Ok(r) => r,
             Err(f @ Fault::Io(_)) => {
                 // Written or not: the same batches go again with the same sequences, and
                 // a broker that has them answers DUPLICATE_SEQUENCE_NUMBER (or success
                 // with their offset), as for Kafka's own producer.
                 self.cluster.disconnect(broker);
-                let what = f.to_string();
-                for &i in lanes {
-                    self.note_failure(i, &what)?;
-                }
+                self.leader_failed(lanes, &f.to_string())?;
                 return Err(Cluster::error(&addr, f));
             }
             Err(f) => return Err(Cluster::error(&addr, f)),
@@ -919,6 +933,18 @@ impl Mirror {
         Ok(())
     }
 
+    /// The leader of `lanes` failed (unreachable, connection lost): each is paused, and
+    /// its leader forgotten so that the next round asks the cluster again.
+    fn leader_failed(&mut self, lanes: &[usize], what: &str) -> Result<()> {
+        for &i in lanes {
+            let remote = self.topics[self.lanes[i].topic].remote.clone();
+            self.cluster
+                .forget_leader(&remote, self.lanes[i].partition as i32);
+            self.note_failure(i, what)?;
+        }
+        Ok(())
+    }
+
     /// A retriable failure of `lane`'s leading batch: an error once failures have gone on
     /// longer than the delivery timeout.
     fn note_failure(&mut self, i: usize, what: &str) -> Result<()> {
@@ -965,7 +991,12 @@ impl Mirror {
             let mut seen = Vec::new();
             for (i, lane) in self.lanes.iter().enumerate().filter(|(_, l)| l.topic == t) {
                 let first_dirty = if lane.dirty {
-                    self.partition(lane).first_dirty_offset()
+                    let now = self.partition(lane).first_dirty_offset();
+                    if lane.queue.is_empty() {
+                        now
+                    } else {
+                        now.min(lane.queued_dirty)
+                    }
                 } else {
                     lane.first_dirty
                 };
