@@ -76,16 +76,7 @@ fn read_records(p: &seglog::Partition) -> Vec<Expected> {
         timestamp: r.timestamp(),
         key: r.key().map(<[u8]>::to_vec),
         value: r.value().map(<[u8]>::to_vec),
-        headers: r
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    String::from_utf8(k.to_vec()).unwrap(),
-                    v.map(<[u8]>::to_vec),
-                )
-            })
-            .collect(),
+        headers: common::read::header_pairs(r),
     })
 }
 

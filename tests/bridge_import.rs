@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,14 +15,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::kafka::{
-    Broker, Codec, ConsumedPartition, ConsumedRecord, ProduceOptions, ProduceRecord, StoredBatch,
+    fill, local_records, Broker, Codec, ProduceOptions, ProduceRecord, StoredBatch, T0,
 };
 use seglog::bridge::{Import, ImportConfig, Mirror, MirrorConfig};
 use seglog::record::{Batch, BatchIter, BATCH_HEADER_SIZE};
-use seglog::{Error, Partition, Record, Store, StoreConfig, TopicConfig};
-
-/// Record timestamps start here.
-const T0: i64 = 1_700_000_000_000;
+use seglog::{Error, Partition, Store, StoreConfig, TopicConfig};
 
 fn open(dir: &Path) -> Store {
     Store::open_with(dir, StoreConfig::default().maintenance_interval(None)).unwrap()
@@ -66,38 +62,6 @@ fn records(partitions: i32, from: u64, n: u64) -> Vec<ProduceRecord> {
         .collect()
 }
 
-/// Every record of `p` a consumer gets, as kafka-python reports them.
-fn local_records(p: &Partition) -> Vec<ConsumedRecord> {
-    let mut out = Vec::new();
-    let mut next = p.log_start_offset();
-    while next < p.log_end_offset() {
-        let f = p.read_committed(next, 1 << 20).unwrap();
-        if f.next_offset() == next {
-            break;
-        }
-        for r in f.records() {
-            out.push(ConsumedRecord {
-                offset: r.offset() as i64,
-                key: r.key().map(<[u8]>::to_vec),
-                value: r.value().map(<[u8]>::to_vec),
-                headers: r
-                    .headers()
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            String::from_utf8(k.to_vec()).unwrap(),
-                            v.map(<[u8]>::to_vec),
-                        )
-                    })
-                    .collect(),
-                timestamp_ms: r.timestamp(),
-            });
-        }
-        next = f.next_offset();
-    }
-    out
-}
-
 /// Every batch of `p`, raw, as stored.
 fn local_batches(p: &Partition) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
@@ -112,15 +76,6 @@ fn local_batches(p: &Partition) -> Vec<Vec<u8>> {
     out
 }
 
-fn remote(broker: &Broker, topic: &str) -> BTreeMap<i32, ConsumedPartition> {
-    broker
-        .client()
-        .consume(topic, None)
-        .into_iter()
-        .map(|p| (p.partition, p))
-        .collect()
-}
-
 fn config(broker: &Broker, topic: &str) -> ImportConfig {
     ImportConfig::new(broker.bootstrap())
         .topic(topic)
@@ -131,7 +86,7 @@ fn config(broker: &Broker, topic: &str) -> ImportConfig {
 /// The local topic `topic` of `store` holds exactly what kafka-python reads remotely:
 /// same records at the same offsets, log ends at the high watermarks.
 fn assert_same_records(store: &Store, broker: &Broker, topic: &str) {
-    let got = remote(broker, topic);
+    let got = broker.consume_all(topic);
     let t = store.topic(topic).unwrap();
     assert_eq!(
         t.partition_count() as usize,
@@ -618,40 +573,6 @@ fn refusals_are_errors_naming_the_problem() {
     );
 }
 
-/// A record whose key, value and headers depend on `i` (null header values too, which
-/// kafka-python cannot produce but seglog can store).
-fn record(i: u64) -> Record {
-    let mut r = Record::new(format!("value-{i}-{}", "x".repeat((i % 17) as usize)))
-        .with_timestamp(T0 + i as i64);
-    if !i.is_multiple_of(5) {
-        r = r.with_key(format!("key-{}", i % 23));
-    }
-    if i.is_multiple_of(7) {
-        r.value = None;
-    }
-    if i.is_multiple_of(3) {
-        r = r.with_header("trace", Some(format!("t{i}").into_bytes()));
-    }
-    if i.is_multiple_of(4) {
-        r = r
-            .with_header("null", None)
-            .with_header("", Some(Vec::new()));
-    }
-    r
-}
-
-/// Appends `n` records to `p` in batches of 1, 2, 3, ... records.
-fn fill(p: &Partition, from: u64, n: u64) {
-    let mut i = from;
-    let mut size = 1;
-    while i < from + n {
-        let batch: Vec<Record> = (i..(i + size).min(from + n)).map(record).collect();
-        i += batch.len() as u64;
-        p.append(&batch).unwrap();
-        size = size % 9 + 1;
-    }
-}
-
 /// seglog → Kafka → seglog: a dense topic mirrored, then imported into a second store,
 /// comes back with every record at its offset and every batch's records section as it
 /// was (only producer fields and the CRC are restamped by the mirror).
@@ -769,7 +690,7 @@ fn the_example_binaries_move_data_and_exit_with_status() {
     );
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("mirror: 80 records"), "{out}");
-    let got = remote(&broker, "cli");
+    let got = broker.consume_all("cli");
     for (p, records) in want.iter().enumerate() {
         assert_eq!(&got[&(p as i32)].records, records);
     }

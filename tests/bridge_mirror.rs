@@ -7,13 +7,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::kafka::{Broker, Codec, ConsumedPartition, ConsumedRecord};
+use common::kafka::{fill, local_records, Broker, Codec, ConsumedRecord, T0};
 use seglog::bridge::{Import, ImportConfig, Mirror, MirrorConfig};
 use seglog::record::{
     encode_batch, Batch, BatchSpec, EndTxnMarker, MarkerType, BATCH_HEADER_SIZE, TRANSACTIONAL_BIT,
@@ -23,77 +22,8 @@ use seglog::{
     StoreConfig, TopicConfig,
 };
 
-/// Record timestamps start here.
-const T0: i64 = 1_700_000_000_000;
-
 fn open(dir: &Path) -> Store {
     Store::open_with(dir, StoreConfig::default().maintenance_interval(None)).unwrap()
-}
-
-/// A record whose key, value and headers depend on `i`: some keys and values null, some
-/// headers with null values, several headers on some.
-fn record(i: u64) -> Record {
-    let mut r = Record::new(format!("value-{i}-{}", "x".repeat((i % 17) as usize)))
-        .with_timestamp(T0 + i as i64);
-    if !i.is_multiple_of(5) {
-        r = r.with_key(format!("key-{}", i % 23));
-    }
-    if i.is_multiple_of(7) {
-        r.value = None;
-    }
-    if i.is_multiple_of(3) {
-        r = r.with_header("trace", Some(format!("t{i}").into_bytes()));
-    }
-    if i.is_multiple_of(4) {
-        r = r
-            .with_header("null", None)
-            .with_header("", Some(Vec::new()));
-    }
-    r
-}
-
-/// Appends `n` records to `p` in batches of 1, 2, 3, ... records.
-fn fill(p: &Partition, from: u64, n: u64) {
-    let mut i = from;
-    let mut size = 1;
-    while i < from + n {
-        let batch: Vec<Record> = (i..(i + size).min(from + n)).map(record).collect();
-        i += batch.len() as u64;
-        p.append(&batch).unwrap();
-        size = size % 9 + 1;
-    }
-}
-
-/// Every record of `p` a consumer gets, as kafka-python reports them.
-fn local_records(p: &Partition) -> Vec<ConsumedRecord> {
-    let mut out = Vec::new();
-    let mut next = p.log_start_offset();
-    while next < p.log_end_offset() {
-        let f = p.read_committed(next, 1 << 20).unwrap();
-        if f.next_offset() == next {
-            break;
-        }
-        for r in f.records() {
-            out.push(ConsumedRecord {
-                offset: r.offset() as i64,
-                key: r.key().map(<[u8]>::to_vec),
-                value: r.value().map(<[u8]>::to_vec),
-                headers: r
-                    .headers()
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            String::from_utf8(k.to_vec()).unwrap(),
-                            v.map(<[u8]>::to_vec),
-                        )
-                    })
-                    .collect(),
-                timestamp_ms: r.timestamp(),
-            });
-        }
-        next = f.next_offset();
-    }
-    out
 }
 
 /// The records without their offsets (for topics whose offsets do not carry over).
@@ -104,15 +34,6 @@ fn contents(records: &[ConsumedRecord]) -> Vec<ConsumedRecord> {
             offset: 0,
             ..r.clone()
         })
-        .collect()
-}
-
-fn remote(broker: &Broker, topic: &str) -> BTreeMap<i32, ConsumedPartition> {
-    broker
-        .client()
-        .consume(topic, None)
-        .into_iter()
-        .map(|p| (p.partition, p))
         .collect()
 }
 
@@ -144,7 +65,7 @@ fn dense_topic_arrives_with_the_same_offsets() {
     let done = mirror.catch_up().unwrap();
     assert_eq!(done.records, 100 + 137 + 174);
     assert_eq!((done.reencoded, done.lag), (0, 0));
-    let got = remote(&broker, "dense");
+    let got = broker.consume_all("dense");
     for p in t.partitions() {
         let r = &got[&(p.number() as i32)];
         assert_eq!(r.records, local_records(p), "partition {}", p.number());
@@ -156,7 +77,7 @@ fn dense_topic_arrives_with_the_same_offsets() {
     }
     let again = mirror.catch_up().unwrap();
     assert_eq!(again.records, 75, "only the new records are sent");
-    let got = remote(&broker, "dense");
+    let got = broker.consume_all("dense");
     for p in t.partitions() {
         assert_eq!(got[&(p.number() as i32)].records, local_records(p));
     }
@@ -208,7 +129,7 @@ fn compacted_topic_goes_densely_re_encoded() {
         "thinned batches were re-encoded: {done:?}"
     );
     assert_eq!(done.records, local.len() as u64);
-    let got = remote(&broker, "compacted");
+    let got = broker.consume_all("compacted");
     assert_eq!(contents(&got[&0].records), contents(&local));
     let offsets: Vec<i64> = got[&0].records.iter().map(|r| r.offset).collect();
     assert_eq!(
@@ -251,7 +172,7 @@ fn compressed_batches_travel_unchanged() {
             .unwrap()
             .catch_up()
             .unwrap();
-        let got = remote(&broker, &name);
+        let got = broker.consume_all(&name);
         for p in t.partitions() {
             assert_eq!(
                 got[&(p.number() as i32)].records,
@@ -342,7 +263,7 @@ fn only_committed_transactions_leave() {
     let mut mirror = Mirror::new(&store, config(&broker, "txn")).unwrap();
     let done = mirror.catch_up().unwrap();
     assert_eq!(done.records, 3);
-    let got = remote(&broker, "txn");
+    let got = broker.consume_all("txn");
     let values: Vec<_> = got[&0]
         .records
         .iter()
@@ -371,10 +292,10 @@ fn durable_only_sends_flushed_records_only() {
     fill(p, 10, 5);
     let mut mirror = Mirror::new(&store, config(&broker, "durable").durable_only(true)).unwrap();
     assert_eq!(mirror.catch_up().unwrap().records, 10);
-    assert_eq!(remote(&broker, "durable")[&0].records.len(), 10);
+    assert_eq!(broker.consume_all("durable")[&0].records.len(), 10);
     p.flush().unwrap();
     assert_eq!(mirror.catch_up().unwrap().records, 5);
-    assert_eq!(remote(&broker, "durable")[&0].records, local_records(p));
+    assert_eq!(broker.consume_all("durable")[&0].records, local_records(p));
 }
 
 /// Continuous mode follows appends made while it runs, until stopped.
@@ -403,7 +324,8 @@ fn continuous_mode_follows_appends() {
     let want: u64 = t.partitions().iter().map(Partition::log_end_offset).sum();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let got: usize = remote(&broker, "follow")
+        let got: usize = broker
+            .consume_all("follow")
             .values()
             .map(|p| p.records.len())
             .sum();
@@ -419,7 +341,7 @@ fn continuous_mode_follows_appends() {
     stop.store(true, Ordering::Relaxed);
     let (_, mirror) = runner.join().unwrap().unwrap();
     assert_eq!(mirror.totals().records, want);
-    let got = remote(&broker, "follow");
+    let got = broker.consume_all("follow");
     for p in t.partitions() {
         assert_eq!(got[&(p.number() as i32)].records, local_records(p));
     }
@@ -538,7 +460,7 @@ fn a_hung_broker_costs_neither_records_nor_duplicates() {
         );
     }
     mirror.commit().unwrap();
-    let got = remote(&broker, "hang");
+    let got = broker.consume_all("hang");
     for p in t.partitions() {
         assert_eq!(got[&(p.number() as i32)].records, local_records(p));
     }
@@ -613,7 +535,7 @@ fn a_killed_mirror_resumes_without_loss_or_duplicates() {
         rest.records <= total - sent,
         "nothing sent twice: {rest:?} after {sent}"
     );
-    let got = remote(&broker, "killed");
+    let got = broker.consume_all("killed");
     let t = store.topic("killed").unwrap();
     for p in t.partitions() {
         assert_eq!(got[&(p.number() as i32)].records, local_records(p));

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::kafka::Broker;
 use seglog::bridge::{Import, ImportConfig, Mirror, MirrorConfig};
-use seglog::{Record, Store, StoreConfig, TopicConfig};
+use seglog::{Partition, Record, Store, StoreConfig, TopicConfig};
 
 fn open(dir: &Path) -> Store {
     Store::open_with(dir, StoreConfig::default().maintenance_interval(None)).unwrap()
@@ -22,6 +22,52 @@ fn open(dir: &Path) -> Store {
 
 fn value(i: u64) -> String {
     format!("value-{i}")
+}
+
+/// A mirror of `topic` that commits only in `new` (and `catch_up`): what it sends between
+/// is acknowledged but not committed.
+fn uncommitted_mirror(broker: &Broker, topic: &str) -> MirrorConfig {
+    MirrorConfig::new(broker.bootstrap())
+        .topic(topic)
+        .create_topics(true)
+        .timeout(Duration::from_secs(5))
+        .delivery_timeout(Duration::from_secs(30))
+        .commit_interval(Duration::from_secs(3600))
+}
+
+/// Steps `mirror` until it has sent `records` in all, exactly.
+fn send_until(mirror: &mut Mirror, records: u64, what: &str) {
+    while mirror.totals().records < records {
+        mirror.step(Duration::from_millis(10)).unwrap();
+    }
+    assert_eq!(mirror.totals().records, records, "{what}");
+}
+
+/// A compacted topic of one partition with one batch per entry of `batches`: record
+/// values are the key and the batch's number (`a0`, `b0`, ... `a1`, ...).
+fn compacted(store: &Store, topic: &str, batches: &[[&str; 4]]) -> Partition {
+    let cfg = TopicConfig::default()
+        .cleanup_policy(seglog::CleanupPolicy::Compact)
+        .segment_bytes(128);
+    let p = store.create_topic(topic, cfg).unwrap().partitions()[0].clone();
+    for (n, keys) in batches.iter().enumerate() {
+        let recs: Vec<Record> = keys
+            .iter()
+            .map(|k| Record::new(format!("{k}{n}")).with_key(*k))
+            .collect();
+        p.append(&recs).unwrap();
+    }
+    p.flush().unwrap();
+    p
+}
+
+/// The values the broker holds in `topic`'s partition 0, as text.
+fn remote_values(broker: &Broker, topic: &str) -> Vec<String> {
+    broker.client().consume(topic, None)[0]
+        .records
+        .iter()
+        .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap())
+        .collect()
 }
 
 /// A mirror acknowledged records past its last commit, then stopped (killed, or simply
@@ -47,21 +93,10 @@ fn retention_between_send_and_commit_sends_again_rather_than_skip() {
         p.append(&[Record::new(value(i))]).unwrap();
     }
     p.flush().unwrap();
-    let cfg = || {
-        MirrorConfig::new(broker.bootstrap())
-            .topic("ret")
-            .create_topics(true)
-            .timeout(Duration::from_secs(5))
-            .delivery_timeout(Duration::from_secs(30))
-            .commit_interval(Duration::from_secs(3600))
-    };
     {
         // Commits (local 0, remote 0) in `new`, then sends without committing.
-        let mut mirror = Mirror::new(&store, cfg()).unwrap();
-        while mirror.totals().records < 50 {
-            mirror.step(Duration::from_millis(10)).unwrap();
-        }
-        assert_eq!(mirror.totals().records, 50);
+        let mut mirror = Mirror::new(&store, uncommitted_mirror(&broker, "ret")).unwrap();
+        send_until(&mut mirror, 50, "0..50 sent");
         // Dropped: no commit past (0, 0).
     }
     assert_eq!(
@@ -71,14 +106,9 @@ fn retention_between_send_and_commit_sends_again_rather_than_skip() {
     // Retention removes 30 records that were mirrored (but not committed).
     p.delete_records_before(30).unwrap();
 
-    let mut mirror = Mirror::new(&store, cfg()).unwrap();
+    let mut mirror = Mirror::new(&store, uncommitted_mirror(&broker, "ret")).unwrap();
     mirror.catch_up().unwrap();
-    let got = broker.client().consume("ret", None);
-    let values: Vec<String> = got[0]
-        .records
-        .iter()
-        .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap())
-        .collect();
+    let values = remote_values(&broker, "ret");
     let expected: Vec<String> = (0..100).map(value).collect();
     let missing: Vec<&String> = expected.iter().filter(|v| !values.contains(v)).collect();
     assert!(
@@ -105,50 +135,25 @@ fn compaction_between_send_and_commit_loses_nothing() {
     };
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let cfg = TopicConfig::default()
-        .cleanup_policy(seglog::CleanupPolicy::Compact)
-        .segment_bytes(128);
-    let t = store.create_topic("cmp", cfg).unwrap();
-    let p = &t.partitions()[0];
-    let batches = [
-        ["a", "b", "c", "d"],
-        ["a", "b", "e", "f"],
-        ["g", "h", "i", "j"],
-        ["a", "b", "k", "l"],
-        ["m", "n", "o", "p"],
-    ];
-    for (n, keys) in batches.iter().enumerate() {
-        let recs: Vec<Record> = keys
-            .iter()
-            .map(|k| Record::new(format!("{k}{n}")).with_key(*k))
-            .collect();
-        p.append(&recs).unwrap();
-    }
-    p.flush().unwrap();
-    let cfg = || {
-        MirrorConfig::new(broker.bootstrap())
-            .topic("cmp")
-            .create_topics(true)
-            .timeout(Duration::from_secs(5))
-            .delivery_timeout(Duration::from_secs(30))
-            .commit_interval(Duration::from_secs(3600))
-    };
+    let p = compacted(
+        &store,
+        "cmp",
+        &[
+            ["a", "b", "c", "d"],
+            ["a", "b", "e", "f"],
+            ["g", "h", "i", "j"],
+            ["a", "b", "k", "l"],
+            ["m", "n", "o", "p"],
+        ],
+    );
     {
-        let mut mirror = Mirror::new(&store, cfg()).unwrap();
-        while mirror.totals().records < 8 {
-            mirror.step(Duration::from_millis(10)).unwrap();
-        }
-        assert_eq!(mirror.totals().records, 8, "A and B sent");
+        let mut mirror = Mirror::new(&store, uncommitted_mirror(&broker, "cmp")).unwrap();
+        send_until(&mut mirror, 8, "A and B sent");
     }
     p.compact_now().unwrap();
-    let mut mirror = Mirror::new(&store, cfg()).unwrap();
+    let mut mirror = Mirror::new(&store, uncommitted_mirror(&broker, "cmp")).unwrap();
     mirror.catch_up().unwrap();
-    let got = broker.client().consume("cmp", None);
-    let values: Vec<String> = got[0]
-        .records
-        .iter()
-        .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap())
-        .collect();
+    let values = remote_values(&broker, "cmp");
     for v in ["g2", "h2", "i2", "j2"] {
         assert!(
             values.iter().any(|x| x == v),
@@ -524,58 +529,30 @@ fn compaction_before_a_commit_of_queued_batches_loses_nothing() {
     };
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let cfg = TopicConfig::default()
-        .cleanup_policy(seglog::CleanupPolicy::Compact)
-        .segment_bytes(128);
-    let t = store.create_topic("cmpq", cfg).unwrap();
-    let p = &t.partitions()[0];
-    let batches = [
-        ["w", "x", "y", "z"],
-        ["a", "b", "c", "d"],
-        ["g", "h", "i", "j"],
-        ["a", "b", "c", "d"],
-        ["m", "n", "o", "p"],
-    ];
-    for (n, keys) in batches.iter().enumerate() {
-        let recs: Vec<Record> = keys
-            .iter()
-            .map(|k| Record::new(format!("{k}{n}")).with_key(*k))
-            .collect();
-        p.append(&recs).unwrap();
-    }
-    p.flush().unwrap();
-    let cfg = || {
-        MirrorConfig::new(broker.bootstrap())
-            .topic("cmpq")
-            .create_topics(true)
-            .timeout(Duration::from_secs(5))
-            .delivery_timeout(Duration::from_secs(30))
-            .commit_interval(Duration::from_secs(3600))
-    };
+    let p = compacted(
+        &store,
+        "cmpq",
+        &[
+            ["w", "x", "y", "z"],
+            ["a", "b", "c", "d"],
+            ["g", "h", "i", "j"],
+            ["a", "b", "c", "d"],
+            ["m", "n", "o", "p"],
+        ],
+    );
     {
-        let mut mirror = Mirror::new(&store, cfg()).unwrap();
+        let mut mirror = Mirror::new(&store, uncommitted_mirror(&broker, "cmpq")).unwrap();
         // One round: every batch is queued, A is sent.
-        while mirror.totals().records < 4 {
-            mirror.step(Duration::from_millis(10)).unwrap();
-        }
-        assert_eq!(mirror.totals().records, 4, "A sent");
+        send_until(&mut mirror, 4, "A sent");
         assert!(p.compact_now().unwrap().cleaned, "the pass ran");
         // Commits local 4 with the first dirty offset after the pass.
         mirror.commit().unwrap();
         // B, as read before the pass, goes.
-        while mirror.totals().records < 8 {
-            mirror.step(Duration::from_millis(10)).unwrap();
-        }
-        assert_eq!(mirror.totals().records, 8, "A and B sent");
+        send_until(&mut mirror, 8, "A and B sent");
     }
-    let mut mirror = Mirror::new(&store, cfg()).unwrap();
+    let mut mirror = Mirror::new(&store, uncommitted_mirror(&broker, "cmpq")).unwrap();
     mirror.catch_up().unwrap();
-    let got = broker.client().consume("cmpq", None);
-    let values: Vec<String> = got[0]
-        .records
-        .iter()
-        .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap())
-        .collect();
+    let values = remote_values(&broker, "cmpq");
     for v in ["g2", "h2", "i2", "j2"] {
         assert!(
             values.iter().any(|x| x == v),

@@ -30,6 +30,7 @@
 //! uncompressed when its codec does not make it smaller (tests wanting compressed batches
 //! need compressible values; [`KafkaClient::batches`] shows what was stored).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -39,6 +40,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use seglog::{Partition, Record};
 use serde_json::{json, Value};
 
 /// How long a broker may take to answer after being started.
@@ -149,6 +151,15 @@ impl Broker {
         if let Err(e) = self.spawn_and_wait() {
             panic!("{}", self.failure(&format!("broker did not restart: {e}")));
         }
+    }
+
+    /// Every partition of `topic` as kafka-python reads it, by partition number.
+    pub fn consume_all(&self, topic: &str) -> BTreeMap<i32, ConsumedPartition> {
+        self.client()
+            .consume(topic, None)
+            .into_iter()
+            .map(|p| (p.partition, p))
+            .collect()
     }
 
     /// Stops the broker process (SIGSTOP): connections stay open, requests go unanswered,
@@ -804,4 +815,63 @@ fn json_bytes(v: &Value) -> Option<Vec<u8>> {
         Value::String(s) => Some(b64_decode(s).unwrap_or_else(|| panic!("bad base64 {s:?}"))),
         other => panic!("expected base64 or null, got {other}"),
     }
+}
+
+/// Record timestamps of [`record`] start here.
+pub const T0: i64 = 1_700_000_000_000;
+
+/// A record whose key, value and headers depend on `i`: some keys and values null, some
+/// headers with null values (which kafka-python cannot produce but seglog stores), several
+/// headers on some.
+pub fn record(i: u64) -> Record {
+    let mut r = Record::new(format!("value-{i}-{}", "x".repeat((i % 17) as usize)))
+        .with_timestamp(T0 + i as i64);
+    if !i.is_multiple_of(5) {
+        r = r.with_key(format!("key-{}", i % 23));
+    }
+    if i.is_multiple_of(7) {
+        r.value = None;
+    }
+    if i.is_multiple_of(3) {
+        r = r.with_header("trace", Some(format!("t{i}").into_bytes()));
+    }
+    if i.is_multiple_of(4) {
+        r = r
+            .with_header("null", None)
+            .with_header("", Some(Vec::new()));
+    }
+    r
+}
+
+/// Appends [`record`]s `from..from + n` to `p` in batches of 1, 2, 3, ... 9 records.
+pub fn fill(p: &Partition, from: u64, n: u64) {
+    let mut i = from;
+    let mut size = 1;
+    while i < from + n {
+        let batch: Vec<Record> = (i..(i + size).min(from + n)).map(record).collect();
+        i += batch.len() as u64;
+        p.append(&batch).unwrap();
+        size = size % 9 + 1;
+    }
+}
+
+/// Every record of `p` a read-committed consumer gets, as kafka-python reports them.
+pub fn local_records(p: &Partition) -> Vec<ConsumedRecord> {
+    let mut out = Vec::new();
+    let mut next = p.log_start_offset();
+    while next < p.log_end_offset() {
+        let f = p.read_committed(next, 1 << 20).unwrap();
+        if f.next_offset() == next {
+            break;
+        }
+        out.extend(f.records().map(|r| ConsumedRecord {
+            offset: r.offset() as i64,
+            key: r.key().map(<[u8]>::to_vec),
+            value: r.value().map(<[u8]>::to_vec),
+            headers: super::read::header_pairs(&r),
+            timestamp_ms: r.timestamp(),
+        }));
+        next = f.next_offset();
+    }
+    out
 }

@@ -2,6 +2,19 @@
 
 use seglog::{Partition, RecordView};
 
+/// A record's headers as (name, value) pairs, names as UTF-8 text.
+pub fn header_pairs(r: &RecordView<'_>) -> Vec<(String, Option<Vec<u8>>)> {
+    r.headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                String::from_utf8(k.to_vec()).unwrap(),
+                v.map(<[u8]>::to_vec),
+            )
+        })
+        .collect()
+}
+
 /// Reads `[from, end)` of `p`, at most `max_bytes` a read (more for one large batch), and
 /// returns each record mapped by `map`. A read that fails or does not move past its offset
 /// is an error naming the offset.
