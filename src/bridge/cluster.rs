@@ -13,7 +13,7 @@ use kafka_protocol::messages::{
     BrokerId, CreateTopicsRequest, FetchRequest, FetchResponse, InitProducerIdRequest,
     ListOffsetsRequest, MetadataRequest, ProducerId, TopicName,
 };
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::protocol::{Request, StrBytes};
 
 use super::wire::{error_name, is_retriable, Conn, Fault};
 use crate::error::{Error, Result};
@@ -97,6 +97,11 @@ impl Cluster {
         }
     }
 
+    /// An error not due to one broker: it names the bootstrap list.
+    pub(crate) fn bootstrap_error(&self, what: impl std::fmt::Display) -> Error {
+        Cluster::error(&self.bootstrap.join(","), what)
+    }
+
     /// The connection to `addr`, opened (or reopened after a failure) as needed.
     fn conn_at(&mut self, addr: &str) -> Result<&mut Conn> {
         if self.conns.get(addr).is_some_and(Conn::is_broken) {
@@ -112,10 +117,11 @@ impl Cluster {
 
     /// The connection to broker `id`.
     pub(crate) fn broker(&mut self, id: i32) -> Result<&mut Conn> {
-        let addr =
-            self.brokers.get(&id).cloned().ok_or_else(|| {
-                Cluster::error(&self.bootstrap.join(","), format!("no broker {id}"))
-            })?;
+        let addr = self
+            .brokers
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| self.bootstrap_error(format!("no broker {id}")))?;
         self.conn_at(&addr)
     }
 
@@ -229,10 +235,7 @@ impl Cluster {
                     Some(Err(code)) => error_name(code),
                     _ => "partitions without a leader".to_string(),
                 };
-                return Err(Cluster::error(
-                    &self.bootstrap.join(","),
-                    format!("topic {topic}: {state}"),
-                ));
+                return Err(self.bootstrap_error(format!("topic {topic}: {state}")));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -277,10 +280,10 @@ impl Cluster {
         for t in &resp.topics {
             if t.error_code != code::NONE && t.error_code != code::TOPIC_ALREADY_EXISTS {
                 let msg = t.error_message.as_ref().map_or("", |m| m.as_str());
-                return Err(Cluster::error(
-                    &self.bootstrap.join(","),
-                    format!("creating topic {topic}: {} {msg}", error_name(t.error_code)),
-                ));
+                return Err(self.bootstrap_error(format!(
+                    "creating topic {topic}: {} {msg}",
+                    error_name(t.error_code)
+                )));
             }
         }
         Ok(())
@@ -302,12 +305,7 @@ impl Cluster {
                 c if is_retriable(c) && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(100));
                 }
-                c => {
-                    return Err(Cluster::error(
-                        &self.bootstrap.join(","),
-                        format!("InitProducerId: {}", error_name(c)),
-                    ))
-                }
+                c => return Err(self.bootstrap_error(format!("InitProducerId: {}", error_name(c)))),
             }
         }
     }
@@ -322,32 +320,37 @@ impl Cluster {
         max_bytes: i32,
         wait_ms: i32,
     ) -> Result<FetchResponse> {
-        let leader = self.leader(topic, partition).ok_or_else(|| {
-            Cluster::error(
-                &self.bootstrap.join(","),
-                format!("{topic}-{partition} has no leader"),
-            )
-        })?;
-        let addr = self.addr(leader);
         let req = fetch_request(
             vec![fetch_topic(topic, vec![(partition, offset, max_bytes)])],
             wait_ms,
             max_bytes,
         );
-        self.broker(leader)?
-            .call(&req, FETCH_VERSION)
-            .map_err(|f| Cluster::error(&addr, f))
+        self.call_leader(topic, partition, &req, FETCH_VERSION)
+            .map(|(resp, _)| resp)
+    }
+
+    /// Sends `req` (at most version `cap`) to the leader of `topic`'s `partition` and
+    /// returns its answer with the leader's address.
+    fn call_leader<R: Request>(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        req: &R,
+        cap: i16,
+    ) -> Result<(R::Response, String)> {
+        let leader = self
+            .leader(topic, partition)
+            .ok_or_else(|| self.bootstrap_error(format!("{topic}-{partition} has no leader")))?;
+        let addr = self.addr(leader);
+        let resp = self
+            .broker(leader)?
+            .call(req, cap)
+            .map_err(|f| Cluster::error(&addr, f))?;
+        Ok((resp, addr))
     }
 
     /// The first offset of `topic`'s `partition` (`ListOffsets`, earliest).
     pub(crate) fn log_start(&mut self, topic: &str, partition: i32) -> Result<u64> {
-        let leader = self.leader(topic, partition).ok_or_else(|| {
-            Cluster::error(
-                &self.bootstrap.join(","),
-                format!("{topic}-{partition} has no leader"),
-            )
-        })?;
-        let addr = self.addr(leader);
         let req = ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_topics(vec![ListOffsetsTopic::default()
@@ -356,10 +359,7 @@ impl Cluster {
                     .with_partition_index(partition)
                     .with_current_leader_epoch(-1)
                     .with_timestamp(-2)])]);
-        let resp = self
-            .broker(leader)?
-            .call(&req, LIST_OFFSETS_VERSION)
-            .map_err(|f| Cluster::error(&addr, f))?;
+        let (resp, addr) = self.call_leader(topic, partition, &req, LIST_OFFSETS_VERSION)?;
         let p = resp
             .topics
             .iter()
@@ -414,10 +414,7 @@ impl Cluster {
                 }
             }
         }
-        Err(Cluster::error(
-            &self.bootstrap.join(","),
-            format!("no high watermark for {topic}-{partition}"),
-        ))
+        Err(self.bootstrap_error(format!("no high watermark for {topic}-{partition}")))
     }
 }
 

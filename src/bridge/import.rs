@@ -153,14 +153,13 @@ impl Import {
     /// the remote one; [`Error::Kafka`] when the cluster cannot be reached or a remote topic
     /// does not exist; errors creating a local topic.
     pub fn new(store: &Store, config: ImportConfig) -> Result<Import> {
-        if config.topics.is_empty() {
-            return Err(Error::config(
-                "topics",
-                "none",
-                "at least one topic to import",
-            ));
-        }
-        let mut cluster = Cluster::connect(&config.bootstrap, &config.client_id, config.timeout)?;
+        let mut cluster = super::connect(
+            config.topics.len(),
+            "import",
+            &config.bootstrap,
+            &config.client_id,
+            config.timeout,
+        )?;
         let mut topics = Vec::new();
         let mut lanes = Vec::new();
         for (i, (remote, local)) in config.topics.iter().enumerate() {
@@ -257,10 +256,9 @@ impl Import {
             match self.cluster.leader(&remote, p) {
                 Some(id) => by_leader.entry(id).or_default().push(i),
                 None => {
-                    return Err(Cluster::error(
-                        &self.config.bootstrap,
-                        format!("{remote}-{p} has no leader"),
-                    ))
+                    return Err(self
+                        .cluster
+                        .bootstrap_error(format!("{remote}-{p} has no leader")))
                 }
             }
         }
@@ -450,9 +448,7 @@ impl Import {
             return Ok(());
         }
         self.refused = true;
-        Err(Cluster::error(
-            &self.config.bootstrap,
-            format!("{remote}-{p}: the local log ends at offset {end}, past the remote partition's end: the remote topic lost records (recreated or truncated)"),
+        Err(self.cluster.bootstrap_error(format!("{remote}-{p}: the local log ends at offset {end}, past the remote partition's end: the remote topic lost records (recreated or truncated)"),
         ))
     }
 
@@ -488,9 +484,7 @@ impl Import {
             loop {
                 match self.cluster.high_watermark(&remote, p, near) {
                     Ok(hw) if hw < near => {
-                        return Err(Cluster::error(
-                            &self.config.bootstrap,
-                            format!("{remote}-{p}: the local log ends at offset {near}, past the remote partition's end {hw}: the remote topic lost records (recreated or truncated)"),
+                        return Err(self.cluster.bootstrap_error(format!("{remote}-{p}: the local log ends at offset {near}, past the remote partition's end {hw}: the remote topic lost records (recreated or truncated)"),
                         ))
                     }
                     Ok(hw) => {
@@ -527,27 +521,21 @@ impl Import {
         while !self.lanes.iter().all(|l| self.reached(l)) {
             // Partitions below their target have data: a broker answers without waiting
             // out `max_wait` (which is not zero: a zero-wait fetch gets nothing from Tansu).
-            match self.round(self.config.max_wait) {
-                Ok(p) => {
-                    retry.ok();
-                    stalled = if p.batches == 0 { stalled + 1 } else { 0 };
-                    total.add(&p);
-                    if stalled > 0 {
-                        // Nothing came below the target (a broker holding back): ask
-                        // again shortly rather than spin.
-                        std::thread::sleep(Duration::from_millis(10 * stalled.min(20)));
-                    }
-                    if stalled > 500 {
-                        return Err(Cluster::error(
-                            &self.config.bootstrap,
-                            "fetches return nothing below the high watermark".to_string(),
-                        ));
-                    }
-                }
-                Err(e @ Error::Kafka { .. }) if !std::mem::take(&mut self.refused) => {
-                    retry.failed(e)?
-                }
-                Err(e) => return Err(e),
+            let round = self.round(self.config.max_wait);
+            let Some(p) = retry.outcome(round, &mut self.refused)? else {
+                continue;
+            };
+            stalled = if p.batches == 0 { stalled + 1 } else { 0 };
+            total.add(&p);
+            if stalled > 0 {
+                // Nothing came below the target (a broker holding back): ask again
+                // shortly rather than spin.
+                std::thread::sleep(Duration::from_millis(10 * stalled.min(20)));
+            }
+            if stalled > 500 {
+                return Err(self.cluster.bootstrap_error(
+                    "fetches return nothing below the high watermark".to_string(),
+                ));
             }
         }
         Ok(total)
@@ -575,16 +563,10 @@ impl Import {
         let mut total = Progress::default();
         let mut retry = Retry::new(self.config.delivery_timeout);
         while !stop.load(Ordering::Relaxed) {
-            match self.step(self.config.max_wait) {
-                Ok(p) => {
-                    retry.ok();
-                    total.add(&p);
-                    report(&self.totals());
-                }
-                Err(e @ Error::Kafka { .. }) if !std::mem::take(&mut self.refused) => {
-                    retry.failed(e)?
-                }
-                Err(e) => return Err(e),
+            let step = self.step(self.config.max_wait);
+            if let Some(p) = retry.outcome(step, &mut self.refused)? {
+                total.add(&p);
+                report(&self.totals());
             }
         }
         self.flush()?;

@@ -16,10 +16,9 @@ use super::{Progress, Retry};
 use crate::consumer::{Consumer, ConsumerConfig};
 use crate::error::{Error, Result};
 use crate::partition::{ForwardError, Partition};
-use crate::record::Batch;
 use crate::record::{
-    crc32c, ATTRIBUTES_OFFSET, BASE_OFFSET_OFFSET, BASE_SEQUENCE_OFFSET, CRC_OFFSET,
-    PRODUCER_EPOCH_OFFSET, PRODUCER_ID_OFFSET, TRANSACTIONAL_BIT,
+    crc32c, Batch, BatchHeader, ATTRIBUTES_OFFSET, BASE_OFFSET_OFFSET, BASE_SEQUENCE_OFFSET,
+    CRC_OFFSET, PRODUCER_EPOCH_OFFSET, PRODUCER_ID_OFFSET, TRANSACTIONAL_BIT,
 };
 use crate::store::Store;
 use crate::topic::Topic;
@@ -321,14 +320,13 @@ impl Mirror {
     /// partitions, or a remote partition holds records this mirror did not write or lost
     /// some it did; errors reading the local log or the offsets topic.
     pub fn new(store: &Store, config: MirrorConfig) -> Result<Mirror> {
-        if config.topics.is_empty() {
-            return Err(Error::config(
-                "topics",
-                "none",
-                "at least one topic to mirror",
-            ));
-        }
-        let mut cluster = Cluster::connect(&config.bootstrap, &config.client_id, config.timeout)?;
+        let mut cluster = super::connect(
+            config.topics.len(),
+            "mirror",
+            &config.bootstrap,
+            &config.client_id,
+            config.timeout,
+        )?;
         let remotes: Vec<String> = config.topics.iter().map(|(_, r)| r.clone()).collect();
         cluster.refresh(&remotes)?;
         let mut topics = Vec::new();
@@ -339,10 +337,9 @@ impl Mirror {
             match cluster.partition_count(remote) {
                 Some(Ok(n)) if n >= count as i32 => {}
                 Some(Ok(n)) => {
-                    return Err(Cluster::error(
-                        &config.bootstrap,
-                        format!("remote topic {remote} has {n} partitions, {local} has {count}"),
-                    ))
+                    return Err(cluster.bootstrap_error(format!(
+                        "remote topic {remote} has {n} partitions, {local} has {count}"
+                    )))
                 }
                 Some(Err(code::UNKNOWN_TOPIC_OR_PARTITION)) | None if config.create_topics => {
                     let mut configs = Vec::new();
@@ -357,16 +354,15 @@ impl Mirror {
                     } else {
                         ""
                     };
-                    return Err(Cluster::error(
-                        &config.bootstrap,
-                        format!("remote topic {remote}: {}{hint}", error_name(c)),
-                    ));
+                    return Err(cluster.bootstrap_error(format!(
+                        "remote topic {remote}: {}{hint}",
+                        error_name(c)
+                    )));
                 }
                 None => {
-                    return Err(Cluster::error(
-                        &config.bootstrap,
-                        format!("remote topic {remote} does not exist (MirrorConfig::create_topics creates it)"),
-                    ))
+                    return Err(cluster.bootstrap_error(format!(
+                    "remote topic {remote} does not exist (MirrorConfig::create_topics creates it)"
+                )))
                 }
             }
             cluster.await_leaders(remote)?;
@@ -510,8 +506,10 @@ impl Mirror {
             };
             match sent {
                 Some((bytes, reencoded)) => {
-                    let records = Batch::parse(&bytes)
-                        .map(|b| b.header().records_count.max(0) as u64)
+                    // The header only: the CRC was checked when read (or just computed),
+                    // and `stamp` computes it again anyway.
+                    let records = BatchHeader::parse(&bytes)
+                        .map(|h| h.records_count.max(0) as u64)
                         .unwrap_or(0);
                     out.push(Outgoing {
                         bytes: Some(bytes),
@@ -957,13 +955,10 @@ impl Mirror {
             let remote = &self.topics[lane.topic].remote;
             // Final: `drive` returns it instead of retrying again.
             self.refused = true;
-            return Err(Cluster::error(
-                &self.config.bootstrap,
-                format!(
-                    "{remote}-{}: still failing after {:?}: {what}",
-                    lane.partition, self.config.delivery_timeout
-                ),
-            ));
+            return Err(self.cluster.bootstrap_error(format!(
+                "{remote}-{}: still failing after {:?}: {what}",
+                lane.partition, self.config.delivery_timeout
+            )));
         }
         Ok(())
     }
@@ -1071,16 +1066,10 @@ impl Mirror {
         let mut total = Progress::default();
         let mut retry = Retry::new(self.config.delivery_timeout);
         while !done(self) {
-            match self.step(Duration::from_millis(100)) {
-                Ok(p) => {
-                    retry.ok();
-                    total.add(&p);
-                    report(&self.totals());
-                }
-                Err(e @ Error::Kafka { .. }) if !std::mem::take(&mut self.refused) => {
-                    retry.failed(e)?
-                }
-                Err(e) => return Err(e),
+            let step = self.step(Duration::from_millis(100));
+            if let Some(p) = retry.outcome(step, &mut self.refused)? {
+                total.add(&p);
+                report(&self.totals());
             }
         }
         self.commit()?;

@@ -62,6 +62,25 @@ impl Progress {
     }
 }
 
+/// The cluster at `bootstrap`, for a bridge of `topics` topics (`what`: "mirror",
+/// "import"); no topic is an error.
+fn connect(
+    topics: usize,
+    what: &str,
+    bootstrap: &str,
+    client_id: &str,
+    timeout: Duration,
+) -> Result<cluster::Cluster> {
+    if topics == 0 {
+        return Err(Error::config(
+            "topics",
+            "none",
+            format!("at least one topic to {what}"),
+        ));
+    }
+    cluster::Cluster::connect(bootstrap, client_id, timeout)
+}
+
 /// Retries of broker failures: allowed until failures have gone on for `limit` without a
 /// success between them, with a growing pause between attempts.
 #[derive(Debug)]
@@ -83,6 +102,24 @@ impl Retry {
     fn ok(&mut self) {
         self.failing_since = None;
         self.pause = Duration::from_millis(50);
+    }
+
+    /// The outcome of one step or round: its progress; `None` after a broker failure
+    /// to retry (having paused); the error when it is not the broker's, when `refused`
+    /// says retrying will not change it (the flag is cleared), or once failures outlast
+    /// the limit.
+    fn outcome(&mut self, step: Result<Progress>, refused: &mut bool) -> Result<Option<Progress>> {
+        match step {
+            Ok(p) => {
+                self.ok();
+                Ok(Some(p))
+            }
+            Err(e @ Error::Kafka { .. }) if !std::mem::take(refused) => {
+                self.failed(e)?;
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// A failure: `Err(e)` once failures outlast the limit, else a pause.
