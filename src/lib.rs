@@ -106,7 +106,7 @@ pub use partition::{
     AppendInfo, BatchProblem, CompactionReport, Fetch, ForwardError, OffsetMode, Partition,
     PartitionStats, RetentionReport, TimestampOffset,
 };
-pub use record::{Compression, Header, Record, RecordView};
+pub use record::{AsRecord, Compression, Header, Record, RecordRef, RecordView};
 pub use segment::Segment;
 pub use store::{MaintenanceFailure, MaintenanceReport, Store, TOPICS_FILE};
 pub use topic::{murmur2, partition_for_key, validate_topic_name, RecordMetadata, Topic};

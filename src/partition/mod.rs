@@ -49,7 +49,9 @@ use crate::checkpoint::Checkpoints;
 use crate::config::{Clock, FlushPolicy, TimestampType, TopicConfig};
 use crate::error::{Error, Result};
 use crate::notify::Notify;
-use crate::record::{encode_batch, BatchHeader, BatchIter, BatchSpec, Record, TIMESTAMP_TYPE_BIT};
+use crate::record::{
+    encode::encode_batch_reusing, AsRecord, BatchHeader, BatchIter, BatchSpec, TIMESTAMP_TYPE_BIT,
+};
 use crate::segment::{Segment, SegmentOptions};
 
 /// What an append wrote (for [`Partition::append_raw`], all its batches together).
@@ -110,6 +112,8 @@ struct Writer {
     active: Arc<Segment>,
     /// Reused encode buffer.
     buf: Vec<u8>,
+    /// Reused list of the encoded batches' headers.
+    headers: Vec<BatchHeader>,
     /// Sealed segments written since the last flush.
     unflushed: Vec<Arc<Segment>>,
     /// A file was created or deleted in the directory since the last flush.
@@ -285,19 +289,19 @@ impl Partition {
     /// timestamp is more than `max_timestamp_skew_ms` ahead of the clock; [`Error::Encode`]; [`Error::Closed`];
     /// [`Error::Poisoned`] after an earlier failed write or fsync; I/O errors (a failed
     /// write or fsync poisons the partition: reads go on, writes need a reopen).
-    pub fn append(&self, records: &[Record]) -> Result<AppendInfo> {
+    pub fn append<R: AsRecord>(&self, records: &[R]) -> Result<AppendInfo> {
         if records.is_empty() {
             return Err(Error::EmptyAppend);
         }
         let inner = &*self.inner;
-        self.append_batches(|at, buf| {
+        self.append_batches(|at, buf, headers| {
             let mut spec = BatchSpec::new(at.log_end, at.now);
             spec.compression = inner.config.compression.for_records();
             if inner.config.timestamp_type == TimestampType::LogAppendTime {
                 spec.attributes |= TIMESTAMP_TYPE_BIT;
             }
-            let header = encode_batch(buf, &spec, records)?;
-            let size = buf.len();
+            let header = encode_batch_reusing(buf, &spec, records)?;
+            let size = header.size();
             if let (TimestampType::CreateTime, Some(skew)) = (
                 inner.config.timestamp_type,
                 inner.config.max_timestamp_skew_ms,
@@ -318,7 +322,8 @@ impl Partition {
                     limit,
                 });
             }
-            Ok(vec![header])
+            headers.push(header);
+            Ok(())
         })
     }
 
@@ -334,14 +339,15 @@ impl Partition {
         .find(|&(_, limit)| size as u64 > limit)
     }
 
-    /// The tail every append shares: under the writer lock, `prepare` fills the (cleared)
-    /// buffer with whole, checked batches back to back and returns their headers (final
+    /// The tail every append shares: under the writer lock, `prepare` fills the reused
+    /// buffer from its start (its length may exceed the batches: what follows them is
+    /// garbage) with whole, checked batches back to back and pushes their headers (final
     /// offsets, in order, each at or past the previous one's end and the log end). Nothing
     /// is written when it fails. Then each batch is written (rolling first when due), the
     /// log end offset published, waiting readers woken and the flush policy applied.
     fn append_batches(
         &self,
-        prepare: impl FnOnce(&AppendAt, &mut Vec<u8>) -> Result<Vec<BatchHeader>>,
+        prepare: impl FnOnce(&AppendAt, &mut Vec<u8>, &mut Vec<BatchHeader>) -> Result<()>,
     ) -> Result<AppendInfo> {
         let inner = &*self.inner;
         let mut w = inner.writer.lock();
@@ -352,8 +358,9 @@ impl Partition {
             now: inner.clock.now_ms(),
         };
         let mut buf = std::mem::take(&mut w.buf);
-        buf.clear();
-        let result = prepare(&at, &mut buf).and_then(|headers| {
+        let mut headers = std::mem::take(&mut w.headers);
+        headers.clear();
+        let result = prepare(&at, &mut buf, &mut headers).and_then(|()| {
             let (first, last) = match (headers.first(), headers.last()) {
                 (Some(f), Some(l)) => (*f, *l),
                 _ => return Err(Error::EmptyAppend),
@@ -400,6 +407,7 @@ impl Partition {
             ))
         });
         w.buf = buf;
+        w.headers = headers;
         let (info, records) = self.poison_on_io(result)?;
         w.records_since_flush += records;
         let flush_now = match inner.config.flush_policy {

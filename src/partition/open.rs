@@ -326,6 +326,7 @@ impl Partition {
                 writer: Mutex::new(Writer {
                     active,
                     buf: Vec::new(),
+                    headers: Vec::new(),
                     unflushed,
                     dir_dirty,
                     records_since_flush: 0,

@@ -188,9 +188,9 @@ impl Partition {
             0 => pos,
             i => starts[i - 1].1 + (pos - starts[i - 1].0),
         };
-        self.append_batches(|at, buf| {
+        self.append_batches(|at, buf, headers| {
+            buf.clear();
             buf.extend_from_slice(&batches);
-            let mut headers = Vec::new();
             let (mut pos, mut next, mut data_end) = (0, at.log_end, at.roll_base);
             while pos < buf.len() {
                 let h = self
@@ -206,7 +206,7 @@ impl Partition {
                 data_end = next;
                 headers.push(h);
             }
-            Ok(headers)
+            Ok(())
         })
     }
 

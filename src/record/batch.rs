@@ -4,10 +4,13 @@ use byteorder::{BigEndian, ByteOrder};
 
 use super::compression::{self, codec_name, CodecError, Compression, MAX_DECOMPRESSED_BYTES};
 use super::varint::{
-    read_varint, read_varlong, varint_len, varlong_len, write_varint, write_varlong,
+    read_varint, read_varlong, varlong_len, write_varint, write_varlong,
     MAX_VARINT_LEN, MAX_VARLONG_LEN,
 };
-use super::{DecodeError, EncodeError, Headers, Record, RecordView};
+use super::encode::{checked_len, too_large};
+use super::{DecodeError, EncodeError, Headers, RecordView};
+#[cfg(test)]
+use super::{encode_batch, BatchSpec, Record};
 
 /// Offset of `baseOffset` (int64).
 pub const BASE_OFFSET_OFFSET: usize = 0;
@@ -529,7 +532,7 @@ fn decode_codec_error(e: CodecError) -> DecodeError {
 }
 
 /// The batch-level error for a codec failure while encoding.
-fn encode_codec_error(e: CodecError) -> EncodeError {
+pub(super) fn encode_codec_error(e: CodecError) -> EncodeError {
     match e {
         CodecError::Unknown(codec) => EncodeError::Compress {
             codec: codec_name(codec),
@@ -1053,204 +1056,6 @@ impl DecodeError {
     }
 }
 
-/// The header fields of a batch to encode that do not come from its records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchSpec {
-    /// Offset of the first record.
-    pub base_offset: u64,
-    /// Written as is; -1 when unknown.
-    pub partition_leader_epoch: i32,
-    /// Attributes; the codec bits (0..=2) are ignored, `compression` sets them.
-    pub attributes: i16,
-    /// The codec the records section is compressed with.
-    pub compression: Compression,
-    /// -1 when unused.
-    pub producer_id: i64,
-    /// -1 when unused.
-    pub producer_epoch: i16,
-    /// -1 when unused.
-    pub base_sequence: i32,
-    /// Timestamp given to records whose `timestamp` is `None`, and to every record when
-    /// the timestamp-type bit of `attributes` says log-append time.
-    pub default_timestamp: i64,
-}
-
-impl BatchSpec {
-    /// A plain batch at `base_offset`: no producer id, unknown leader epoch, create time,
-    /// uncompressed.
-    pub fn new(base_offset: u64, default_timestamp: i64) -> BatchSpec {
-        BatchSpec {
-            base_offset,
-            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
-            attributes: 0,
-            compression: Compression::None,
-            producer_id: NO_PRODUCER_ID,
-            producer_epoch: NO_PRODUCER_EPOCH,
-            base_sequence: NO_SEQUENCE,
-            default_timestamp,
-        }
-    }
-}
-
-/// Appends `records` to `out` as one v2 batch with dense offsets starting at
-/// `spec.base_offset`, and returns the batch's header.
-///
-/// The base timestamp is the first record's timestamp (as Kafka's producer writes it) and
-/// the max timestamp the largest one. With `spec.compression` the records section is
-/// compressed as Kafka's Java producer does it, the attributes' codec bits name the codec,
-/// and the CRC covers the compressed bytes.
-///
-/// # Errors
-/// [`EncodeError::Empty`] for no records; [`EncodeError`] when a length, count or
-/// timestamp delta does not fit the format, when the uncompressed records section of a
-/// compressed batch exceeds [`MAX_DECOMPRESSED_BYTES`], [`EncodeError::CodecDisabled`]
-/// when the codec's cargo feature is off, [`EncodeError::Compress`] for a level out of
-/// range. `out` is left as it was.
-pub fn encode_batch(
-    out: &mut Vec<u8>,
-    spec: &BatchSpec,
-    records: &[Record],
-) -> Result<BatchHeader, EncodeError> {
-    let start = out.len();
-    let r = encode_inner(out, spec, records);
-    if r.is_err() {
-        out.truncate(start);
-    }
-    r
-}
-
-fn too_large(what: &'static str, value: usize, limit: usize) -> EncodeError {
-    EncodeError::TooLarge {
-        what,
-        value: value as u64,
-        limit: limit as u64,
-    }
-}
-
-fn checked_len(what: &'static str, len: usize) -> Result<i32, EncodeError> {
-    i32::try_from(len).map_err(|_| too_large(what, len, i32::MAX as usize))
-}
-
-fn encode_inner(
-    out: &mut Vec<u8>,
-    spec: &BatchSpec,
-    records: &[Record],
-) -> Result<BatchHeader, EncodeError> {
-    let count = checked_len("record count", records.len())?;
-    let log_append = spec.attributes & TIMESTAMP_TYPE_BIT != 0;
-    let ts_of = |r: &Record| {
-        if log_append {
-            spec.default_timestamp
-        } else {
-            r.timestamp.unwrap_or(spec.default_timestamp)
-        }
-    };
-    let base_timestamp = records.first().map(ts_of).unwrap_or(spec.default_timestamp);
-    let mut max_timestamp = base_timestamp;
-    if count == 0 {
-        return Err(EncodeError::Empty);
-    }
-    let last_offset_delta = count - 1;
-    if spec.base_offset > i64::MAX as u64 - last_offset_delta as u64 {
-        return Err(too_large(
-            "base offset",
-            spec.base_offset as usize,
-            i64::MAX as usize,
-        ));
-    }
-
-    let start = out.len();
-    // One reservation for the whole batch: payloads plus at most 28 bytes of framing
-    // (length, attributes, two deltas, two lengths, header count) per record.
-    let payload: usize = records
-        .iter()
-        .map(|r| {
-            r.key.as_ref().map_or(0, Vec::len)
-                + r.value.as_ref().map_or(0, Vec::len)
-                + r.headers
-                    .iter()
-                    .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len) + 10)
-                    .sum::<usize>()
-        })
-        .sum();
-    out.reserve(BATCH_HEADER_SIZE + payload + 28 * records.len());
-    out.resize(start + BATCH_HEADER_SIZE, 0);
-    for (i, r) in records.iter().enumerate() {
-        let ts = ts_of(r);
-        max_timestamp = max_timestamp.max(ts);
-        let ts_delta = ts
-            .checked_sub(base_timestamp)
-            .ok_or(EncodeError::TimestampDelta {
-                timestamp: ts,
-                base: base_timestamp,
-            })?;
-        let offset_delta = i as i32;
-        let key_len = opt_len("key length", r.key.as_deref())?;
-        let value_len = opt_len("value length", r.value.as_deref())?;
-        let headers_count = checked_len("header count", r.headers.len())?;
-        let mut body = 1 + varlong_len(ts_delta) + varint_len(offset_delta);
-        body += varint_len(key_len) + r.key.as_ref().map_or(0, Vec::len);
-        body += varint_len(value_len) + r.value.as_ref().map_or(0, Vec::len);
-        body += varint_len(headers_count);
-        for h in &r.headers {
-            let k = checked_len("header key length", h.key.len())?;
-            let v = opt_len("header value length", h.value.as_deref())?;
-            body +=
-                varint_len(k) + h.key.len() + varint_len(v) + h.value.as_ref().map_or(0, Vec::len);
-        }
-        let body_len = checked_len("record length", body)?;
-        write_varint(out, body_len);
-        out.push(0); // record attributes: unused
-        write_varlong(out, ts_delta);
-        write_varint(out, offset_delta);
-        write_opt(out, key_len, r.key.as_deref());
-        write_opt(out, value_len, r.value.as_deref());
-        write_varint(out, headers_count);
-        for h in &r.headers {
-            write_varint(out, h.key.len() as i32);
-            out.extend_from_slice(h.key.as_bytes());
-            let v = h.value.as_deref();
-            write_opt(out, v.map_or(-1, |v| v.len() as i32), v);
-        }
-    }
-    let codec = spec.compression;
-    if codec != Compression::None {
-        let records_start = start + BATCH_HEADER_SIZE;
-        let raw_len = out.len() - records_start;
-        if raw_len > MAX_DECOMPRESSED_BYTES {
-            return Err(too_large(
-                "uncompressed records section",
-                raw_len,
-                MAX_DECOMPRESSED_BYTES,
-            ));
-        }
-        let raw = out.split_off(records_start);
-        compression::compress(codec, &raw, out).map_err(encode_codec_error)?;
-    }
-    let size = out.len() - start;
-    let batch_length = checked_len("batch length", size - LOG_OVERHEAD)?;
-    let mut header = BatchHeader {
-        base_offset: spec.base_offset as i64,
-        batch_length,
-        partition_leader_epoch: spec.partition_leader_epoch,
-        magic: MAGIC_V2,
-        crc: 0,
-        attributes: (spec.attributes & !COMPRESSION_MASK) | codec.id() as i16,
-        last_offset_delta,
-        base_timestamp,
-        max_timestamp,
-        producer_id: spec.producer_id,
-        producer_epoch: spec.producer_epoch,
-        base_sequence: spec.base_sequence,
-        records_count: count,
-    };
-    let buf = &mut out[start..];
-    write_header(buf, &header);
-    header.crc = crc32c(&buf[ATTRIBUTES_OFFSET..]);
-    BigEndian::write_u32(&mut buf[CRC_OFFSET..], header.crc);
-    Ok(header)
-}
-
 /// Sets the `maxTimestamp` of the whole encoded batch `bytes` and recomputes its CRC.
 pub(crate) fn set_max_timestamp(bytes: &mut [u8], max_timestamp: i64) {
     BigEndian::write_i64(&mut bytes[MAX_TIMESTAMP_OFFSET..], max_timestamp);
@@ -1259,7 +1064,7 @@ pub(crate) fn set_max_timestamp(bytes: &mut [u8], max_timestamp: i64) {
 }
 
 /// Writes every header field except the CRC into `buf[..61]`.
-fn write_header(buf: &mut [u8], h: &BatchHeader) {
+pub(super) fn write_header(buf: &mut [u8], h: &BatchHeader) {
     BigEndian::write_i64(&mut buf[BASE_OFFSET_OFFSET..], h.base_offset);
     BigEndian::write_i32(&mut buf[LENGTH_OFFSET..], h.batch_length);
     BigEndian::write_i32(
@@ -1275,17 +1080,6 @@ fn write_header(buf: &mut [u8], h: &BatchHeader) {
     BigEndian::write_i16(&mut buf[PRODUCER_EPOCH_OFFSET..], h.producer_epoch);
     BigEndian::write_i32(&mut buf[BASE_SEQUENCE_OFFSET..], h.base_sequence);
     BigEndian::write_i32(&mut buf[RECORDS_COUNT_OFFSET..], h.records_count);
-}
-
-fn opt_len(what: &'static str, b: Option<&[u8]>) -> Result<i32, EncodeError> {
-    b.map_or(Ok(-1), |b| checked_len(what, b.len()))
-}
-
-fn write_opt(out: &mut Vec<u8>, len: i32, b: Option<&[u8]>) {
-    write_varint(out, len);
-    if let Some(b) = b {
-        out.extend_from_slice(b);
-    }
 }
 
 /// Reads the big-endian `u32` at `buf[at..]` (for index entries).

@@ -10,9 +10,11 @@
 mod batch;
 mod compression;
 mod control;
+pub(crate) mod encode;
 pub(crate) mod varint;
 
 pub use batch::*;
+pub use encode::{encode_batch, AsRecord, BatchSpec, RecordRef};
 pub use compression::{Compression, MAX_DECOMPRESSED_BYTES};
 pub use control::{
     ControlError, ControlRecord, ControlType, EndTxnMarker, MarkerType, CONTROL_KEY_SIZE,

@@ -8,7 +8,7 @@ pub(crate) const MAX_VARINT_LEN: usize = 5;
 pub(crate) const MAX_VARLONG_LEN: usize = 10;
 
 #[inline(always)]
-fn zigzag(v: i64) -> u64 {
+pub(crate) fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 

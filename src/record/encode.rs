@@ -1,0 +1,462 @@
+//! Encoding records as one v2 batch: [`encode_batch`] over anything that is [`AsRecord`],
+//! so that an append can borrow its records' bytes ([`RecordRef`]) instead of owning them.
+
+use byteorder::{BigEndian, ByteOrder};
+
+use super::batch::{
+    write_header, BatchHeader, ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE, COMPRESSION_MASK,
+    CRC_OFFSET, LOG_OVERHEAD, MAGIC_V2, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH,
+    NO_PRODUCER_ID, NO_SEQUENCE, TIMESTAMP_TYPE_BIT,
+};
+use super::compression::{self, Compression, MAX_DECOMPRESSED_BYTES};
+use super::varint::{varint_len, varlong_len, zigzag};
+use super::{crc32c, EncodeError, Header, Headers, Record, RecordView};
+
+/// The header fields of a batch to encode that do not come from its records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSpec {
+    /// Offset of the first record.
+    pub base_offset: u64,
+    /// Written as is; -1 when unknown.
+    pub partition_leader_epoch: i32,
+    /// Attributes; the codec bits (0..=2) are ignored, `compression` sets them.
+    pub attributes: i16,
+    /// The codec the records section is compressed with.
+    pub compression: Compression,
+    /// -1 when unused.
+    pub producer_id: i64,
+    /// -1 when unused.
+    pub producer_epoch: i16,
+    /// -1 when unused.
+    pub base_sequence: i32,
+    /// Timestamp given to records whose `timestamp` is `None`, and to every record when
+    /// the timestamp-type bit of `attributes` says log-append time.
+    pub default_timestamp: i64,
+}
+
+impl BatchSpec {
+    /// A plain batch at `base_offset`: no producer id, unknown leader epoch, create time,
+    /// uncompressed.
+    pub fn new(base_offset: u64, default_timestamp: i64) -> BatchSpec {
+        BatchSpec {
+            base_offset,
+            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+            attributes: 0,
+            compression: Compression::None,
+            producer_id: NO_PRODUCER_ID,
+            producer_epoch: NO_PRODUCER_EPOCH,
+            base_sequence: NO_SEQUENCE,
+            default_timestamp,
+        }
+    }
+}
+
+/// A record to append whose bytes are borrowed: what [`Partition::append`] encodes, from a
+/// [`Record`] it owns, from bytes the caller keeps (no copy before the batch is encoded),
+/// or from a [`RecordView`] read elsewhere (its headers are copied as they are encoded).
+///
+/// [`Partition::append`]: crate::Partition::append
+///
+/// ```
+/// use seglog::RecordRef;
+/// let payload = vec![7u8; 100];
+/// let headers = [("trace", Some(&b"abc"[..]))];
+/// let r = RecordRef::new(&payload).with_key(b"user-1").with_headers(&headers);
+/// assert_eq!(r.value, Some(&payload[..]));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordRef<'a> {
+    /// The key; `None` is Kafka's null key.
+    pub key: Option<&'a [u8]>,
+    /// The value; `None` is a tombstone.
+    pub value: Option<&'a [u8]>,
+    /// Milliseconds since the Unix epoch; `None` takes the time of the append.
+    pub timestamp: Option<i64>,
+    headers: HeaderSource<'a>,
+}
+
+/// Where a [`RecordRef`]'s headers come from.
+#[derive(Debug, Clone, Copy)]
+enum HeaderSource<'a> {
+    Owned(&'a [Header]),
+    Pairs(&'a [(&'a str, Option<&'a [u8]>)]),
+    /// Already in the record format (a [`RecordView`]'s): copied as they are.
+    Encoded(Headers<'a>),
+}
+
+impl Default for HeaderSource<'_> {
+    fn default() -> Self {
+        HeaderSource::Pairs(&[])
+    }
+}
+
+impl<'a> RecordRef<'a> {
+    /// A record with this value and no key, headers or timestamp.
+    pub fn new(value: &'a [u8]) -> RecordRef<'a> {
+        RecordRef {
+            value: Some(value),
+            ..RecordRef::default()
+        }
+    }
+
+    /// A tombstone (null value) for `key`.
+    pub fn tombstone(key: &'a [u8]) -> RecordRef<'a> {
+        RecordRef {
+            key: Some(key),
+            ..RecordRef::default()
+        }
+    }
+
+    /// Sets the key.
+    #[must_use]
+    pub fn with_key(mut self, key: &'a [u8]) -> RecordRef<'a> {
+        self.key = Some(key);
+        self
+    }
+
+    /// Sets the timestamp (milliseconds since the Unix epoch).
+    #[must_use]
+    pub fn with_timestamp(mut self, timestamp: i64) -> RecordRef<'a> {
+        self.timestamp = Some(timestamp);
+        self
+    }
+
+    /// Sets the headers: `(name, value)` pairs in order, a `None` value being Kafka's null.
+    #[must_use]
+    pub fn with_headers(mut self, headers: &'a [(&'a str, Option<&'a [u8]>)]) -> RecordRef<'a> {
+        self.headers = HeaderSource::Pairs(headers);
+        self
+    }
+
+    /// The number of headers.
+    pub fn header_count(&self) -> usize {
+        match self.headers {
+            HeaderSource::Owned(h) => h.len(),
+            HeaderSource::Pairs(h) => h.len(),
+            HeaderSource::Encoded(h) => h.len(),
+        }
+    }
+
+    /// The headers as `(name, value)` pairs.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> + 'a {
+        let (owned, pairs, encoded) = match self.headers {
+            HeaderSource::Owned(h) => (h, &[][..], None),
+            HeaderSource::Pairs(h) => (&[][..], h, None),
+            HeaderSource::Encoded(h) => (&[][..], &[][..], Some(h)),
+        };
+        owned
+            .iter()
+            .map(|h| (h.key.as_bytes(), h.value.as_deref()))
+            .chain(pairs.iter().map(|&(k, v)| (k.as_bytes(), v)))
+            .chain(encoded.into_iter().flat_map(|h| h.iter()))
+    }
+
+    /// Calls `f` with each header as a `(name, value)` pair, without the iterator
+    /// adapters of [`RecordRef::headers`] (the encoder's loop).
+    #[inline]
+    fn for_each_header(&self, mut f: impl FnMut(&[u8], Option<&[u8]>)) {
+        match self.headers {
+            HeaderSource::Owned(h) => h.iter().for_each(|h| f(h.key.as_bytes(), h.value.as_deref())),
+            HeaderSource::Pairs(h) => h.iter().for_each(|&(k, v)| f(k.as_bytes(), v)),
+            HeaderSource::Encoded(h) => h.iter().for_each(|(k, v)| f(k, v)),
+        }
+    }
+
+    /// The headers' share of the record body (count excluded): their encoded bytes.
+    #[inline]
+    fn headers_len(&self) -> Result<usize, EncodeError> {
+        match self.headers {
+            HeaderSource::Encoded(h) => return Ok(h.raw.len()),
+            HeaderSource::Owned([]) | HeaderSource::Pairs([]) => return Ok(0),
+            _ => {}
+        }
+        let (mut len, mut too_long) = (0, None);
+        self.for_each_header(|k, v| {
+            let (kl, vl) = (k.len(), v.map_or(0, <[u8]>::len));
+            if kl > i32::MAX as usize {
+                too_long = Some(("header key length", kl));
+            } else if vl > i32::MAX as usize {
+                too_long = Some(("header value length", vl));
+            }
+            len += varint_len(kl as i32) + kl + v.map_or(1, |v| varint_len(v.len() as i32)) + vl;
+        });
+        match too_long {
+            Some((what, n)) => Err(too_large(what, n, i32::MAX as usize)),
+            None => Ok(len),
+        }
+    }
+}
+
+/// Bytes of the longest varint length prefix.
+const MAX_LEN_BYTES: usize = 5;
+
+/// What can be appended as a record without giving up its bytes: [`Record`] (owned),
+/// [`RecordRef`] (borrowed) and [`RecordView`] (a record read from a log, re-appended).
+pub trait AsRecord {
+    /// This record's fields, borrowed.
+    fn as_record(&self) -> RecordRef<'_>;
+}
+
+impl AsRecord for Record {
+    fn as_record(&self) -> RecordRef<'_> {
+        RecordRef {
+            key: self.key.as_deref(),
+            value: self.value.as_deref(),
+            timestamp: self.timestamp,
+            headers: HeaderSource::Owned(&self.headers),
+        }
+    }
+}
+
+impl AsRecord for RecordRef<'_> {
+    fn as_record(&self) -> RecordRef<'_> {
+        *self
+    }
+}
+
+impl AsRecord for RecordView<'_> {
+    fn as_record(&self) -> RecordRef<'_> {
+        RecordRef {
+            key: self.key,
+            value: self.value,
+            timestamp: Some(self.timestamp),
+            headers: HeaderSource::Encoded(self.headers),
+        }
+    }
+}
+
+impl<'a> From<&'a Record> for RecordRef<'a> {
+    fn from(r: &'a Record) -> RecordRef<'a> {
+        r.as_record()
+    }
+}
+
+/// Appends `records` to `out` as one v2 batch with dense offsets starting at
+/// `spec.base_offset`, and returns the batch's header.
+///
+/// The base timestamp is the first record's timestamp (as Kafka's producer writes it) and
+/// the max timestamp the largest one. With `spec.compression` the records section is
+/// compressed as Kafka's Java producer does it, the attributes' codec bits name the codec,
+/// and the CRC covers the compressed bytes.
+///
+/// # Errors
+/// [`EncodeError::Empty`] for no records; [`EncodeError`] when a length, count or
+/// timestamp delta does not fit the format, when the uncompressed records section of a
+/// compressed batch exceeds [`MAX_DECOMPRESSED_BYTES`], [`EncodeError::CodecDisabled`]
+/// when the codec's cargo feature is off, [`EncodeError::Compress`] for a level out of
+/// range. `out` is left as it was.
+pub fn encode_batch<R: AsRecord>(
+    out: &mut Vec<u8>,
+    spec: &BatchSpec,
+    records: &[R],
+) -> Result<BatchHeader, EncodeError> {
+    let start = out.len();
+    match encode_inner(out, start, spec, records) {
+        Ok(header) => {
+            out.truncate(start + header.size());
+            Ok(header)
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
+    }
+}
+
+/// As [`encode_batch`], writing the batch at `buf[0..]` and leaving `buf`'s length as it
+/// is when that is long enough (the batch is `buf[..header.size()]`; the bytes after it
+/// are garbage). A buffer reused from append to append is then zero-filled only when it
+/// grows, not for every batch.
+pub(crate) fn encode_batch_reusing<R: AsRecord>(
+    buf: &mut Vec<u8>,
+    spec: &BatchSpec,
+    records: &[R],
+) -> Result<BatchHeader, EncodeError> {
+    encode_inner(buf, 0, spec, records)
+}
+
+#[cold]
+pub(super) fn too_large(what: &'static str, value: usize, limit: usize) -> EncodeError {
+    EncodeError::TooLarge {
+        what,
+        value: value as u64,
+        limit: limit as u64,
+    }
+}
+
+/// `len` as the format's signed 32-bit length, or [`EncodeError::TooLarge`] naming `what`.
+#[inline(always)]
+pub(super) fn checked_len(what: &'static str, len: usize) -> Result<i32, EncodeError> {
+    i32::try_from(len).map_err(|_| too_large(what, len, i32::MAX as usize))
+}
+
+#[inline(always)]
+fn opt_len(what: &'static str, b: Option<&[u8]>) -> Result<i32, EncodeError> {
+    b.map_or(Ok(-1), |b| checked_len(what, b.len()))
+}
+
+/// Writes the zig-zag varlong of `v` at `buf[pos..]`; returns the position after it.
+#[inline(always)]
+fn put_varlong(buf: &mut [u8], pos: usize, v: i64) -> usize {
+    let mut z = zigzag(v);
+    if z < 0x80 {
+        buf[pos] = z as u8;
+        return pos + 1;
+    }
+    if z < 0x4000 {
+        buf[pos] = z as u8 | 0x80;
+        buf[pos + 1] = (z >> 7) as u8;
+        return pos + 2;
+    }
+    let mut pos = pos;
+    while z >= 0x80 {
+        buf[pos] = (z as u8) | 0x80;
+        z >>= 7;
+        pos += 1;
+    }
+    buf[pos] = z as u8;
+    pos + 1
+}
+
+/// Writes a length (-1 for `None`) and the bytes at `buf[pos..]`.
+#[inline(always)]
+fn put_opt(buf: &mut [u8], pos: usize, len: i32, b: Option<&[u8]>) -> usize {
+    let pos = put_varlong(buf, pos, len as i64);
+    match b {
+        Some(b) => {
+            buf[pos..pos + b.len()].copy_from_slice(b);
+            pos + b.len()
+        }
+        None => pos,
+    }
+}
+
+/// Writes the batch at `out[start..]`, growing `out` (zero-filled) when it is shorter than
+/// the batch's upper bound and never shrinking it (see [`encode_batch_reusing`]).
+fn encode_inner<R: AsRecord>(
+    out: &mut Vec<u8>,
+    start: usize,
+    spec: &BatchSpec,
+    records: &[R],
+) -> Result<BatchHeader, EncodeError> {
+    let count = checked_len("record count", records.len())?;
+    let Some(first) = records.first() else {
+        return Err(EncodeError::Empty);
+    };
+    let last_offset_delta = count - 1;
+    if spec.base_offset > i64::MAX as u64 - last_offset_delta as u64 {
+        return Err(too_large(
+            "base offset",
+            spec.base_offset as usize,
+            i64::MAX as usize,
+        ));
+    }
+    let log_append = spec.attributes & TIMESTAMP_TYPE_BIT != 0;
+    let ts_of = |r: &RecordRef<'_>| match r.timestamp {
+        Some(ts) if !log_append => ts,
+        _ => spec.default_timestamp,
+    };
+    let base_timestamp = ts_of(&first.as_record());
+    let mut max_timestamp = base_timestamp;
+
+    // Records are written into `out` at positions: room is made per record (rarely: `out`
+    // is reused and grows geometrically), not per byte.
+    let records_start = start + BATCH_HEADER_SIZE;
+    if out.len() < records_start {
+        out.resize(records_start, 0);
+    }
+    let mut pos = records_start;
+    for (i, r) in records.iter().enumerate() {
+        let r = r.as_record();
+        let ts = ts_of(&r);
+        max_timestamp = max_timestamp.max(ts);
+        let ts_delta = ts
+            .checked_sub(base_timestamp)
+            .ok_or(EncodeError::TimestampDelta {
+                timestamp: ts,
+                base: base_timestamp,
+            })?;
+        let offset_delta = i as i32;
+        let key_len = opt_len("key length", r.key)?;
+        let value_len = opt_len("value length", r.value)?;
+        let header_count = r.header_count();
+        let headers_len = match header_count {
+            0 => 0,
+            n => {
+                checked_len("header count", n)?;
+                r.headers_len()?
+            }
+        };
+        let body = 1
+            + varlong_len(ts_delta)
+            + varint_len(offset_delta)
+            + varint_len(key_len)
+            + r.key.map_or(0, <[u8]>::len)
+            + varint_len(value_len)
+            + r.value.map_or(0, <[u8]>::len)
+            + varint_len(header_count as i32)
+            + headers_len;
+        let body_len = checked_len("record length", body)?;
+        let need = pos + MAX_LEN_BYTES + body;
+        if need > out.len() {
+            out.resize(need.max(out.len().saturating_mul(2)), 0);
+        }
+        let buf = &mut out[..];
+        pos = put_varlong(buf, pos, body_len as i64);
+        buf[pos] = 0; // record attributes: unused
+        pos = put_varlong(buf, pos + 1, ts_delta);
+        pos = put_varlong(buf, pos, offset_delta as i64);
+        pos = put_opt(buf, pos, key_len, r.key);
+        pos = put_opt(buf, pos, value_len, r.value);
+        pos = put_varlong(buf, pos, header_count as i64);
+        match r.headers {
+            _ if header_count == 0 => {}
+            HeaderSource::Encoded(h) => {
+                buf[pos..pos + h.raw.len()].copy_from_slice(h.raw);
+                pos += h.raw.len();
+            }
+            _ => r.for_each_header(|k, v| {
+                pos = put_opt(buf, pos, k.len() as i32, Some(k));
+                pos = put_opt(buf, pos, v.map_or(-1, |v| v.len() as i32), v);
+            }),
+        }
+    }
+    let codec = spec.compression;
+    let mut end = pos;
+    if codec != Compression::None {
+        let raw_len = pos - records_start;
+        if raw_len > MAX_DECOMPRESSED_BYTES {
+            return Err(too_large(
+                "uncompressed records section",
+                raw_len,
+                MAX_DECOMPRESSED_BYTES,
+            ));
+        }
+        out.truncate(pos);
+        let raw = out.split_off(records_start);
+        compression::compress(codec, &raw, out).map_err(super::batch::encode_codec_error)?;
+        end = out.len();
+    }
+    let size = end - start;
+    let batch_length = checked_len("batch length", size - LOG_OVERHEAD)?;
+    let mut header = BatchHeader {
+        base_offset: spec.base_offset as i64,
+        batch_length,
+        partition_leader_epoch: spec.partition_leader_epoch,
+        magic: MAGIC_V2,
+        crc: 0,
+        attributes: (spec.attributes & !COMPRESSION_MASK) | codec.id() as i16,
+        last_offset_delta,
+        base_timestamp,
+        max_timestamp,
+        producer_id: spec.producer_id,
+        producer_epoch: spec.producer_epoch,
+        base_sequence: spec.base_sequence,
+        records_count: count,
+    };
+    let buf = &mut out[start..end];
+    write_header(buf, &header);
+    header.crc = crc32c(&buf[ATTRIBUTES_OFFSET..]);
+    BigEndian::write_u32(&mut buf[CRC_OFFSET..], header.crc);
+    Ok(header)
+}
