@@ -103,8 +103,8 @@ pub use fs::faults;
 pub use fs::FaultOp;
 pub use partition::txn;
 pub use partition::{
-    AppendInfo, BatchProblem, CompactionReport, Fetch, ForwardError, OffsetMode, Partition,
-    PartitionStats, RetentionReport, TimestampOffset,
+    AppendInfo, BatchProblem, CompactionReport, Fetch, FetchRef, ForwardError, OffsetMode,
+    Partition, PartitionStats, RetentionReport, TimestampOffset,
 };
 pub use record::{AsRecord, Compression, Header, Record, RecordRef, RecordView};
 pub use segment::Segment;

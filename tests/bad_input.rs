@@ -336,7 +336,7 @@ fn empty_append_is_refused() {
     let store = Store::open(dir.path()).unwrap();
     store.create_topic("t", TopicConfig::default()).unwrap();
     let p = nth_partition(&store, "t", 0);
-    assert!(matches!(p.append(&[]), Err(Error::EmptyAppend)));
+    assert!(matches!(p.append::<Record>(&[]), Err(Error::EmptyAppend)));
     assert_eq!(p.log_end_offset(), 0);
     assert_eq!(p.stats().size_bytes, 0);
     assert!(matches!(

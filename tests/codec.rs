@@ -384,7 +384,7 @@ fn regression_encode_empty_batch() {
     // bound check overflowed (panic in debug) and release builds wrote a batch the decoder
     // rejects.
     let mut out = vec![1, 2, 3];
-    let r = encode_batch(&mut out, &BatchSpec::new(5, 0), &[]);
+    let r = encode_batch(&mut out, &BatchSpec::new(5, 0), &[] as &[Record]);
     assert_eq!(r, Err(EncodeError::Empty));
     assert_eq!(out, [1, 2, 3]);
 }

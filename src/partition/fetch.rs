@@ -4,7 +4,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::record::{Batch, RecordView};
+use crate::record::{Batch, RecordIter, RecordView};
 
 /// The result of [`Partition::read`](crate::Partition::read): whole, CRC-checked batches
 /// in one buffer, exactly as stored. Records are borrowed views: into that buffer for
@@ -37,11 +37,6 @@ impl Fetch {
         }
     }
 
-    /// The buffer, for reuse by the next read.
-    pub(crate) fn into_buffer(self) -> Vec<u8> {
-        self.buf
-    }
-
     /// Decompresses every compressed batch's records once, for [`Fetch::records`].
     /// `dir` names the partition in errors.
     ///
@@ -49,77 +44,31 @@ impl Fetch {
     /// [`Error::CodecDisabled`] when a codec's feature is off, [`Error::Corrupt`] when a
     /// batch does not decompress to its records.
     pub(crate) fn decompress(&mut self, dir: &Path) -> Result<()> {
-        self.plain.clear();
-        self.sections.clear();
-        let mut rest = &self.buf[..];
-        let mut at = 0;
-        while let Ok(b) = Batch::parse_unchecked(rest) {
-            let len = b.as_bytes().len();
-            if b.header().compression() != 0 {
-                let range = b.decompress_append(&mut self.plain).map_err(|e| {
-                    let reason = format!(
-                        "a batch of the fetch from offset {} (base offset {}): {e}",
-                        self.offset,
-                        b.base_offset()
-                    );
-                    match Error::corrupt(dir, 0, e) {
-                        Error::Corrupt { path, .. } => Error::Corrupt {
-                            path,
-                            position: 0,
-                            reason,
-                        },
-                        other => other,
-                    }
-                })?;
-                self.sections.push((at, range));
-            }
-            at += len;
-            rest = &rest[len..];
-        }
-        Ok(())
+        decompress_into(
+            &self.buf,
+            self.offset,
+            dir,
+            &mut self.plain,
+            &mut self.sections,
+        )
     }
 
-    /// The batches whose records a reader gets: no control batch, and for a
-    /// read-committed fetch no batch of an aborted transaction (Kafka's consumer rules:
-    /// a transactional batch of a producer with an aborted transaction that started at or
-    /// before it, until that producer's ABORT marker).
-    fn visible_batches(&self) -> impl Iterator<Item = Batch<'_>> + '_ {
-        self.batches_with_visibility()
-            .filter_map(|(b, visible)| visible.then_some(b))
+    /// This fetch, borrowed: what every reading method goes through.
+    pub fn as_borrowed(&self) -> FetchRef<'_> {
+        FetchRef {
+            buf: &self.buf,
+            offset: self.offset,
+            next_offset: self.next_offset,
+            plain: &self.plain,
+            sections: &self.sections,
+            aborted: self.aborted.as_deref(),
+        }
     }
 
-    /// Every batch, each with whether a reader gets its records (see `visible_batches`).
-    pub(crate) fn batches_with_visibility(&self) -> impl Iterator<Item = (Batch<'_>, bool)> + '_ {
-        let mut filter = self
-            .aborted
-            .as_ref()
-            .map(|a| crate::txn::ReadCommitted::new(a.iter().copied()));
-        self.batches().map(move |b| {
-            let visible = match &mut filter {
-                None => !b.header().is_control(),
-                Some(f) => {
-                    // `None` for data batches (their records are not read).
-                    let control = crate::txn::batch_control_type(&b).ok().flatten();
-                    f.accept(b.header(), control)
-                }
-            };
-            (b, visible)
-        })
-    }
-
-    /// The records of `b`, a batch of this fetch: from the buffer, or from the
-    /// decompressed section when it is compressed.
-    fn records_of<'a>(&'a self, b: &Batch<'a>) -> crate::record::RecordIter<'a> {
-        if b.header().compression() == 0 {
-            return b.records();
-        }
-        let start = b.as_bytes().as_ptr() as usize - self.buf.as_ptr() as usize;
-        match self.sections.binary_search_by_key(&start, |(s, _)| *s) {
-            Ok(i) => b.records_in(&self.plain[self.sections[i].1.clone()]),
-            // Not decompressed (cannot happen for a fetch a read made): its records
-            // cannot be viewed, and the iterator says so.
-            Err(_) => b.records(),
-        }
+    /// The buffer, emptied, for reuse by the next read
+    /// ([`Partition::read_into`](crate::Partition::read_into)).
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
     }
 
     /// The offset that was asked for.
@@ -145,13 +94,12 @@ impl Fetch {
 
     /// The batches. The first may start before [`Fetch::offset`] (reads are batch-aligned).
     pub fn batches(&self) -> impl Iterator<Item = Batch<'_>> + '_ {
-        // Every batch was checked (CRC and records) when read: no need to checksum again.
-        let mut rest = &self.buf[..];
-        std::iter::from_fn(move || {
-            let b = Batch::parse_unchecked(rest).ok()?;
-            rest = &rest[b.as_bytes().len()..];
-            Some(b)
-        })
+        self.as_borrowed().batches()
+    }
+
+    /// Every batch, each with whether a reader gets its records (see `visible_batches`).
+    pub(crate) fn batches_with_visibility(&self) -> impl Iterator<Item = (Batch<'_>, bool)> + '_ {
+        self.as_borrowed().batches_with_visibility()
     }
 
     /// The records at or past [`Fetch::offset`], in offset order (compressed batches'
@@ -162,9 +110,171 @@ impl Fetch {
     /// A read-committed fetch ([`Partition::read_committed`](crate::Partition::read_committed))
     /// also leaves out the batches of aborted transactions, as Kafka's consumer does.
     pub fn records(&self) -> impl Iterator<Item = RecordView<'_>> + '_ {
+        self.as_borrowed().records()
+    }
+}
+
+/// Decompresses the records of every compressed batch in `buf` into `plain` (cleared
+/// first), noting per batch its start in `buf` and its section in `plain`. `offset` (the
+/// fetch's) and `dir` name the read in errors.
+pub(crate) fn decompress_into(
+    buf: &[u8],
+    offset: u64,
+    dir: &Path,
+    plain: &mut Vec<u8>,
+    sections: &mut Vec<(usize, Range<usize>)>,
+) -> Result<()> {
+    plain.clear();
+    sections.clear();
+    let mut rest = buf;
+    let mut at = 0;
+    while let Ok(b) = Batch::parse_unchecked(rest) {
+        let len = b.as_bytes().len();
+        if b.header().compression() != 0 {
+            let range = b.decompress_append(plain).map_err(|e| {
+                let reason = format!(
+                    "a batch of the fetch from offset {offset} (base offset {}): {e}",
+                    b.base_offset()
+                );
+                match Error::corrupt(dir, 0, e) {
+                    Error::Corrupt { path, .. } => Error::Corrupt {
+                        path,
+                        position: 0,
+                        reason,
+                    },
+                    other => other,
+                }
+            })?;
+            sections.push((at, range));
+        }
+        at += len;
+        rest = &rest[len..];
+    }
+    Ok(())
+}
+
+/// A fetch borrowed: from a [`Fetch`] ([`Fetch::as_borrowed`]), or straight from the mapped
+/// log file by [`Partition::read_in_place`](crate::Partition::read_in_place), without
+/// copying the batches. The same methods as [`Fetch`].
+#[derive(Debug, Clone, Copy)]
+pub struct FetchRef<'a> {
+    pub(crate) buf: &'a [u8],
+    pub(crate) offset: u64,
+    pub(crate) next_offset: u64,
+    pub(crate) plain: &'a [u8],
+    pub(crate) sections: &'a [(usize, Range<usize>)],
+    pub(crate) aborted: Option<&'a [crate::segment::txnindex::AbortedTxn]>,
+}
+
+impl<'a> FetchRef<'a> {
+    /// The offset that was asked for.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Where the next read should start: one past the last batch returned (or
+    /// [`FetchRef::offset`] when nothing was returned).
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+
+    /// True when no batch was returned.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The raw batches, exactly as stored: a valid Kafka `.log` byte range.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        self.buf
+    }
+
+    /// The batches. The first may start before [`FetchRef::offset`] (reads are
+    /// batch-aligned).
+    pub fn batches(&self) -> impl Iterator<Item = Batch<'a>> + 'a {
+        // Every batch was checked (CRC and records) when read: no need to checksum again.
+        let mut rest = self.buf;
+        std::iter::from_fn(move || {
+            let b = Batch::parse_unchecked(rest).ok()?;
+            rest = &rest[b.as_bytes().len()..];
+            Some(b)
+        })
+    }
+
+    /// Every batch, each with whether a reader gets its records: no control batch, and
+    /// for a read-committed fetch no batch of an aborted transaction (Kafka's consumer
+    /// rules: a transactional batch of a producer with an aborted transaction that
+    /// started at or before it, until that producer's ABORT marker).
+    pub(crate) fn batches_with_visibility(&self) -> impl Iterator<Item = (Batch<'a>, bool)> + 'a {
+        let mut filter = self
+            .aborted
+            .map(|a| crate::txn::ReadCommitted::new(a.iter().copied()));
+        self.batches().map(move |b| {
+            let visible = match &mut filter {
+                None => !b.header().is_control(),
+                Some(f) => {
+                    // `None` for data batches (their records are not read).
+                    let control = crate::txn::batch_control_type(&b).ok().flatten();
+                    f.accept(b.header(), control)
+                }
+            };
+            (b, visible)
+        })
+    }
+
+    /// The records of `b`, a batch of this fetch: from the buffer, or from the
+    /// decompressed section when it is compressed.
+    fn records_of(&self, b: &Batch<'a>) -> RecordIter<'a> {
+        if b.header().compression() == 0 {
+            return b.records();
+        }
+        let start = b.as_bytes().as_ptr() as usize - self.buf.as_ptr() as usize;
+        match self.sections.binary_search_by_key(&start, |(s, _)| *s) {
+            Ok(i) => b.records_in(&self.plain[self.sections[i].1.clone()]),
+            // Not decompressed (cannot happen for a fetch a read made): its records
+            // cannot be viewed, and the iterator says so.
+            Err(_) => b.records(),
+        }
+    }
+
+    /// The record at `offset` among the visible ones, if any (a point lookup: the records
+    /// before it in its batch are stepped over by their lengths).
+    pub(crate) fn record_at(&self, offset: u64) -> Option<RecordView<'a>> {
+        for (b, visible) in self.batches_with_visibility() {
+            if b.last_offset() < offset || !visible {
+                continue;
+            }
+            if b.base_offset() > offset {
+                return None;
+            }
+            let mut it = self.records_of(&b);
+            it.skip_below(offset);
+            for r in it {
+                match r {
+                    Ok(r) if r.offset() < offset => continue,
+                    Ok(r) => return (r.offset() == offset).then_some(r),
+                    Err(_) => return None,
+                }
+            }
+            return None;
+        }
+        None
+    }
+
+    /// The records at or past [`FetchRef::offset`], in offset order, as
+    /// [`Fetch::records`] gives them. The records of the first batch below the offset are
+    /// stepped over by their lengths, not decoded.
+    pub fn records(&self) -> impl Iterator<Item = RecordView<'a>> + 'a {
         let from = self.offset;
-        self.visible_batches()
-            .flat_map(move |b| self.records_of(&b).filter_map(Result::ok))
+        let this = *self;
+        self.batches_with_visibility()
+            .filter_map(|(b, visible)| visible.then_some(b))
+            .flat_map(move |b| {
+                let mut it = this.records_of(&b);
+                if b.base_offset() < from {
+                    it.skip_below(from);
+                }
+                it.filter_map(Result::ok)
+            })
             .filter(move |r| r.offset() >= from)
     }
 }

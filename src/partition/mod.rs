@@ -41,7 +41,7 @@ use std::sync::Arc;
 use parking_lot::{Condvar, Mutex, RwLock};
 
 pub use compaction::CompactionReport;
-pub use fetch::Fetch;
+pub use fetch::{Fetch, FetchRef};
 pub use raw::{BatchProblem, ForwardError, OffsetMode};
 pub use retention::RetentionReport;
 
@@ -50,7 +50,8 @@ use crate::config::{Clock, FlushPolicy, TimestampType, TopicConfig};
 use crate::error::{Error, Result};
 use crate::notify::Notify;
 use crate::record::{
-    encode::encode_batch_reusing, AsRecord, BatchHeader, BatchIter, BatchSpec, TIMESTAMP_TYPE_BIT,
+    encode::encode_batch_reusing, AsRecord, BatchHeader, BatchIter, BatchSpec, RecordView,
+    TIMESTAMP_TYPE_BIT,
 };
 use crate::segment::{Segment, SegmentOptions};
 
@@ -538,17 +539,8 @@ impl Partition {
         // The segment the fetch's first batch came from, and that batch's file position.
         let mut first: Option<(Arc<Segment>, u64)> = None;
         while next < end {
-            let (seg, successor) = {
-                let segs = self.inner.segments.read();
-                if segs[0].base_offset() > next {
-                    // Retention deleted the segment holding `next` since the range check.
-                    return Err(self.out_of_range(next));
-                }
-                let i = Self::segment_index(&segs, next);
-                let seg = Arc::clone(&segs[i]);
-                // Past this segment's data (a gap), continue at the next segment's base.
-                (seg, segs.get(i + 1).map(|s| s.base_offset()))
-            };
+            // Past this segment's data (a gap), continue at the next segment's base.
+            let (seg, successor) = self.segment_at(next)?;
             let budget = max_bytes.saturating_sub(fetch.buf.len());
             let before = fetch.buf.len();
             let read = match seg.read_below(next, budget, before == 0, successor, &mut fetch.buf) {
@@ -565,22 +557,7 @@ impl Partition {
                 Some(_) => break, // the next batch does not fit the budget
                 None => match successor {
                     Some(b) => next = b.max(next),
-                    // The last segment holds nothing at `next`, below the log end: the
-                    // offsets in between are in no file (never an empty fetch, which
-                    // would stall every consumer).
-                    None => {
-                        return Err(Error::MissingOffsets {
-                            partition: self.inner.name.clone(),
-                            from: next,
-                            to: end,
-                            detail: format!(
-                                "the last segment, {}, holds nothing at or past offset {next} \
-                                 (it ends at byte {})",
-                                seg.log_path().display(),
-                                seg.size()
-                            ),
-                        })
-                    }
+                    None => return Err(self.missing_past_last(&seg, next, end)),
                 },
             }
             fetch.next_offset = next;
@@ -589,41 +566,217 @@ impl Partition {
             }
         }
         if fetch.next_offset > end {
-            // The segment may already hold batches appended after `end` was loaded: leave
-            // them to the next read, so that `next_offset` never passes the log end offset.
-            let mut keep = 0;
-            let mut dropped = None;
-            fetch.next_offset = offset;
-            for (pos, b) in BatchIter::new(&fetch.buf).filter_map(Result::ok) {
-                if b.base_offset() >= end {
-                    dropped = Some(b.base_offset());
-                    break;
-                }
-                keep = pos + b.as_bytes().len();
-                fetch.next_offset = b.last_offset() + 1;
-            }
+            let first = first.as_ref().map(|(seg, pos)| (&**seg, *pos));
+            let (keep, next) = self.cut_at_end(&fetch.buf, offset, end, log_end, first)?;
             fetch.buf.truncate(keep);
-            match (keep, dropped, first) {
-                // Appends start at the log end offset: a first batch past the one loaded
-                // has a damaged base offset (the CRC does not cover it).
-                (0, Some(base), Some((seg, pos))) if base > log_end => {
-                    return Err(Error::Corrupt {
-                        path: seg.log_path().to_path_buf(),
-                        position: pos,
-                        reason: format!(
-                            "batch base offset {base} lies past the log end offset {log_end} \
-                             (a damaged base offset)"
-                        ),
-                    });
-                }
-                // Nothing below `end` from `offset` on (a gap up to a batch at or past it).
-                (0, Some(_), _) => fetch.next_offset = end,
-                _ => {}
-            }
-            fetch.next_offset = fetch.next_offset.min(end);
+            fetch.next_offset = next;
         }
         fetch.decompress(&self.inner.dir)?;
         Ok(fetch)
+    }
+
+    /// For batches read from `offset` that run past `end` (the visible end, loaded before
+    /// the read: the segment may already hold batches appended since), how many bytes to
+    /// keep and the fetch's next offset, which never passes `end`. `first` is the segment
+    /// and file position of the first batch, to name a damaged base offset.
+    fn cut_at_end(
+        &self,
+        batches: &[u8],
+        offset: u64,
+        end: u64,
+        log_end: u64,
+        first: Option<(&Segment, u64)>,
+    ) -> Result<(usize, u64)> {
+        let mut keep = 0;
+        let mut dropped = None;
+        let mut next = offset;
+        for (pos, b) in BatchIter::new(batches).filter_map(Result::ok) {
+            if b.base_offset() >= end {
+                dropped = Some(b.base_offset());
+                break;
+            }
+            keep = pos + b.as_bytes().len();
+            next = b.last_offset() + 1;
+        }
+        match (keep, dropped, first) {
+            // Appends start at the log end offset: a first batch past the one loaded has a
+            // damaged base offset (the CRC does not cover it).
+            (0, Some(base), Some((seg, pos))) if base > log_end => {
+                return Err(Error::Corrupt {
+                    path: seg.log_path().to_path_buf(),
+                    position: pos,
+                    reason: format!(
+                        "batch base offset {base} lies past the log end offset {log_end} \
+                         (a damaged base offset)"
+                    ),
+                });
+            }
+            // Nothing below `end` from `offset` on (a gap up to a batch at or past it).
+            (0, Some(_), _) => next = end,
+            _ => {}
+        }
+        Ok((keep, next.min(end)))
+    }
+
+    /// As [`Partition::read`], into `buf`'s allocation: a reader that hands each fetch's
+    /// buffer back ([`Fetch::into_buffer`]) allocates (and page-faults) no new memory per
+    /// read.
+    ///
+    /// # Errors
+    /// As [`Partition::read`].
+    pub fn read_into(&self, offset: u64, max_bytes: usize, buf: Vec<u8>) -> Result<Fetch> {
+        self.read_below(offset, max_bytes, Partition::log_end_offset, buf)
+    }
+
+    /// As [`Partition::read`], without copying: `f` gets the batches borrowed from the
+    /// segment file's mapping ([`FetchRef`]), and its result is returned. The batches come
+    /// from one segment (a read that reaches the end of one stops there; read on from
+    /// [`FetchRef::next_offset`]). Compressed batches are decompressed for `f` as for
+    /// [`Partition::read`].
+    ///
+    /// While `f` runs, the partition cannot be truncated: `f` must not call
+    /// [`Partition::truncate_to`] (it would wait for `f` forever). Appends, other reads,
+    /// retention and compaction go on (a deleted segment's mapping stays valid until `f`
+    /// returns).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = seglog::Store::open(dir.path())?;
+    /// # let topic = store.create_topic("t", seglog::TopicConfig::default())?;
+    /// let partition = topic.partition(0).unwrap();
+    /// partition.append(&[seglog::RecordRef::new(b"hello")])?;
+    /// let total: usize = partition.read_in_place(0, 1 << 20, |fetch| {
+    ///     fetch.records().map(|r| r.value().map_or(0, <[u8]>::len)).sum()
+    /// })?;
+    /// assert_eq!(total, 5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Partition::read`].
+    pub fn read_in_place<T>(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        f: impl FnOnce(FetchRef<'_>) -> T,
+    ) -> Result<T> {
+        let _no_truncation = self.inner.truncation.read();
+        let end = self.log_end_offset();
+        if offset > end || offset < self.log_start_offset() {
+            return Err(self.out_of_range(offset));
+        }
+        let empty = |at: u64| FetchRef {
+            buf: &[],
+            offset,
+            next_offset: at,
+            plain: &[],
+            sections: &[],
+            aborted: None,
+        };
+        let mut next = offset;
+        while next < end {
+            let (seg, successor) = self.segment_at(next)?;
+            let read = match seg.read_view(next, max_bytes, true, successor) {
+                Err(_) if self.replaced(&seg) => continue,
+                read => read?,
+            };
+            match read {
+                Some(read) if !read.batches().is_empty() => {
+                    let mut batches = read.batches();
+                    let mut next_offset = read.next;
+                    if next_offset > end {
+                        let (keep, n) =
+                            self.cut_at_end(batches, offset, end, end, Some((&seg, read.pos)))?;
+                        batches = &batches[..keep];
+                        next_offset = n;
+                    }
+                    let (mut plain, mut sections) = (Vec::new(), Vec::new());
+                    if read.compressed {
+                        fetch::decompress_into(
+                            batches,
+                            offset,
+                            &self.inner.dir,
+                            &mut plain,
+                            &mut sections,
+                        )?;
+                    }
+                    return Ok(f(FetchRef {
+                        buf: batches,
+                        offset,
+                        next_offset,
+                        plain: &plain,
+                        sections: &sections,
+                        aborted: None,
+                    }));
+                }
+                _ => match successor {
+                    Some(b) => next = b.max(next),
+                    None => return Err(self.missing_past_last(&seg, next, end)),
+                },
+            }
+        }
+        Ok(f(empty(next.min(end))))
+    }
+
+    /// The record at `offset`, given to `f` borrowed from the mapped file (no copy of its
+    /// batch); `None` when no record has that offset (the log end, a gap left by
+    /// compaction, or a transaction marker). A point lookup: the batch holding `offset` is
+    /// found through the offset index, checked the first time this process reads it, and
+    /// the records before `offset` in it are stepped over by their lengths.
+    /// The same rules as [`Partition::read_in_place`] hold while `f` runs.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = seglog::Store::open(dir.path())?;
+    /// # let topic = store.create_topic("t", seglog::TopicConfig::default())?;
+    /// let partition = topic.partition(0).unwrap();
+    /// partition.append(&[seglog::RecordRef::new(b"a"), seglog::RecordRef::new(b"b")])?;
+    /// let value = partition.read_record(1, |r| r.value().map(<[u8]>::to_vec))?;
+    /// assert_eq!(value, Some(Some(b"b".to_vec())));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Partition::read`].
+    pub fn read_record<T>(
+        &self,
+        offset: u64,
+        f: impl FnOnce(RecordView<'_>) -> T,
+    ) -> Result<Option<T>> {
+        self.read_in_place(offset, 1, |fetch| fetch.record_at(offset).map(f))
+    }
+
+    /// The segment that would hold `offset` and the next segment's base offset.
+    ///
+    /// # Errors
+    /// [`Error::OffsetOutOfRange`] when retention deleted the segment holding `offset`.
+    fn segment_at(&self, offset: u64) -> Result<(Arc<Segment>, Option<u64>)> {
+        let segs = self.inner.segments.read();
+        if segs[0].base_offset() > offset {
+            return Err(self.out_of_range(offset));
+        }
+        let i = Self::segment_index(&segs, offset);
+        Ok((
+            Arc::clone(&segs[i]),
+            segs.get(i + 1).map(|s| s.base_offset()),
+        ))
+    }
+
+    /// The last segment, `seg`, holds nothing at or past `next`, below the visible `end`:
+    /// the offsets in between are in no file (never an empty fetch, which would stall
+    /// every consumer).
+    fn missing_past_last(&self, seg: &Segment, next: u64, end: u64) -> Error {
+        Error::MissingOffsets {
+            partition: self.inner.name.clone(),
+            from: next,
+            to: end,
+            detail: format!(
+                "the last segment, {}, holds nothing at or past offset {next} (it ends at \
+                 byte {})",
+                seg.log_path().display(),
+                seg.size()
+            ),
+        }
     }
 
     /// After a read of `seg` failed: true when the segment was deleted (retention or

@@ -3,14 +3,14 @@
 use byteorder::{BigEndian, ByteOrder};
 
 use super::compression::{self, codec_name, CodecError, Compression, MAX_DECOMPRESSED_BYTES};
-use super::varint::{
-    read_varint, read_varlong, varlong_len, write_varint, write_varlong,
-    MAX_VARINT_LEN, MAX_VARLONG_LEN,
-};
 use super::encode::{checked_len, too_large};
-use super::{DecodeError, EncodeError, Headers, RecordView};
+use super::varint::{
+    read_varint, read_varlong, varlong_len, write_varint, write_varlong, MAX_VARINT_LEN,
+    MAX_VARLONG_LEN,
+};
 #[cfg(test)]
 use super::{encode_batch, BatchSpec, Record};
+use super::{DecodeError, EncodeError, Headers, RecordView};
 
 /// Offset of `baseOffset` (int64).
 pub const BASE_OFFSET_OFFSET: usize = 0;
@@ -106,58 +106,46 @@ impl BatchHeader {
     /// [`DecodeError::Truncated`] when `buf` is shorter than 61 bytes, [`DecodeError::BadMagic`]
     /// and [`DecodeError::BadField`] for impossible values.
     pub fn parse(buf: &[u8]) -> Result<BatchHeader, DecodeError> {
-        // Length and magic are checked before the rest so that a short garbage tail reports
-        // the most useful error.
-        if buf.len() < LOG_OVERHEAD {
-            return Err(DecodeError::Truncated {
-                position: buf.len(),
-            });
-        }
-        let base_offset = BigEndian::read_i64(&buf[BASE_OFFSET_OFFSET..]);
-        let batch_length = BigEndian::read_i32(&buf[LENGTH_OFFSET..]);
-        if batch_length < MIN_BATCH_LENGTH as i32 {
+        let Some(a) = buf.first_chunk::<BATCH_HEADER_SIZE>() else {
+            return Err(Self::short(buf));
+        };
+        let h = BatchHeader {
+            base_offset: i64::from_be_bytes(field(a, BASE_OFFSET_OFFSET)),
+            batch_length: i32::from_be_bytes(field(a, LENGTH_OFFSET)),
+            partition_leader_epoch: i32::from_be_bytes(field(a, PARTITION_LEADER_EPOCH_OFFSET)),
+            magic: a[MAGIC_OFFSET] as i8,
+            crc: u32::from_be_bytes(field(a, CRC_OFFSET)),
+            attributes: i16::from_be_bytes(field(a, ATTRIBUTES_OFFSET)),
+            last_offset_delta: i32::from_be_bytes(field(a, LAST_OFFSET_DELTA_OFFSET)),
+            base_timestamp: i64::from_be_bytes(field(a, BASE_TIMESTAMP_OFFSET)),
+            max_timestamp: i64::from_be_bytes(field(a, MAX_TIMESTAMP_OFFSET)),
+            producer_id: i64::from_be_bytes(field(a, PRODUCER_ID_OFFSET)),
+            producer_epoch: i16::from_be_bytes(field(a, PRODUCER_EPOCH_OFFSET)),
+            base_sequence: i32::from_be_bytes(field(a, BASE_SEQUENCE_OFFSET)),
+            records_count: i32::from_be_bytes(field(a, RECORDS_COUNT_OFFSET)),
+        };
+        // Length and magic are checked before the rest, in the order a short buffer is
+        // (`short`), so that a garbage tail reports the most useful error.
+        if h.batch_length < MIN_BATCH_LENGTH as i32 {
             return Err(DecodeError::BadField {
                 field: "batchLength",
                 position: LENGTH_OFFSET,
-                value: batch_length as i64,
+                value: h.batch_length as i64,
             });
         }
-        if base_offset < 0 {
+        if h.base_offset < 0 {
             return Err(DecodeError::BadField {
                 field: "baseOffset",
                 position: BASE_OFFSET_OFFSET,
-                value: base_offset,
+                value: h.base_offset,
             });
         }
-        if buf.len() <= MAGIC_OFFSET {
-            return Err(DecodeError::Truncated {
-                position: buf.len(),
+        if h.magic != MAGIC_V2 {
+            return Err(DecodeError::BadMagic {
+                position: 0,
+                magic: h.magic,
             });
         }
-        let magic = buf[MAGIC_OFFSET] as i8;
-        if magic != MAGIC_V2 {
-            return Err(DecodeError::BadMagic { position: 0, magic });
-        }
-        if buf.len() < BATCH_HEADER_SIZE {
-            return Err(DecodeError::Truncated {
-                position: buf.len(),
-            });
-        }
-        let h = BatchHeader {
-            base_offset,
-            batch_length,
-            partition_leader_epoch: BigEndian::read_i32(&buf[PARTITION_LEADER_EPOCH_OFFSET..]),
-            magic,
-            crc: BigEndian::read_u32(&buf[CRC_OFFSET..]),
-            attributes: BigEndian::read_i16(&buf[ATTRIBUTES_OFFSET..]),
-            last_offset_delta: BigEndian::read_i32(&buf[LAST_OFFSET_DELTA_OFFSET..]),
-            base_timestamp: BigEndian::read_i64(&buf[BASE_TIMESTAMP_OFFSET..]),
-            max_timestamp: BigEndian::read_i64(&buf[MAX_TIMESTAMP_OFFSET..]),
-            producer_id: BigEndian::read_i64(&buf[PRODUCER_ID_OFFSET..]),
-            producer_epoch: BigEndian::read_i16(&buf[PRODUCER_EPOCH_OFFSET..]),
-            base_sequence: BigEndian::read_i32(&buf[BASE_SEQUENCE_OFFSET..]),
-            records_count: BigEndian::read_i32(&buf[RECORDS_COUNT_OFFSET..]),
-        };
         if h.last_offset_delta < 0 {
             return Err(DecodeError::BadField {
                 field: "lastOffsetDelta",
@@ -180,7 +168,7 @@ impl BatchHeader {
         if h.records_count < 0
             || h.records_count as i64 > h.last_offset_delta as i64 + 1
             || (h.attributes & COMPRESSION_MASK == 0
-                && (h.records_count as usize) * 7 > batch_length as usize - MIN_BATCH_LENGTH)
+                && (h.records_count as usize) * 7 > h.batch_length as usize - MIN_BATCH_LENGTH)
         {
             return Err(DecodeError::BadField {
                 field: "recordsCount",
@@ -189,6 +177,41 @@ impl BatchHeader {
             });
         }
         Ok(h)
+    }
+
+    /// The error for a buffer shorter than a header: the length and magic checks that its
+    /// bytes allow, else truncation.
+    #[cold]
+    fn short(buf: &[u8]) -> DecodeError {
+        let truncated = DecodeError::Truncated {
+            position: buf.len(),
+        };
+        if buf.len() < LOG_OVERHEAD {
+            return truncated;
+        }
+        let base_offset = BigEndian::read_i64(&buf[BASE_OFFSET_OFFSET..]);
+        let batch_length = BigEndian::read_i32(&buf[LENGTH_OFFSET..]);
+        if batch_length < MIN_BATCH_LENGTH as i32 {
+            return DecodeError::BadField {
+                field: "batchLength",
+                position: LENGTH_OFFSET,
+                value: batch_length as i64,
+            };
+        }
+        if base_offset < 0 {
+            return DecodeError::BadField {
+                field: "baseOffset",
+                position: BASE_OFFSET_OFFSET,
+                value: base_offset,
+            };
+        }
+        match buf.get(MAGIC_OFFSET) {
+            Some(&m) if m as i8 != MAGIC_V2 => DecodeError::BadMagic {
+                position: 0,
+                magic: m as i8,
+            },
+            _ => truncated,
+        }
     }
 
     /// Total size of the batch in bytes, header included.
@@ -237,6 +260,14 @@ impl BatchHeader {
     pub fn delete_horizon(&self) -> Option<i64> {
         (self.attributes & DELETE_HORIZON_BIT != 0).then_some(self.base_timestamp)
     }
+}
+
+/// The `N` bytes at `at` of a header (constant positions: no bounds checks remain).
+#[inline(always)]
+fn field<const N: usize>(a: &[u8; BATCH_HEADER_SIZE], at: usize) -> [u8; N] {
+    let mut f = [0; N];
+    f.copy_from_slice(&a[at..at + N]);
+    f
 }
 
 /// One whole, CRC-checked record batch borrowed from a buffer.
@@ -836,6 +867,79 @@ fn fast_bytes<'a>(buf: &'a [u8], pos: &mut usize) -> Option<Option<&'a [u8]>> {
     let bytes = buf.get(*pos..pos.checked_add(len)?)?;
     *pos += len;
     Some(Some(bytes))
+}
+
+impl RecordIter<'_> {
+    /// Steps over the records below `offset` by their length prefixes, without decoding
+    /// them (a lookup in a large batch). For batches already checked: it stops early,
+    /// leaving the rest to the checked decoder, on anything unexpected. In a dense batch
+    /// (one record per offset) record `i` has offset delta `i`, so only lengths are read.
+    pub(crate) fn skip_below(&mut self, offset: u64) {
+        let Some(target) = offset
+            .checked_sub(self.header.base_offset as u64)
+            .and_then(|t| i64::try_from(t).ok())
+        else {
+            return;
+        };
+        let buf = self.buf;
+        let dense = self.header.records_count as i64 == self.header.last_offset_delta as i64 + 1;
+        if dense {
+            // Record `i` has offset delta `i`: step over `skip` records by length alone.
+            let skip = ((target - (self.last_delta + 1)).max(0) as usize).min(self.left);
+            let (mut pos, mut n) = (self.pos, 0);
+            // Two bytes are read at a time, so the walk stops one byte short of the end
+            // (the last record, if reached, is left to the decoder).
+            let limit = buf.len().saturating_sub(1);
+            while n < skip && pos < limit {
+                let w = u16::from_le_bytes([buf[pos], buf[pos + 1]]) as usize;
+                // The zig-zag length from one byte, or from two.
+                let (z, next) = if w & 0x80 == 0 {
+                    (w & 0x7f, pos + 1)
+                } else if w & 0x8000 == 0 {
+                    ((w & 0x7f) | (w >> 8) << 7, pos + 2)
+                } else {
+                    break; // a length of 8 KiB or more: the general walk below
+                };
+                let next = next + (z >> 1);
+                if z & 1 != 0 || next > buf.len() {
+                    break;
+                }
+                pos = next;
+                n += 1;
+            }
+            self.pos = pos;
+            self.left -= n;
+            self.last_delta += n as i64;
+        }
+        while self.left > 0 && self.last_delta + 1 < target {
+            let mut pos = self.pos;
+            let Some(len) =
+                fast_varint(buf, &mut pos, MAX_VARINT_LEN).and_then(|l| usize::try_from(l).ok())
+            else {
+                return;
+            };
+            let Some(end) = pos.checked_add(len).filter(|&e| e <= buf.len()) else {
+                return;
+            };
+            let delta = if dense {
+                self.last_delta + 1
+            } else {
+                pos += 1; // record attributes
+                match fast_varint(buf, &mut pos, MAX_VARLONG_LEN)
+                    .and_then(|_| fast_varint(buf, &mut pos, MAX_VARINT_LEN))
+                {
+                    Some(d) if d > self.last_delta && pos <= end => d,
+                    _ => return,
+                }
+            };
+            if delta >= target {
+                return;
+            }
+            self.pos = end;
+            self.left -= 1;
+            self.last_delta = delta;
+        }
+    }
 }
 
 impl<'a> RecordIter<'a> {

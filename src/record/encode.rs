@@ -4,9 +4,9 @@
 use byteorder::{BigEndian, ByteOrder};
 
 use super::batch::{
-    write_header, BatchHeader, ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE, COMPRESSION_MASK,
-    CRC_OFFSET, LOG_OVERHEAD, MAGIC_V2, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH,
-    NO_PRODUCER_ID, NO_SEQUENCE, TIMESTAMP_TYPE_BIT,
+    write_header, BatchHeader, ATTRIBUTES_OFFSET, BATCH_HEADER_SIZE, COMPRESSION_MASK, CRC_OFFSET,
+    LOG_OVERHEAD, MAGIC_V2, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID,
+    NO_SEQUENCE, TIMESTAMP_TYPE_BIT,
 };
 use super::compression::{self, Compression, MAX_DECOMPRESSED_BYTES};
 use super::varint::{varint_len, varlong_len, zigzag};
@@ -156,7 +156,9 @@ impl<'a> RecordRef<'a> {
     #[inline]
     fn for_each_header(&self, mut f: impl FnMut(&[u8], Option<&[u8]>)) {
         match self.headers {
-            HeaderSource::Owned(h) => h.iter().for_each(|h| f(h.key.as_bytes(), h.value.as_deref())),
+            HeaderSource::Owned(h) => h
+                .iter()
+                .for_each(|h| f(h.key.as_bytes(), h.value.as_deref())),
             HeaderSource::Pairs(h) => h.iter().for_each(|&(k, v)| f(k.as_bytes(), v)),
             HeaderSource::Encoded(h) => h.iter().for_each(|(k, v)| f(k, v)),
         }

@@ -14,12 +14,12 @@ pub(crate) mod encode;
 pub(crate) mod varint;
 
 pub use batch::*;
-pub use encode::{encode_batch, AsRecord, BatchSpec, RecordRef};
 pub use compression::{Compression, MAX_DECOMPRESSED_BYTES};
 pub use control::{
     ControlError, ControlRecord, ControlType, EndTxnMarker, MarkerType, CONTROL_KEY_SIZE,
     CONTROL_RECORD_VERSION, END_TXN_MARKER_VALUE_SIZE,
 };
+pub use encode::{encode_batch, AsRecord, BatchSpec, RecordRef};
 
 /// Why bytes are not a valid Kafka v2 record batch. Positions are byte offsets into the
 /// slice that was decoded.

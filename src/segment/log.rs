@@ -182,6 +182,36 @@ impl<'a> OpenedLog<'a> {
         end: u64,
         mut f: impl FnMut(u64, &BatchHeader) -> bool,
     ) -> Result<std::result::Result<u64, (u64, DecodeError)>> {
+        self.scan_with(
+            from,
+            end,
+            BatchHeader::parse,
+            BatchHeader::size,
+            |pos, h, _| f(pos, h),
+        )
+    }
+
+    /// [`OpenedLog::scan_headers`] reading only each batch's offsets and length
+    /// ([`BatchSpan`]), for walks that pass over many batches to find one; `f` also gets
+    /// the bytes from the batch on (its header at least), to parse the one it stops at.
+    pub(crate) fn scan_spans(
+        &self,
+        from: u64,
+        end: u64,
+        f: impl FnMut(u64, &BatchSpan, &[u8]) -> bool,
+    ) -> Result<std::result::Result<u64, (u64, DecodeError)>> {
+        self.scan_with(from, end, BatchSpan::parse, |s| s.size, f)
+    }
+
+    /// The walk of `scan_headers` and `scan_spans`, with `parse` reading each header.
+    fn scan_with<H>(
+        &self,
+        from: u64,
+        end: u64,
+        parse: impl Fn(&[u8]) -> std::result::Result<H, DecodeError>,
+        size: impl Fn(&H) -> usize,
+        mut f: impl FnMut(u64, &H, &[u8]) -> bool,
+    ) -> Result<std::result::Result<u64, (u64, DecodeError)>> {
         let window = self.window(SCAN_CHUNK);
         let mut chunk = self.view(from, from)?;
         let mut chunk_start = from;
@@ -196,11 +226,11 @@ impl<'a> OpenedLog<'a> {
                 }
             }
             let at = (pos - chunk_start) as usize;
-            let header = match BatchHeader::parse(&chunk[at..]) {
+            let header = match parse(&chunk[at..]) {
                 Ok(h) => h,
                 Err(e) => return Ok(Err((pos, e))),
             };
-            let next = pos + header.size() as u64;
+            let next = pos + size(&header) as u64;
             if next > end {
                 return Ok(Err((
                     pos,
@@ -209,12 +239,61 @@ impl<'a> OpenedLog<'a> {
                     },
                 )));
             }
-            if !f(pos, &header) {
+            if !f(pos, &header, &chunk[at..]) {
                 return Ok(Ok(pos));
             }
             pos = next;
         }
         Ok(Ok(pos))
+    }
+}
+
+/// A batch's offsets and size, read from its first 27 bytes: what a walk to an offset
+/// needs from the batches it passes over.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchSpan {
+    pub(crate) base_offset: u64,
+    pub(crate) last_offset: u64,
+    pub(crate) size: usize,
+}
+
+impl BatchSpan {
+    /// The span of the batch at the start of `buf`, with the checks of
+    /// [`BatchHeader::parse`] on those fields (and its error, should one fail).
+    #[inline]
+    fn parse(buf: &[u8]) -> std::result::Result<BatchSpan, DecodeError> {
+        const LAST: usize = crate::record::LAST_OFFSET_DELTA_OFFSET;
+        if let Some(a) = buf.first_chunk::<{ LAST + 4 }>() {
+            let mut b8 = [0; 8];
+            b8.copy_from_slice(&a[..8]);
+            let base = i64::from_be_bytes(b8);
+            let mut b4 = [0; 4];
+            b4.copy_from_slice(&a[8..12]);
+            let len = i32::from_be_bytes(b4);
+            b4.copy_from_slice(&a[LAST..LAST + 4]);
+            let delta = i32::from_be_bytes(b4);
+            let magic = a[crate::record::MAGIC_OFFSET] as i8;
+            if base >= 0
+                && len >= crate::record::MIN_BATCH_LENGTH as i32
+                && magic == crate::record::MAGIC_V2
+                && delta >= 0
+                && buf.len() >= BATCH_HEADER_SIZE
+            {
+                if let Some(last) = base.checked_add(delta as i64) {
+                    return Ok(BatchSpan {
+                        base_offset: base as u64,
+                        last_offset: last as u64,
+                        size: len as usize + crate::record::LOG_OVERHEAD,
+                    });
+                }
+            }
+        }
+        // Something is off: the full parse names it (or accepts what this one would not).
+        BatchHeader::parse(buf).map(|h| BatchSpan {
+            base_offset: h.base_offset as u64,
+            last_offset: h.last_offset(),
+            size: h.size(),
+        })
     }
 }
 

@@ -10,6 +10,7 @@
 //! the store's file cache (`files.rs`, which explains the counting) when it needs room. The
 //! active segment, and any segment while an operation runs on it, is pinned and stays open.
 
+mod checked;
 pub(crate) mod index;
 pub(crate) mod log;
 mod recover;
@@ -27,7 +28,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Error, Result};
 use crate::files::{Evict, OpenFiles, Part};
-use crate::record::{shift, Batch, BatchHeader, BatchIter, DecodeError, BASE_OFFSET_OFFSET};
+use crate::record::{shift, Batch, BatchHeader, DecodeError, BASE_OFFSET_OFFSET};
 use index::{
     decode_offset_entry, encode_offset_entry, lookup_offset, IndexFile, OFFSET_ENTRY_SIZE,
 };
@@ -132,11 +133,11 @@ pub struct Segment {
     next_offset: AtomicU64,
     /// Largest timestamp of any batch, -1 when none.
     max_timestamp: AtomicI64,
-    /// Every batch below this position has had its records checked, in this process:
-    /// written by `append` (our encoder makes well-formed batches) or validated by a read
-    /// or a walk. Reads still check the CRC of such batches, which guarantees they are the
-    /// same bytes, but need not decode their records twice.
-    checked_to: AtomicU64,
+    /// The batches checked in this process (CRC and records): written by `append` (our
+    /// encoder makes well-formed batches) or validated by a read or a walk. A read checks
+    /// each batch once (as Kafka's broker, it does not checksum a batch again on every
+    /// fetch; the file is under the directory lock, so the bytes cannot change).
+    checked: checked::Checked,
     writer: Mutex<WriterState>,
     opts: SegmentOptions,
     /// The index files are open. A segment below the recovery point is opened without
@@ -445,7 +446,7 @@ impl Segment {
 
     /// Forgets what lies at or past `len` in the log: index entries and checked bytes.
     fn drop_from(&self, len: u64) {
-        self.checked_to.fetch_min(len, Ordering::AcqRel);
+        self.checked.truncate(len);
         let mut idx = self.index.write();
         let keep = (0..idx.len())
             .take_while(|&i| (decode_offset_entry(idx.entry(i)).1 as u64) < len)
@@ -610,12 +611,9 @@ impl Segment {
         }
     }
 
-    /// Records that the batch at `[start, end)` has well-formed records, extending the
-    /// checked prefix when it starts where the prefix ends.
+    /// Records that the batches at `[start, end)` have a good CRC and well-formed records.
     fn mark_checked(&self, start: u64, end: u64) {
-        let _ = self
-            .checked_to
-            .compare_exchange(start, end, Ordering::AcqRel, Ordering::Relaxed);
+        self.checked.insert(start, end);
     }
 
     /// Appends one encoded batch (whose header is `header`) at the end of the log, adds
@@ -813,28 +811,35 @@ impl Segment {
         let mut wrong_entry = false;
         let mut expected = self.base_offset;
         let mut out_of_order = None;
-        let scan = log.scan_headers(start.min(end), end, |pos, h| {
+        let mut bad_header = None;
+        let scan = log.scan_spans(start.min(end), end, |pos, h, raw| {
             if pos == start {
                 if let Some((entry_offset, _)) = entry {
                     // The entry must name this batch's last offset (FORMAT.md, `.index`).
-                    if h.last_offset() != entry_offset {
+                    if h.last_offset != entry_offset {
                         wrong_entry = true;
                         return false;
                     }
                 }
             }
-            if (h.base_offset as u64) < expected {
+            if h.base_offset < expected {
                 out_of_order = Some(pos);
                 return false;
             }
-            expected = h.next_offset();
-            if h.last_offset() >= offset {
-                found = Some((pos, *h));
-                false
-            } else {
-                true
+            expected = h.last_offset + 1;
+            if h.last_offset < offset {
+                return true;
             }
+            match BatchHeader::parse(raw) {
+                Ok(header) => found = Some((pos, header)),
+                Err(e) => bad_header = Some((pos, e)),
+            }
+            false
         })?;
+        let scan = match (scan, bad_header) {
+            (Ok(_), Some(bad)) => Err(bad),
+            (scan, _) => scan,
+        };
         if let Err((pos, e)) = scan {
             if entry.is_some() && pos == start {
                 // No batch starts where the index entry says: the entry is wrong.
@@ -888,7 +893,26 @@ impl Segment {
         limit: Option<u64>,
         buf: &mut Vec<u8>,
     ) -> Result<Option<(u64, u64)>> {
-        let _pin = self.pin();
+        Ok(self
+            .read_view(offset, max_bytes, min_one, limit)?
+            .map(|read| {
+                buf.extend_from_slice(read.batches());
+                (read.next, read.pos)
+            }))
+    }
+
+    /// [`Segment::read_below`] without the copy: the checked batches borrowed from the
+    /// file's mapping, valid while the returned [`SegmentRead`] lives (it keeps the file
+    /// from shrinking and the mapping alive). Each batch is checked (CRC, records) the
+    /// first time this process reads it, not on every read.
+    pub(crate) fn read_view(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        min_one: bool,
+        limit: Option<u64>,
+    ) -> Result<Option<SegmentRead<'_>>> {
+        let pin = self.pin();
         let log = self.log()?;
         let end = self.size();
         let Some((pos, first)) = self.locate(&log, offset, end)? else {
@@ -902,51 +926,57 @@ impl Segment {
         let view = log.view(pos, to)?;
         let mut at = 0;
         let mut next = offset;
-        let checked_to = self.checked_to.load(Ordering::Acquire);
-        for item in BatchIter::new(&view) {
-            let checked = item.and_then(|(p, b)| {
-                let (start, end) = (pos + p as u64, pos + (p + b.as_bytes().len()) as u64);
-                if end > checked_to {
-                    // Compressed batches are decompressed to check their records.
-                    b.validate_all().map_err(|e| shift(e, p))?;
-                    self.mark_checked(start, end);
-                }
-                Ok((p, b))
-            });
-            match checked {
-                Ok((p, b)) => {
-                    // The base offset is outside the CRC: check the order it implies.
-                    if p > 0 && b.base_offset() < next {
-                        return Err(Error::Corrupt {
-                            path: self.log.path().to_path_buf(),
-                            position: pos + p as u64,
-                            reason: format!(
-                                "batch offsets go backwards (expected at least {next})"
-                            ),
-                        });
-                    }
-                    if let Some(limit) = limit.filter(|&l| b.last_offset() >= l) {
-                        return Err(Error::Corrupt {
-                            path: self.log.path().to_path_buf(),
-                            position: pos + p as u64,
-                            reason: format!(
-                                "batch offsets {}..={} reach the next segment's base offset \
-                                 {limit} (a damaged base offset)",
-                                b.base_offset(),
-                                b.last_offset()
-                            ),
-                        });
-                    }
-                    at = p + b.as_bytes().len();
-                    next = b.last_offset() + 1;
-                }
+        let mut compressed = false;
+        let bytes = &view[..];
+        while at < bytes.len() {
+            let batch = match Batch::parse_unchecked(&bytes[at..]) {
+                Ok(b) => b,
                 // The byte budget cut this batch: it is left for the next read.
                 Err(DecodeError::Truncated { .. }) if to < end => break,
-                Err(e) => return Err(Error::corrupt(self.log.path(), pos, e)),
+                Err(e) => return Err(Error::corrupt(self.log.path(), pos, shift(e, at))),
+            };
+            let size = batch.as_bytes().len();
+            let (start, stop) = (pos + at as u64, pos + (at + size) as u64);
+            if !self.checked.contains(start, stop) {
+                // The CRC first (a torn or damaged batch), then the records
+                // (compressed ones decompressed).
+                Batch::parse(batch.as_bytes())
+                    .and_then(|b| b.validate_all())
+                    .map_err(|e| Error::corrupt(self.log.path(), pos, shift(e, at)))?;
+                self.mark_checked(start, stop);
             }
+            // The base offset is outside the CRC: check the order it implies.
+            if at > 0 && batch.base_offset() < next {
+                return Err(Error::Corrupt {
+                    path: self.log.path().to_path_buf(),
+                    position: start,
+                    reason: format!("batch offsets go backwards (expected at least {next})"),
+                });
+            }
+            if let Some(limit) = limit.filter(|&l| batch.last_offset() >= l) {
+                return Err(Error::Corrupt {
+                    path: self.log.path().to_path_buf(),
+                    position: start,
+                    reason: format!(
+                        "batch offsets {}..={} reach the next segment's base offset \
+                         {limit} (a damaged base offset)",
+                        batch.base_offset(),
+                        batch.last_offset()
+                    ),
+                });
+            }
+            at += size;
+            next = batch.last_offset() + 1;
+            compressed |= batch.header().compression() != 0;
         }
-        buf.extend_from_slice(&view[..at]);
-        Ok(Some((next, pos)))
+        Ok(Some(SegmentRead {
+            view,
+            len: at,
+            compressed,
+            next,
+            pos,
+            _pin: pin,
+        }))
     }
 
     /// The base offset of the batch holding `offset` when that batch also holds lower
@@ -1148,6 +1178,27 @@ impl Segment {
         remove_if_exists(&index)?;
         remove_if_exists(&time)?;
         remove_if_exists(&txn_index_path(self.dir(), self.base_offset))
+    }
+}
+
+/// Whole, checked batches of one segment, borrowed from its file ([`Segment::read_view`]).
+pub(crate) struct SegmentRead<'a> {
+    view: crate::mmap::View<'a>,
+    /// Bytes of whole batches at the start of `view`.
+    len: usize,
+    /// Some batch is compressed.
+    pub(crate) compressed: bool,
+    /// The offset after the last batch (the offset asked for when there is none).
+    pub(crate) next: u64,
+    /// File position of the first batch.
+    pub(crate) pos: u64,
+    _pin: Pin<'a>,
+}
+
+impl SegmentRead<'_> {
+    /// The batches.
+    pub(crate) fn batches(&self) -> &[u8] {
+        &self.view[..self.len]
     }
 }
 

@@ -333,7 +333,7 @@ impl Segment {
             time_index: RwLock::new(time_index),
             next_offset: AtomicU64::new(base_offset),
             max_timestamp: AtomicI64::new(-1),
-            checked_to: AtomicU64::new(0),
+            checked: Default::default(),
             writer: Mutex::new(WriterState {
                 bytes_since_index: 0,
                 offset_of_max_timestamp: base_offset,
