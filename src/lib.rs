@@ -32,6 +32,12 @@
 //!     next = fetch.next_offset();
 //! }
 //! assert_eq!(pages, [b"/home".to_vec(), b"/cart".to_vec(), b"/pay".to_vec()]);
+//!
+//! // Without copies: append bytes the caller keeps, look one record up in the mapped file.
+//! let body = b"/checkout".to_vec();
+//! let info = p.append(&[seglog::RecordRef::new(&body).with_key(b"user-1")])?;
+//! let len = p.read_record(info.base_offset, |r| r.value().map_or(0, <[u8]>::len))?;
+//! assert_eq!(len, Some(body.len()));
 //! store.close()?;
 //! # Ok(()) }
 //! ```
@@ -41,7 +47,9 @@
 //! - [`TopicConfig`]: segment size and age, index spacing, batch limit, timestamp type —
 //!   Kafka's settings with Kafka's defaults.
 //! - [`Partition`]: `append`, `read`, `offset_for_timestamp`, `truncate_to`, `flush`, and
-//!   the concurrency contract (one writer, many readers that never block it).
+//!   the concurrency contract (one writer, many readers that never block it); the
+//!   copy-free paths: [`RecordRef`] appends, [`Partition::read_in_place`] ([`FetchRef`]),
+//!   [`Partition::read_record`], [`Partition::read_into`].
 //! - [`FlushPolicy`] and [`Partition::flush`]: when appends become durable; the README's
 //!   "Guarantees" section says exactly what survives a crash, and how a [`Store`] recovers
 //!   from Kafka's checkpoint files ([`RECOVERY_POINT_FILE`], [`CLEAN_SHUTDOWN_FILE`]).

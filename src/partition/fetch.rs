@@ -238,7 +238,13 @@ impl<'a> FetchRef<'a> {
 
     /// The record at `offset` among the visible ones, if any (a point lookup: the records
     /// before it in its batch are stepped over by their lengths).
-    pub(crate) fn record_at(&self, offset: u64) -> Option<RecordView<'a>> {
+    /// `hint` may give, for a batch, a record position and index to start from
+    /// ([`Segment::seek_hint`](crate::Segment)).
+    pub(crate) fn record_at(
+        &self,
+        offset: u64,
+        hint: impl Fn(&Batch<'a>) -> Option<(usize, usize)>,
+    ) -> Option<RecordView<'a>> {
         for (b, visible) in self.batches_with_visibility() {
             if b.last_offset() < offset || !visible {
                 continue;
@@ -247,6 +253,9 @@ impl<'a> FetchRef<'a> {
                 return None;
             }
             let mut it = self.records_of(&b);
+            if let Some((pos, index)) = hint(&b) {
+                it.seek(pos, index);
+            }
             it.skip_below(offset);
             for r in it {
                 match r {

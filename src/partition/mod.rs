@@ -660,6 +660,17 @@ impl Partition {
         max_bytes: usize,
         f: impl FnOnce(FetchRef<'_>) -> T,
     ) -> Result<T> {
+        self.read_in_place_at(offset, max_bytes, |fetch, _| f(fetch))
+    }
+
+    /// [`Partition::read_in_place`], also giving `f` the segment the batches come from and
+    /// the file position of the first (none for an empty fetch).
+    fn read_in_place_at<T>(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        f: impl FnOnce(FetchRef<'_>, Option<(&Segment, u64)>) -> T,
+    ) -> Result<T> {
         let _no_truncation = self.inner.truncation.read();
         let end = self.log_end_offset();
         if offset > end || offset < self.log_start_offset() {
@@ -700,14 +711,15 @@ impl Partition {
                             &mut sections,
                         )?;
                     }
-                    return Ok(f(FetchRef {
+                    let fetch = FetchRef {
                         buf: batches,
                         offset,
                         next_offset,
                         plain: &plain,
                         sections: &sections,
                         aborted: None,
-                    }));
+                    };
+                    return Ok(f(fetch, Some((&seg, read.pos))));
                 }
                 _ => match successor {
                     Some(b) => next = b.max(next),
@@ -715,7 +727,7 @@ impl Partition {
                 },
             }
         }
-        Ok(f(empty(next.min(end))))
+        Ok(f(empty(next.min(end)), None))
     }
 
     /// The record at `offset`, given to `f` borrowed from the mapped file (no copy of its
@@ -743,7 +755,16 @@ impl Partition {
         offset: u64,
         f: impl FnOnce(RecordView<'_>) -> T,
     ) -> Result<Option<T>> {
-        self.read_in_place(offset, 1, |fetch| fetch.record_at(offset).map(f))
+        self.read_in_place_at(offset, 1, |fetch, at| {
+            let hint = |b: &crate::record::Batch<'_>| {
+                let (seg, pos) = at?;
+                // Only the first batch starts at `pos`.
+                (b.as_bytes().as_ptr() == fetch.as_bytes().as_ptr())
+                    .then(|| seg.seek_hint(pos, b, offset))
+                    .flatten()
+            };
+            fetch.record_at(offset, hint).map(f)
+        })
     }
 
     /// The segment that would hold `offset` and the next segment's base offset.

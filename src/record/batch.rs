@@ -433,6 +433,27 @@ impl<'a> Batch<'a> {
         }
     }
 
+    /// For an uncompressed, dense batch (one record per offset), the positions in the
+    /// batch of records `stride`, `2 * stride`, ...: where a lookup may start stepping
+    /// (see [`RecordIter::seek`]). `None` for other batches or malformed lengths.
+    pub(crate) fn record_starts(&self, stride: usize) -> Option<Vec<u32>> {
+        let h = &self.header;
+        if h.compression() != 0 || h.records_count as i64 != h.last_offset_delta as i64 + 1 {
+            return None;
+        }
+        let buf = self.bytes;
+        let mut starts = Vec::with_capacity(h.records_count as usize / stride.max(1));
+        let mut pos = BATCH_HEADER_SIZE;
+        for i in 0..h.records_count as usize {
+            if i > 0 && i % stride == 0 {
+                starts.push(u32::try_from(pos).ok()?);
+            }
+            let len = usize::try_from(fast_varint(buf, &mut pos, MAX_VARINT_LEN)?).ok()?;
+            pos = pos.checked_add(len).filter(|&p| p <= buf.len())?;
+        }
+        Some(starts)
+    }
+
     /// The records of this compressed batch from its decompressed records `section` (as
     /// [`Batch::decompress_append`] made it).
     pub(crate) fn records_in<'b>(&self, section: &'b [u8]) -> RecordIter<'b> {
@@ -867,6 +888,18 @@ fn fast_bytes<'a>(buf: &'a [u8], pos: &mut usize) -> Option<Option<&'a [u8]>> {
     let bytes = buf.get(*pos..pos.checked_add(len)?)?;
     *pos += len;
     Some(Some(bytes))
+}
+
+impl RecordIter<'_> {
+    /// Moves to record number `index` of a dense batch, found at `pos` by
+    /// [`Batch::record_starts`] (the records before it are skipped unread).
+    pub(crate) fn seek(&mut self, pos: usize, index: usize) {
+        if index <= self.left && pos <= self.buf.len() && self.last_delta == -1 {
+            self.pos = pos;
+            self.left -= index;
+            self.last_delta = index as i64 - 1;
+        }
+    }
 }
 
 impl RecordIter<'_> {

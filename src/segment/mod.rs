@@ -138,6 +138,9 @@ pub struct Segment {
     /// each batch once (as Kafka's broker, it does not checksum a batch again on every
     /// fetch; the file is under the directory lock, so the bytes cannot change).
     checked: checked::Checked,
+    /// Per large batch (by file position), where every `SKIP_STRIDE`-th record starts:
+    /// point lookups start stepping there, not at the batch's first record.
+    skips: RwLock<SkipTable>,
     writer: Mutex<WriterState>,
     opts: SegmentOptions,
     /// The index files are open. A segment below the recovery point is opened without
@@ -447,6 +450,11 @@ impl Segment {
     /// Forgets what lies at or past `len` in the log: index entries and checked bytes.
     fn drop_from(&self, len: u64) {
         self.checked.truncate(len);
+        {
+            let mut skips = self.skips.write();
+            skips.starts.retain(|&pos, _| pos < len);
+            skips.held = skips.starts.values().map(|s| s.len()).sum();
+        }
         let mut idx = self.index.write();
         let keep = (0..idx.len())
             .take_while(|&i| (decode_offset_entry(idx.entry(i)).1 as u64) < len)
@@ -979,6 +987,37 @@ impl Segment {
         }))
     }
 
+    /// Where a lookup of `offset` in `batch` (a checked batch at file position `pos`) may
+    /// start stepping: a record position in the batch and that record's index, for large
+    /// dense batches; `None` to start at the first record. The positions are found once
+    /// per batch and kept (up to `MAX_SKIPS` per segment).
+    pub(crate) fn seek_hint(
+        &self,
+        pos: u64,
+        batch: &Batch<'_>,
+        offset: u64,
+    ) -> Option<(usize, usize)> {
+        let k = usize::try_from(offset.checked_sub(batch.base_offset())?).ok()?;
+        if k < SKIP_STRIDE {
+            return None;
+        }
+        let pick = |starts: &[u32]| {
+            let i = (k / SKIP_STRIDE).min(starts.len());
+            (i > 0).then(|| (starts[i - 1] as usize, i * SKIP_STRIDE))
+        };
+        if let Some(starts) = self.skips.read().starts.get(&pos) {
+            return pick(starts);
+        }
+        let starts = batch.record_starts(SKIP_STRIDE)?;
+        let hint = pick(&starts);
+        let mut skips = self.skips.write();
+        if skips.held + starts.len() <= MAX_SKIPS && !skips.starts.contains_key(&pos) {
+            skips.held += starts.len();
+            skips.starts.insert(pos, starts.into_boxed_slice());
+        }
+        hint
+    }
+
     /// The base offset of the batch holding `offset` when that batch also holds lower
     /// offsets (a truncation at `offset` rewrites it); `None` when `offset` starts a batch
     /// or lies past every batch.
@@ -1179,6 +1218,19 @@ impl Segment {
         remove_if_exists(&time)?;
         remove_if_exists(&txn_index_path(self.dir(), self.base_offset))
     }
+}
+
+/// Records between the starts a [`SkipTable`] keeps.
+const SKIP_STRIDE: usize = 32;
+/// Most positions a segment's [`SkipTable`] keeps (4 bytes each: 1 MiB).
+const MAX_SKIPS: usize = 1 << 18;
+
+/// Record starts of large batches, for point lookups ([`Segment::seek_hint`]).
+#[derive(Debug, Default)]
+pub(crate) struct SkipTable {
+    starts: std::collections::HashMap<u64, Box<[u32]>>,
+    /// Positions held, over all batches.
+    held: usize,
 }
 
 /// Whole, checked batches of one segment, borrowed from its file ([`Segment::read_view`]).

@@ -334,6 +334,7 @@ impl Segment {
             next_offset: AtomicU64::new(base_offset),
             max_timestamp: AtomicI64::new(-1),
             checked: Default::default(),
+            skips: Default::default(),
             writer: Mutex::new(WriterState {
                 bytes_since_index: 0,
                 offset_of_max_timestamp: base_offset,
