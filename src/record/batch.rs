@@ -477,11 +477,7 @@ impl<'a> Batch<'a> {
     /// # Errors
     /// The first record-level [`DecodeError`].
     pub fn validate(&self) -> Result<(), DecodeError> {
-        let mut it = self.records();
-        for r in &mut it {
-            r?;
-        }
-        it.finish()
+        self.records().check_rest()
     }
 
     /// Decodes every record, decompressing a compressed batch, checking that exactly
@@ -491,11 +487,7 @@ impl<'a> Batch<'a> {
     /// As [`Batch::records_with`], then the first record-level [`DecodeError`].
     pub fn validate_all(&self) -> Result<(), DecodeError> {
         let mut scratch = Vec::new();
-        let mut it = self.records_with(&mut scratch)?;
-        for r in &mut it {
-            r?;
-        }
-        it.finish().map_err(|e| it.wrap(e))
+        self.records_with(&mut scratch)?.check_rest()
     }
 
     /// This batch cut to its records below `offset`, byte for byte: the header is kept
@@ -888,6 +880,32 @@ fn fast_bytes<'a>(buf: &'a [u8], pos: &mut usize) -> Option<Option<&'a [u8]>> {
     let bytes = buf.get(*pos..pos.checked_add(len)?)?;
     *pos += len;
     Some(Some(bytes))
+}
+
+impl RecordIter<'_> {
+    /// Checks the records not yet decoded, as iterating them would, without handing any
+    /// out, then that no bytes are left over: the first error, as `next` would give it.
+    fn check_rest(mut self) -> Result<(), DecodeError> {
+        while self.left > 0 && !self.failed {
+            if self.header.compression() != 0 && !self.decompressed {
+                break; // `next` names the codec
+            }
+            match self.decode_fast() {
+                Some((_, end, delta)) => {
+                    self.pos = end;
+                    self.last_delta = delta;
+                    self.left -= 1;
+                }
+                None => break,
+            }
+        }
+        match self.next() {
+            Some(Err(e)) => Err(e),
+            // Only possible if the checked decoder accepts what the fast one refused.
+            Some(Ok(_)) => self.check_rest(),
+            None => Ok(()),
+        }
+    }
 }
 
 impl RecordIter<'_> {
