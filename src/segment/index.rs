@@ -349,6 +349,22 @@ pub fn encode_offset_entry(e: &mut [u8], relative_offset: u32, position: u32) {
     write_u32(e, 4, position);
 }
 
+/// [`lookup_offset`], plus the position named by the entry after the one found (the first
+/// entry when none is found): where the scan from the found entry may stop.
+pub(crate) fn lookup_offset_and_next(
+    bytes: &[u8],
+    relative_target: u32,
+) -> (Option<(u32, u32)>, Option<u32>) {
+    let (entries, _) = bytes.as_chunks::<OFFSET_ENTRY_SIZE>();
+    let n = entries.len();
+    let entry = |i: usize| decode_offset_entry(&entries[i]);
+    // The search reads only each probed entry's offset.
+    let below = entries.partition_point(|e| u32::from_be_bytes([e[0], e[1], e[2], e[3]]) <= relative_target);
+    let slot = below.checked_sub(1);
+    let next = below;
+    (slot.map(entry), (next < n).then(|| entry(next).1))
+}
+
 /// Position of the entry with the largest offset `<= target` in an offset index held in
 /// `bytes` (whole entries, offsets increasing), or `None` when all are larger.
 ///

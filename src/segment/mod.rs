@@ -30,9 +30,9 @@ use crate::error::{Error, Result};
 use crate::files::{Evict, OpenFiles, Part};
 use crate::record::{shift, Batch, BatchHeader, DecodeError, BASE_OFFSET_OFFSET};
 use index::{
-    decode_offset_entry, encode_offset_entry, lookup_offset, IndexFile, OFFSET_ENTRY_SIZE,
+    decode_offset_entry, encode_offset_entry, lookup_offset_and_next, IndexFile, OFFSET_ENTRY_SIZE,
 };
-use log::{LogFile, OpenedLog};
+use log::{BatchSpan, LogFile, OpenedLog};
 use timeindex::{decode_time_entry, encode_time_entry, lookup_before, TIME_ENTRY_SIZE};
 
 pub use index::{decode_offset_entry as decode_index_entry, lookup_offset as lookup_index};
@@ -90,7 +90,7 @@ impl SegmentOptions {
 /// What a scan for an offset found.
 enum Scan {
     /// The first batch ending at or past the offset, if any.
-    Found(Option<(u64, BatchHeader)>),
+    Found(Option<(u64, BatchSpan)>),
     /// The index entry the scan started from does not describe the log.
     WrongIndexEntry,
 }
@@ -141,6 +141,8 @@ pub struct Segment {
     /// Per large batch (by file position), where every `SKIP_STRIDE`-th record starts:
     /// point lookups start stepping there, not at the batch's first record.
     skips: RwLock<SkipTable>,
+    /// Batch positions of closed index intervals, for lookups (`locate_in_interval`).
+    spans: RwLock<SpanCache>,
     writer: Mutex<WriterState>,
     opts: SegmentOptions,
     /// The index files are open. A segment below the recovery point is opened without
@@ -455,6 +457,7 @@ impl Segment {
             skips.starts.retain(|&pos, _| pos < len);
             skips.held = skips.starts.values().map(|s| s.len()).sum();
         }
+        *self.spans.write() = SpanCache::default();
         let mut idx = self.index.write();
         let keep = (0..idx.len())
             .take_while(|&i| (decode_offset_entry(idx.entry(i)).1 as u64) < len)
@@ -788,11 +791,16 @@ impl Segment {
         log: &OpenedLog<'_>,
         offset: u64,
         end: u64,
-    ) -> Result<Option<(u64, BatchHeader)>> {
+    ) -> Result<Option<(u64, BatchSpan)>> {
         self.ensure_indexes()?;
         let rel = offset.saturating_sub(self.base_offset).min(u32::MAX as u64) as u32;
-        let entry = lookup_offset(self.index.read().valid_bytes(), rel)
-            .map(|(rel, pos)| (self.base_offset + rel as u64, pos as u64));
+        let (entry, next) = lookup_offset_and_next(self.index.read().valid_bytes(), rel);
+        let entry = entry.map(|(rel, pos)| (self.base_offset + rel as u64, pos as u64));
+        if let Some(stop) = next.map(u64::from).filter(|&stop| stop <= end) {
+            if let Some(found) = self.locate_in_interval(log, offset, entry, stop)? {
+                return Ok(Some(found));
+            }
+        }
         match self.scan_to(log, offset, end, entry)? {
             Scan::Found(found) => Ok(found),
             // The index is derived data and the log is the truth: an entry that does not
@@ -802,6 +810,73 @@ impl Segment {
                 Scan::WrongIndexEntry => Ok(None),
             },
         }
+    }
+
+    /// [`Segment::locate`] within the closed index interval from `entry` (or the file's
+    /// start) to `stop`, the next entry's position, through the interval's batch positions
+    /// (found by one scan, then kept: `SpanCache`). `None` when the answer is not in the
+    /// interval or the interval does not scan cleanly: the caller's scan decides (and
+    /// reports any damage).
+    fn locate_in_interval(
+        &self,
+        log: &OpenedLog<'_>,
+        offset: u64,
+        entry: Option<(u64, u64)>,
+        stop: u64,
+    ) -> Result<Option<(u64, BatchSpan)>> {
+        let start = entry.map_or(0, |(_, pos)| pos);
+        let rel = |o: u64| o.saturating_sub(self.base_offset).min(u32::MAX as u64) as u32;
+        let target = rel(offset);
+        let pick = |spans: &[IntervalSpan]| {
+            let i = spans.partition_point(|s| s.last_rel < target);
+            let s = spans.get(i)?;
+            let end = spans.get(i + 1).map_or(stop, |n| n.pos as u64);
+            Some((
+                s.pos as u64,
+                BatchSpan {
+                    base_offset: self.base_offset + s.base_rel as u64,
+                    last_offset: self.base_offset + s.last_rel as u64,
+                    size: (end - s.pos as u64) as usize,
+                },
+            ))
+        };
+        let cached = self.spans.read().intervals.get(&start).map(|s| pick(s));
+        let pos = match cached {
+            Some(pos) => pos,
+            None => {
+                let mut spans = Vec::with_capacity(32);
+                let mut expected = self.base_offset;
+                let mut clean = true;
+                let scan = log.scan_spans(start, stop, |pos, h, _| {
+                    let entry_ok = pos != start || entry.is_none_or(|(o, _)| h.last_offset == o);
+                    if !entry_ok
+                        || h.base_offset < expected
+                        || h.last_offset - self.base_offset > u32::MAX as u64
+                    {
+                        clean = false;
+                        return false;
+                    }
+                    expected = h.last_offset + 1;
+                    spans.push(IntervalSpan {
+                        base_rel: rel(h.base_offset),
+                        last_rel: rel(h.last_offset),
+                        pos: pos as u32,
+                    });
+                    true
+                })?;
+                if !clean || scan != Ok(stop) || spans.is_empty() {
+                    return Ok(None);
+                }
+                let pos = pick(&spans);
+                let mut cache = self.spans.write();
+                if cache.held + spans.len() <= MAX_INTERVAL_SPANS {
+                    cache.held += spans.len();
+                    cache.intervals.insert(start, spans.into_boxed_slice());
+                }
+                pos
+            }
+        };
+        Ok(pos)
     }
 
     /// Walks batch headers from the index entry's position (or the start) to the first
@@ -838,8 +913,9 @@ impl Segment {
             if h.last_offset < offset {
                 return true;
             }
+            // The batch found is read next: its header must be whole and sound.
             match BatchHeader::parse(raw) {
-                Ok(header) => found = Some((pos, header)),
+                Ok(_) => found = Some((pos, *h)),
                 Err(e) => bad_header = Some((pos, e)),
             }
             false
@@ -928,7 +1004,7 @@ impl Segment {
         };
         let mut want = max_bytes as u64;
         if min_one {
-            want = want.max(first.size() as u64);
+            want = want.max(first.size as u64);
         }
         let to = end.min(pos.saturating_add(want));
         let view = log.view(pos, to)?;
@@ -1146,7 +1222,7 @@ impl Segment {
         let mut rewritten = Vec::new();
         if (h.base_offset as u64) < offset {
             // Keep the part of this batch below `offset`, its record bytes unchanged.
-            let raw = log.view(pos, pos + h.size() as u64)?;
+            let raw = log.view(pos, pos + h.size as u64)?;
             let kept = Batch::parse(&raw)
                 .and_then(|b| b.truncated_before(offset))
                 .map_err(|e| Error::corrupt(self.log.path(), pos, e))?;
@@ -1220,6 +1296,48 @@ impl Segment {
     }
 }
 
+/// Most batch positions a segment's [`SpanCache`] keeps (12 bytes each: 1.5 MiB).
+const MAX_INTERVAL_SPANS: usize = 1 << 17;
+
+/// One batch of an index interval: its offsets (relative) and file position.
+#[derive(Debug, Clone, Copy)]
+struct IntervalSpan {
+    base_rel: u32,
+    last_rel: u32,
+    pos: u32,
+}
+
+/// The batches of closed index intervals (from one index entry's position to the next),
+/// by the interval's start, so that a lookup in a log of small batches binary-searches
+/// them instead of walking up to `index_interval_bytes` of headers.
+#[derive(Debug, Default)]
+pub(crate) struct SpanCache {
+    intervals: std::collections::HashMap<u64, Box<[IntervalSpan]>, PositionHash>,
+    /// Spans held, over all intervals.
+    held: usize,
+}
+
+/// Hashes file positions (distinct integers, no adversary: SipHash is not needed).
+type PositionHash = std::hash::BuildHasherDefault<PositionHasher>;
+
+/// See [`PositionHash`]: a Fibonacci multiply of the one `u64` written.
+#[derive(Debug, Default)]
+pub(crate) struct PositionHasher(u64);
+
+impl std::hash::Hasher for PositionHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    }
+}
+
 /// Records between the starts a [`SkipTable`] keeps.
 const SKIP_STRIDE: usize = 32;
 /// Most positions a segment's [`SkipTable`] keeps (4 bytes each: 1 MiB).
@@ -1228,7 +1346,7 @@ const MAX_SKIPS: usize = 1 << 18;
 /// Record starts of large batches, for point lookups ([`Segment::seek_hint`]).
 #[derive(Debug, Default)]
 pub(crate) struct SkipTable {
-    starts: std::collections::HashMap<u64, Box<[u32]>>,
+    starts: std::collections::HashMap<u64, Box<[u32]>, PositionHash>,
     /// Positions held, over all batches.
     held: usize,
 }

@@ -335,6 +335,7 @@ impl Segment {
             max_timestamp: AtomicI64::new(-1),
             checked: Default::default(),
             skips: Default::default(),
+            spans: Default::default(),
             writer: Mutex::new(WriterState {
                 bytes_since_index: 0,
                 offset_of_max_timestamp: base_offset,
