@@ -51,10 +51,17 @@ fn rec(r: &RecordView<'_>) -> Rec {
     }
 }
 
-/// Bytes of length `len` derived from `seed` (cheap to make, not all equal).
+/// Bytes of length `len` derived from `seed`: cheap to make, and hardly compressible (so
+/// that compressed topics still fill several segments).
 fn bytes(len: usize, seed: u8) -> Vec<u8> {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(seed);
     (0..len)
-        .map(|i| seed.wrapping_add((i as u8).wrapping_mul(31)))
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
         .collect()
 }
 
@@ -472,6 +479,46 @@ proptest! {
         let all = read_everything(&p);
         for o in start..=end {
             check_reads_at(&p, &all, o, 1);
+        }
+        drop(p);
+        store.close().unwrap();
+    }
+}
+
+/// `build` makes what `fast_reads_agree_with_read` needs: several segments, and after
+/// compaction sparse batches (fewer records than offsets) and gaps; compressed batches on
+/// a compressed topic, compacted too.
+#[test]
+fn build_makes_segments_sparse_batches_and_gaps() {
+    let appends: Vec<Append> = (0..8)
+        .map(|i| (0..30).map(|j| ((i + j) as u8 % 6, 500)).collect())
+        .collect();
+    for codec in [Compression::None, Compression::Zstd { level: None }] {
+        let dir = tempfile::tempdir().unwrap();
+        build(dir.path(), Kind::Compacted(codec), &appends);
+        let files = log_files(dir.path());
+        assert!(files.len() >= 3, "{} segments", files.len());
+        let (mut sparse, mut compressed, mut offsets) = (0, 0, Vec::new());
+        for f in &files {
+            let bytes = std::fs::read(f).unwrap();
+            for b in BatchIter::new(&bytes) {
+                let (_, b) = b.unwrap();
+                let h = b.header();
+                sparse += usize::from(h.records_count < h.last_offset_delta + 1);
+                compressed += usize::from(h.compression() != 0);
+                offsets.extend(decode_all(b.as_bytes()).iter().map(|r| r.offset));
+            }
+        }
+        assert!(sparse > 0, "{codec:?}: no sparse batch");
+        assert_eq!(compressed > 0, codec != Compression::None, "{codec:?}");
+        assert!(offsets.len() < 240, "{codec:?}: compaction removed nothing");
+        let store = open(dir.path());
+        let p = store.topic("t").unwrap().partition(0).unwrap().clone();
+        let all = read_everything(&p);
+        assert_eq!(all.keys().copied().collect::<Vec<_>>(), offsets);
+        for o in 0..=p.log_end_offset() + 1 {
+            check_reads_at(&p, &all, o, 1);
+            check_reads_at(&p, &all, o, 5000);
         }
         drop(p);
         store.close().unwrap();
