@@ -344,10 +344,16 @@ fn error_text<T>(r: &Result<T, Error>) -> Option<String> {
     r.as_ref().err().map(ToString::to_string)
 }
 
-/// Every fast read at `o` against the checked `read`: `read_record`, `read_in_place` (a
-/// prefix of `read`'s batches, one segment at most) and `read_into`.
-fn check_reads_at(p: &Partition, all: &BTreeMap<u64, Rec>, o: u64, max: usize) {
-    let read = p.read(o, max);
+/// What the fast reads at one offset returned.
+struct Fast {
+    in_place: Result<(Vec<u8>, Vec<Rec>, u64), Error>,
+    point: Result<Option<Rec>, Error>,
+    into: Result<seglog::Fetch, Error>,
+}
+
+/// `read_record`, `read_in_place` and `read_into` at `o`.
+fn fast_reads(p: &Partition, o: u64, max: usize) -> Fast {
+    let point = p.read_record(o, |r| rec(&r));
     let in_place = p.read_in_place(o, max, |f| {
         (
             f.as_bytes().to_vec(),
@@ -355,8 +361,28 @@ fn check_reads_at(p: &Partition, all: &BTreeMap<u64, Rec>, o: u64, max: usize) {
             f.next_offset(),
         )
     });
-    let point = p.read_record(o, |r| rec(&r));
     let into = p.read_into(o, max, vec![0xEE; 17]);
+    Fast {
+        in_place,
+        point,
+        into,
+    }
+}
+
+/// Every fast read at `o` against the checked `read`: `read_record`, `read_in_place` (a
+/// prefix of `read`'s batches, one segment at most) and `read_into`.
+fn check_reads_at(p: &Partition, all: &BTreeMap<u64, Rec>, o: u64, max: usize) {
+    compare_reads(p, all, o, max, fast_reads(p, o, max));
+}
+
+/// `fast` (the fast reads at `o`, made earlier) against `read(o, max)` and the model.
+fn compare_reads(p: &Partition, all: &BTreeMap<u64, Rec>, o: u64, max: usize, fast: Fast) {
+    let Fast {
+        in_place,
+        point,
+        into,
+    } = fast;
+    let read = p.read(o, max);
     let Ok(read) = read else {
         let e = error_text(&read);
         assert_eq!(error_text(&in_place), e, "read_in_place({o})");
@@ -441,38 +467,19 @@ proptest! {
         let mut offsets = vec![start, end, end + 1];
         offsets.extend(picks.iter().map(|&(x, _)| x % (end + 3)));
         let maxes = [1usize, 300, 9_000, 1 << 20];
-        // The first pass checks batches as it reads them (out of order); the second finds
-        // them checked. The model is read afterwards, so the first pass saw nothing checked.
-        let mut passes = Vec::new();
-        for pass in 0..2 {
-            let mut got = Vec::new();
-            for (i, &o) in offsets.iter().enumerate() {
-                let max = maxes[picks.get(i).map_or(i, |p| p.1) % maxes.len()];
-                got.push((o, max, p.read_record(o, |r| rec(&r)).map_err(|e| e.to_string())));
-            }
-            passes.push(got);
-            if pass == 0 {
-                let all = read_everything(&p);
-                for (o, max, point) in &passes[0] {
-                    let expected = if *o >= end || *o < start {
-                        None
-                    } else {
-                        Some(all.get(o).cloned())
-                    };
-                    match (point, expected) {
-                        (Ok(got), Some(want)) => prop_assert_eq!(got, &want, "first-pass read_record({})", o),
-                        (Err(_), None) if *o > end => {}
-                        (Ok(None), None) if *o == end => {}
-                        (got, want) => prop_assert!(false, "first-pass read_record({}): {:?}, expected {:?}", o, got, want),
-                    }
-                    check_reads_at(&p, &all, *o, *max);
-                }
-            } else {
-                let all = read_everything(&p);
-                prop_assert_eq!(&passes[0], &passes[1]);
-                for (o, max, _) in &passes[1] {
-                    check_reads_at(&p, &all, *o, *max);
-                }
+        let max_of = |i: usize| maxes[picks.get(i).map_or(i, |p| p.1) % maxes.len()];
+        // The first pass reads with the fast paths before anything else has read (each
+        // batch's first read checks it, out of order); the second finds them checked. Both
+        // are compared with `read` and the model afterwards.
+        for _pass in 0..2 {
+            let fast: Vec<Fast> = offsets
+                .iter()
+                .enumerate()
+                .map(|(i, &o)| fast_reads(&p, o, max_of(i)))
+                .collect();
+            let all = read_everything(&p);
+            for ((i, &o), fast) in offsets.iter().enumerate().zip(fast) {
+                compare_reads(&p, &all, o, max_of(i), fast);
             }
         }
         // And every offset, once everything is checked.
