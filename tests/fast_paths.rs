@@ -20,7 +20,7 @@ use seglog::record::{
     MAGIC_OFFSET, MIN_BATCH_LENGTH, RECORDS_COUNT_OFFSET, TIMESTAMP_TYPE_BIT,
 };
 use seglog::{
-    CleanupPolicy, Compression, Error, Header, OffsetMode, Partition, Record, RecordRef,
+    AsRecord, CleanupPolicy, Compression, Error, Header, OffsetMode, Partition, Record, RecordRef,
     RecordView, Store, StoreConfig, TopicConfig,
 };
 
@@ -199,6 +199,15 @@ proptest! {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
+        // A view's borrowed form lists the headers its record was encoded from.
+        let pairs_of = |r: RecordRef<'_>| -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+            r.headers().map(|(k, v)| (k.to_vec(), v.map(<[u8]>::to_vec))).collect()
+        };
+        for (v, r) in views.iter().zip(&refs) {
+            prop_assert_eq!(v.as_record().header_count(), r.header_count());
+            prop_assert_eq!(pairs_of(v.as_record()), pairs_of(*r));
+            prop_assert_eq!(pairs_of(records[0].as_record()), pairs_of(refs[0]));
+        }
         let mut viewed = Vec::new();
         prop_assert_eq!(encode_batch(&mut viewed, &spec, &views).unwrap(), h);
         prop_assert_eq!(&viewed, &owned);
@@ -276,7 +285,7 @@ fn kind_strategy() -> impl Strategy<Value = Kind> {
 const SEGMENT_BYTES: u64 = 16 * 1024;
 
 /// Appends `records` as one batch, or split in halves when that is larger than a segment.
-fn append_fitting(p: &Partition, records: &[Record]) {
+fn append_fitting<R: AsRecord>(p: &Partition, records: &[R]) {
     match p.append(records) {
         Ok(_) => {}
         Err(Error::BatchTooLarge { .. }) if records.len() > 1 => {
@@ -288,8 +297,9 @@ fn append_fitting(p: &Partition, records: &[Record]) {
     }
 }
 
-/// Builds topic "t" in `dir` as `kind` says, with `appends`, then closes the store.
-fn build(dir: &Path, kind: Kind, appends: &[Append]) {
+/// Builds topic "t" in `dir` as `kind` says, with `appends` (every other one appended as
+/// `RecordRef`s), then closes the store. Returns the records appended, by offset.
+fn build(dir: &Path, kind: Kind, appends: &[Append]) -> BTreeMap<u64, Rec> {
     let store = open(dir);
     let (codec, compacted) = match kind {
         Kind::Plain(c) => (c, false),
@@ -308,6 +318,7 @@ fn build(dir: &Path, kind: Kind, appends: &[Append]) {
         .partition(0)
         .unwrap()
         .clone();
+    let mut appended = BTreeMap::new();
     for (i, batch) in appends.iter().enumerate() {
         let records: Vec<Record> = batch
             .iter()
@@ -331,13 +342,36 @@ fn build(dir: &Path, kind: Kind, appends: &[Append]) {
                 r
             })
             .collect();
-        append_fitting(&p, &records);
+        for r in &records {
+            let offset = appended.len() as u64;
+            appended.insert(
+                offset,
+                Rec {
+                    offset,
+                    ts: r.timestamp.unwrap(),
+                    key: r.key.clone(),
+                    value: r.value.clone(),
+                    headers: r
+                        .headers
+                        .iter()
+                        .map(|h| (h.key.as_bytes().to_vec(), h.value.clone()))
+                        .collect(),
+                },
+            );
+        }
+        if i % 2 == 0 {
+            append_fitting(&p, &records);
+        } else {
+            let refs: Vec<RecordRef<'_>> = records.iter().map(RecordRef::from).collect();
+            append_fitting(&p, &refs);
+        }
     }
     if compacted {
         p.compact_now().unwrap();
     }
     drop(p);
     store.close().unwrap();
+    appended
 }
 
 fn error_text<T>(r: &Result<T, Error>) -> Option<String> {
@@ -460,10 +494,11 @@ proptest! {
         picks in proptest::collection::vec((any::<u64>(), 0usize..4), 8..24),
     ) {
         let dir = tempfile::tempdir().unwrap();
-        build(dir.path(), kind, &appends);
+        let appended = build(dir.path(), kind, &appends);
         let store = open(dir.path());
         let p = store.topic("t").unwrap().partition(0).unwrap().clone();
         let (start, end) = (p.log_start_offset(), p.log_end_offset());
+        prop_assert_eq!(end, appended.len() as u64);
         let mut offsets = vec![start, end, end + 1];
         offsets.extend(picks.iter().map(|&(x, _)| x % (end + 3)));
         let maxes = [1usize, 300, 9_000, 1 << 20];
@@ -482,8 +517,11 @@ proptest! {
                 compare_reads(&p, &all, o, max_of(i), fast);
             }
         }
-        // And every offset, once everything is checked.
+        // And every offset, once everything is checked; what was appended reads back.
         let all = read_everything(&p);
+        if let Kind::Plain(_) = kind {
+            prop_assert_eq!(&all, &appended);
+        }
         for o in start..=end {
             check_reads_at(&p, &all, o, 1);
         }
