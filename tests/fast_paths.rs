@@ -149,6 +149,9 @@ fn read_everything(p: &Partition) -> BTreeMap<u64, Rec> {
 // ---------------------------------------------------------------------------------------
 // (a) Encoding
 
+/// A header as `RecordRef::with_headers` takes it.
+type HeaderPair<'a> = (&'a str, Option<&'a [u8]>);
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
@@ -173,7 +176,7 @@ proptest! {
         let owned = owned.split_off(3);
         prop_assert_eq!(owned.len(), h.size());
 
-        let pairs: Vec<Vec<(&str, Option<&[u8]>)>> = records
+        let pairs: Vec<Vec<HeaderPair<'_>>> = records
             .iter()
             .map(|r| r.headers.iter().map(|h| (h.key.as_str(), h.value.as_deref())).collect())
             .collect();
