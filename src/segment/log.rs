@@ -399,3 +399,100 @@ impl OpenedLog<'_> {
         Ok(WalkEnd { error: None })
     }
 }
+
+#[cfg(test)]
+mod span_tests {
+    use super::*;
+    use crate::record::{encode_batch, BatchSpec, Compression, Record, RECORDS_COUNT_OFFSET};
+    use proptest::prelude::*;
+
+    /// `(position, width)` of each batch header field (FORMAT.md §3.2).
+    const FIELDS: [(usize, usize); 12] = [
+        (0, 8),
+        (8, 4),
+        (12, 4),
+        (16, 1),
+        (17, 4),
+        (21, 2),
+        (23, 4),
+        (27, 8),
+        (35, 8),
+        (43, 8),
+        (51, 2),
+        (57, 4),
+    ];
+
+    /// `BatchSpan::parse` agrees with `BatchHeader::parse`: the same span when the header
+    /// is good, the same error when a field the span reads is bad. It does not read
+    /// `recordsCount`, so a bad count may pass it (the walk parses in full the batch it
+    /// stops at).
+    fn check(b: &[u8]) -> std::result::Result<(), TestCaseError> {
+        let span = BatchSpan::parse(b);
+        match (BatchHeader::parse(b), span) {
+            (Ok(h), Ok(s)) => {
+                prop_assert_eq!(s.base_offset, h.base_offset as u64);
+                prop_assert_eq!(s.last_offset, h.last_offset());
+                prop_assert_eq!(s.size, h.size());
+            }
+            (
+                Err(DecodeError::BadField {
+                    field: "recordsCount",
+                    ..
+                }),
+                Ok(s),
+            ) => {
+                let h = |at: usize, n: usize| {
+                    let mut v = [0u8; 8];
+                    v[8 - n..].copy_from_slice(&b[at..at + n]);
+                    i64::from_be_bytes(v)
+                };
+                prop_assert_eq!(s.base_offset as i64, h(0, 8));
+                prop_assert_eq!(s.size as i64, h(8, 4) + 12);
+                prop_assert!(b.len() >= RECORDS_COUNT_OFFSET + 4);
+            }
+            (Err(e), Err(f)) => prop_assert_eq!(e, f),
+            (h, s) => prop_assert!(false, "header {:?}, span {:?}", h, s),
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn span_agrees_with_header_on_random_bytes(
+            mut b in proptest::collection::vec(any::<u8>(), 0..80),
+            v2 in any::<bool>(),
+        ) {
+            if v2 && b.len() >= 17 {
+                let (base, len) = (b[0] as i64, b[8] as i32);
+                b[..8].copy_from_slice(&base.to_be_bytes());
+                b[8..12].copy_from_slice(&len.to_be_bytes());
+                b[16] = 2;
+            }
+            check(&b)?;
+        }
+
+        #[test]
+        fn span_agrees_with_header_on_mutated_headers(
+            n in 1usize..6,
+            base in prop_oneof![0u64..1000, Just(i64::MAX as u64 - 10)],
+            compressed in any::<bool>(),
+            field in 0usize..12,
+            value in prop_oneof![Just(0i64), Just(-1), Just(2), Just(48), Just(49), Just(i64::MAX), Just(i32::MAX as i64), any::<i64>()],
+            cut in prop_oneof![3 => Just(usize::MAX), 1 => 0usize..80],
+        ) {
+            let records: Vec<Record> = (0..n).map(|i| Record::new(vec![i as u8; i])).collect();
+            let mut spec = BatchSpec::new(base, 0);
+            if compressed {
+                spec.compression = Compression::Lz4 { level: None };
+            }
+            let mut b = Vec::new();
+            encode_batch(&mut b, &spec, &records).unwrap();
+            let (at, width) = FIELDS[field];
+            b[at..at + width].copy_from_slice(&value.to_be_bytes()[8 - width..]);
+            b.truncate(cut.min(b.len()));
+            check(&b)?;
+        }
+    }
+}
