@@ -65,7 +65,7 @@ impl Fetch {
         }
     }
 
-    /// The buffer, emptied, for reuse by the next read
+    /// The buffer (as it is: the next read clears it), for reuse by the next read
     /// ([`Partition::read_into`](crate::Partition::read_into)).
     pub fn into_buffer(self) -> Vec<u8> {
         self.buf
