@@ -487,7 +487,7 @@ impl Mirror {
             buf,
         )?;
         let mut out: Vec<Outgoing> = Vec::new();
-        for (b, visible) in fetch.batches_with_visibility() {
+        for (b, visible) in fetch.as_borrowed().batches_with_visibility() {
             let next_local = b.header().next_offset();
             if b.last_offset() < from {
                 continue;

@@ -97,11 +97,6 @@ impl Fetch {
         self.as_borrowed().batches()
     }
 
-    /// Every batch, each with whether a reader gets its records (see `visible_batches`).
-    pub(crate) fn batches_with_visibility(&self) -> impl Iterator<Item = (Batch<'_>, bool)> + '_ {
-        self.as_borrowed().batches_with_visibility()
-    }
-
     /// The records at or past [`Fetch::offset`], in offset order (compressed batches'
     /// records included, decompressed). Control batches (transaction markers) hold no
     /// user records and are left out, as Kafka's consumer leaves them out; they are still

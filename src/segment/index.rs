@@ -359,7 +359,8 @@ pub(crate) fn lookup_offset_and_next(
     let n = entries.len();
     let entry = |i: usize| decode_offset_entry(&entries[i]);
     // The search reads only each probed entry's offset.
-    let below = entries.partition_point(|e| u32::from_be_bytes([e[0], e[1], e[2], e[3]]) <= relative_target);
+    let below = entries
+        .partition_point(|e| u32::from_be_bytes([e[0], e[1], e[2], e[3]]) <= relative_target);
     let slot = below.checked_sub(1);
     let next = below;
     (slot.map(entry), (next < n).then(|| entry(next).1))

@@ -1106,7 +1106,7 @@ impl Segment {
         let Some((_, h)) = self.locate(&log, offset, self.size())? else {
             return Ok(None);
         };
-        let base = h.base_offset as u64;
+        let base = h.base_offset;
         Ok((base < offset).then_some(base))
     }
 
@@ -1220,7 +1220,7 @@ impl Segment {
             return Ok(false);
         };
         let mut rewritten = Vec::new();
-        if (h.base_offset as u64) < offset {
+        if h.base_offset < offset {
             // Keep the part of this batch below `offset`, its record bytes unchanged.
             let raw = log.view(pos, pos + h.size as u64)?;
             let kept = Batch::parse(&raw)
@@ -1334,7 +1334,9 @@ impl std::hash::Hasher for PositionHasher {
         }
     }
     fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+        self.0 = (self.0 ^ n)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
     }
 }
 
