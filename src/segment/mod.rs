@@ -598,11 +598,13 @@ impl Segment {
         segment_ms: u64,
         now_ms: i64,
     ) -> Result<bool> {
-        if self.writer.lock().rolling_unknown {
+        let mut w = self.writer.lock();
+        if w.rolling_unknown {
+            drop(w);
             self.load_rolling_timestamp()?;
+            w = self.writer.lock();
         }
         let size = self.size();
-        let w = self.writer.lock();
         let waited = match w.rolling_timestamp {
             Some(t) if t >= 0 => header.max_timestamp.saturating_sub(t),
             _ => now_ms.saturating_sub(w.created_ms),
