@@ -37,6 +37,21 @@ struct Rec {
     headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
+/// The `Rec` a `Record` appended at `offset` with timestamp `ts` reads back as.
+fn rec_of(offset: u64, ts: i64, r: &Record) -> Rec {
+    Rec {
+        offset,
+        ts,
+        key: r.key.clone(),
+        value: r.value.clone(),
+        headers: r
+            .headers
+            .iter()
+            .map(|h| (h.key.as_bytes().to_vec(), h.value.clone()))
+            .collect(),
+    }
+}
+
 fn rec(r: &RecordView<'_>) -> Rec {
     Rec {
         offset: r.offset(),
@@ -245,16 +260,9 @@ proptest! {
         let expected: Vec<Rec> = records
             .iter()
             .enumerate()
-            .map(|(i, r)| Rec {
-                offset: base + i as u64,
-                ts: if log_append { max_ts } else { resolved(r) },
-                key: r.key.clone(),
-                value: r.value.clone(),
-                headers: r
-                    .headers
-                    .iter()
-                    .map(|h| (h.key.as_bytes().to_vec(), h.value.clone()))
-                    .collect(),
+            .map(|(i, r)| {
+                let ts = if log_append { max_ts } else { resolved(r) };
+                rec_of(base + i as u64, ts, r)
             })
             .collect();
         prop_assert_eq!(decode_all(&owned), expected);
@@ -368,20 +376,7 @@ fn build(dir: &Path, kind: Kind, appends: &[Append]) -> BTreeMap<u64, Rec> {
             .collect();
         for r in &records {
             let offset = appended.len() as u64;
-            appended.insert(
-                offset,
-                Rec {
-                    offset,
-                    ts: r.timestamp.unwrap(),
-                    key: r.key.clone(),
-                    value: r.value.clone(),
-                    headers: r
-                        .headers
-                        .iter()
-                        .map(|h| (h.key.as_bytes().to_vec(), h.value.clone()))
-                        .collect(),
-                },
-            );
+            appended.insert(offset, rec_of(offset, r.timestamp.unwrap(), r));
         }
         if i % 2 == 0 {
             append_fitting(&p, &records);
