@@ -40,6 +40,7 @@ skipped() { # backend workload
 commas() { printf "%s" "$1" | sed -e ':a' -e 's/\([0-9]\)\([0-9]\{3\}\)\($\|,\)/\1,\2\3/; ta'; }
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+commit="$(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo '+dirty')"
 started=$SECONDS
 declare -A CELL
 for w in $WORKLOADS; do
@@ -57,7 +58,7 @@ for w in $WORKLOADS; do
 done
 
 echo "Instructions per record (per lookup for lookup-*), 100 B values, N = $N records" \
-  "($LOOKUPS lookups); commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo '+dirty');" \
+  "($LOOKUPS lookups); commit $commit;" \
   "load average $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end;" \
   "$((SECONDS - started)) s"
 echo

@@ -395,15 +395,17 @@ Notes
   Throughput cells are medians of interleaved repetitions; each repetition runs on a fresh
   temp dir. Limits are the best of their runs. \"seglog ÷ faster peer\" divides seglog's
   records/s by the faster peer's (for latency rows: the faster peer's latency by seglog's),
-  so > 1 always means seglog is ahead; it is uncompressed seglog's ratio (see [7]). \"seglog ÷ limit\": appends vs raw write(2) bandwidth,
-  sequential reads vs memcpy bandwidth, durable appends vs the raw fdatasync rate.
+  so > 1 always means seglog is ahead; both ratios are uncompressed seglog's (see [7]).
+  \"seglog ÷ limit\": appends vs raw write(2) bandwidth, sequential reads vs memcpy
+  bandwidth, durable appends vs the raw fdatasync rate.
   Records have no key; seglog and kafko add a timestamp, commitlog has none.
   [1] kafko: its storage-level Log is the comparison for appends and reads, but
       kafko::Log::create needs a tokio runtime (tokio::fs::create_dir_all -> spawn_blocking
       panics without one) and tokio is not a dev-dependency here. The kafko column is
       therefore kafko's Log rebuilt from kafko's public Segment, SparseIndex and Record:
       Log::append (batches of 1), Log::append_batch, Log::read_record_at and Log::sync,
-      body for body (KafkoLog in benches/compare/src/kafko_backend.rs); all I/O and encoding is kafko's code.
+      body for body (KafkoLog in benches/compare/src/kafko_backend.rs); all I/O and
+      encoding is kafko's code.
   [2] Batch limits raised so that 16 KiB x 1000 fits everywhere: commitlog caps a whole
       appended batch at LogOptions::message_max_bytes (default 1,000,000 B, which rejects
       1 KiB x 1000 and 16 KiB x 100/1000) -> raised to 64 MiB; seglog's
