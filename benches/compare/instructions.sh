@@ -10,16 +10,20 @@
 #
 # Env: INSTR_N (records per log, a multiple of 1000; default 100000), INSTR_LOOKUPS (random
 # lookups per lookup workload; default N/10: callgrind runs seglog's ~300k-instruction
-# lookups at about 4k/s), INSTR_BACKENDS, INSTR_WORKLOADS (space-separated subsets).
+# lookups at about 4k/s), INSTR_SMALL_N (records of the compressed topics' single-record
+# appends, marked * in the table; default N/10: each append compresses a one-record batch
+# with a fresh codec context, whose table set-up callgrind emulates slowly: zstd's took
+# over 11 minutes for 100k), INSTR_BACKENDS, INSTR_WORKLOADS (space-separated subsets).
 # Not measured (printed as "-"): lookups on the compressed topics; kafko's reads, whose
 # read_record_at zero-fills and reads the rest of a 1 MiB segment for every record (about
 # 0.5 MiB of memset per record, which callgrind emulates for many minutes).
-# Whole default run here (2 shared cores, load about 1.5): about 9 minutes, plus the build.
+# Whole default run here (2 shared cores, load 2-4 from other builds): RUNTIME_TBD.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 N=${INSTR_N:-100000}
 LOOKUPS=${INSTR_LOOKUPS:-$((N / 10))}
+SMALL_N=${INSTR_SMALL_N:-$(((N / 10 + 999) / 1000 * 1000))}
 BACKENDS=${INSTR_BACKENDS:-"seglog seglog-lz4 seglog-zstd commitlog kafko raw"}
 WORKLOADS=${INSTR_WORKLOADS:-"append-batch append-single seq-read lookup-batched lookup-single"}
 
@@ -46,13 +50,14 @@ declare -A CELL
 for w in $WORKLOADS; do
   for b in $BACKENDS; do
     if skipped "$b" "$w"; then CELL[$w:$b]="-"; continue; fi
-    f="$OUT/$b-$w"
+    f="$OUT/$b-$w" n=$N mark=""
+    case "$b:$w" in seglog-*:append-single) n=$SMALL_N mark="*" ;; esac
     valgrind --tool=callgrind --toggle-collect='*timed_part*' --callgrind-out-file="$f.cg" \
-      "$BIN" "$b" "$w" "$N" "$LOOKUPS" >"$f.stdout" 2>"$f.stderr" ||
+      "$BIN" "$b" "$w" "$n" "$LOOKUPS" >"$f.stdout" 2>"$f.stderr" ||
       { echo "instr $b $w failed:" >&2; tail -20 "$f.stderr" >&2; exit 1; }
     ir=$(awk '/^summary:/ {print $2}' "$f.cg")
     ops=$(awk '{print $NF}' "$f.stdout")
-    CELL[$w:$b]=$(commas $(( (ir + ops / 2) / ops )))
+    CELL[$w:$b]=$(commas $(( (ir + ops / 2) / ops )))$mark
     echo "  $b $w: $ir instructions / $ops" >&2
   done
 done
@@ -60,7 +65,7 @@ done
 echo "Instructions per record (per lookup for lookup-*), 100 B values, N = $N records" \
   "($LOOKUPS lookups); commit $commit;" \
   "load average $load_start at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end;" \
-  "$((SECONDS - started)) s"
+  "$((SECONDS - started)) s. * = $SMALL_N records. - = not measured (see the script)."
 echo
 printf "| workload |"; for b in $BACKENDS; do printf " %s |" "$b"; done; echo
 printf "|---|"; for b in $BACKENDS; do printf -- "---:|"; done; echo
