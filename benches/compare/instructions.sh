@@ -4,25 +4,26 @@
 # instructions of its `timed_part` (user space; setup, teardown and the kernel excluded).
 # Read figures include the harness summing each value's bytes, the same for every backend.
 #
-#   benches/compare/instructions.sh            # N = 100k records, 10k lookups
+#   benches/compare/instructions.sh            # N = 100k records, 100k lookups
 #   INSTR_N=20000 benches/compare/instructions.sh
 #   INSTR_BACKENDS="seglog raw" INSTR_WORKLOADS="append-batch seq-read" benches/compare/instructions.sh
 #
-# Env: INSTR_N (records per log, a multiple of 1000; default 100000), INSTR_LOOKUPS (random
-# lookups per lookup workload; default N/10: callgrind runs seglog's ~300k-instruction
-# lookups at about 4k/s), INSTR_SMALL_N (records of the compressed topics' single-record
-# appends, marked * in the table; default N/10: each append compresses a one-record batch
-# with a fresh codec context, whose table set-up callgrind emulates slowly: zstd's took
-# over 11 minutes for 100k), INSTR_BACKENDS, INSTR_WORKLOADS (space-separated subsets).
+# Env: INSTR_N (records per log, a multiple of 1000; default 100000); INSTR_LOOKUPS
+# (random lookups per lookup workload; default N; callgrind runs seglog's ~300k-instruction
+# lookups at about 300/s, so INSTR_LOOKUPS=10000 saves about 5 minutes); INSTR_SMALL_N
+# (records of the compressed topics' single-record appends, marked * in the table; default
+# N/10: each append compresses a one-record batch with a fresh codec context, whose set-up
+# callgrind emulates slowly: zstd's had not finished after 11 minutes at 100k);
+# INSTR_BACKENDS, INSTR_WORKLOADS (space-separated subsets).
 # Not measured (printed as "-"): lookups on the compressed topics; kafko's reads, whose
 # read_record_at zero-fills and reads the rest of a 1 MiB segment for every record (about
 # 0.5 MiB of memset per record, which callgrind emulates for many minutes).
-# Whole default run here (2 shared cores, load 2-4 from other builds): RUNTIME_TBD.
+# Whole default run here (2 shared cores, load 2-4 from other builds): about 10 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 N=${INSTR_N:-100000}
-LOOKUPS=${INSTR_LOOKUPS:-$((N / 10))}
+LOOKUPS=${INSTR_LOOKUPS:-$N}
 SMALL_N=${INSTR_SMALL_N:-$(((N / 10 + 999) / 1000 * 1000))}
 BACKENDS=${INSTR_BACKENDS:-"seglog seglog-lz4 seglog-zstd commitlog kafko raw"}
 WORKLOADS=${INSTR_WORKLOADS:-"append-batch append-single seq-read lookup-batched lookup-single"}
