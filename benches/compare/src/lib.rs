@@ -69,7 +69,7 @@ impl Subject {
     }
 }
 
-/// What a log is opened for (only kafko's configuration depends on it, see note [4] of the
+/// What a log is opened for (only kafko's configuration depends on it, see note 4 of the
 /// peers bench).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
