@@ -18,7 +18,7 @@
 # Not measured (printed as "-"): lookups on the compressed topics; kafko's reads, whose
 # read_record_at zero-fills and reads the rest of a 1 MiB segment for every record (about
 # 0.5 MiB of memset per record, which callgrind emulates for many minutes).
-# Whole default run here (2 shared cores, load 2-4 from other builds): about 10 minutes.
+# Whole default run here (2 shared cores, load 3.4-4.6 from other builds): 698 s, plus the build.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
