@@ -1,6 +1,6 @@
-//! Helpers for `benches/peers.rs`: run scale, payloads, timing and statistics, the
-//! physical-limit probes, a poll-once executor for kafko's (synchronous) async fns, and
-//! the result table.
+//! Helpers for `benches/peers.rs` and the backends: run scale, payloads, timing and
+//! statistics, the physical-limit probes, a poll-once executor for kafko's (synchronous)
+//! async fns, and the result table.
 
 use std::fs::File;
 use std::future::Future;
@@ -11,6 +11,17 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+
+use crate::Subject;
+
+/// The table's columns, in order; rows leave out the subjects a workload does not run.
+pub const COLUMNS: [Subject; 5] = [
+    Subject::Seglog,
+    Subject::SeglogLz4,
+    Subject::SeglogZstd,
+    Subject::Commitlog,
+    Subject::Kafko,
+];
 
 /// 1 MB = 10^6 bytes in every MB/s figure.
 pub const MB: f64 = 1e6;
@@ -263,12 +274,12 @@ pub enum Cell {
     Latency(u64, &'static str),
 }
 
-/// One table row: the three subjects' cells, then seglog against the faster peer and
-/// against the physical limit.
+/// One table row: a cell per [`COLUMNS`] entry (`None`: not run), then seglog
+/// (uncompressed) against the faster peer and against the physical limit.
 #[derive(Debug, Clone)]
 pub struct Row {
     pub workload: String,
-    pub cells: [Cell; 3],
+    pub cells: Vec<Option<Cell>>,
     /// seglog as a fraction of the relevant limit, with the limit's short name.
     pub vs_limit: Option<(f64, &'static str)>,
 }
@@ -277,10 +288,14 @@ impl Row {
     /// seglog ÷ faster peer: throughput ratio, or for latencies the faster peer's latency
     /// ÷ seglog's (so > 1 means seglog is better in both cases).
     pub fn ratio(&self) -> Option<f64> {
-        match &self.cells[0] {
+        let peers = COLUMNS
+            .iter()
+            .zip(&self.cells)
+            .filter(|(s, _)| !s.is_seglog())
+            .filter_map(|(_, c)| c.as_ref());
+        match self.cells[0].as_ref()? {
             Cell::Rate(s, _) => {
-                let best = self.cells[1..]
-                    .iter()
+                let best = peers
                     .filter_map(|c| match c {
                         Cell::Rate(r, _) => Some(r.records_per_s),
                         _ => None,
@@ -289,8 +304,7 @@ impl Row {
                 Some(s.records_per_s / best)
             }
             Cell::Latency(s, _) => {
-                let best = self.cells[1..]
-                    .iter()
+                let best = peers
                     .filter_map(|c| match c {
                         Cell::Latency(l, _) => Some(*l),
                         _ => None,
@@ -310,40 +324,42 @@ pub enum Line {
 }
 
 const W_WORK: usize = 30;
-const W_NUM: usize = 9;
+const W_NUM: usize = 8;
 
-fn cell_parts(c: &Cell) -> (String, String) {
+fn cell_parts(c: &Option<Cell>) -> (String, String) {
     match c {
-        Cell::Rate(r, mark) => (si(r.records_per_s), format!("{:.1}{mark}", r.mb_per_s())),
-        Cell::Latency(v, mark) => (format!("{}{mark}", ns(*v)), "-".to_string()),
+        None => ("-".to_string(), "-".to_string()),
+        Some(Cell::Rate(r, mark)) => (si(r.records_per_s), format!("{:.1}{mark}", r.mb_per_s())),
+        Some(Cell::Latency(v, mark)) => (format!("{}{mark}", ns(*v)), "-".to_string()),
     }
 }
 
-/// Prints the table.
+/// Prints the table: two columns (rec/s, MB/s; or a latency) per subject.
 pub fn print_table(lines: &[Line]) {
-    let sep = "-".repeat(W_WORK + 6 * (W_NUM + 1) + 14 + 16);
-    println!(
-        "{:<W_WORK$} {:>W_NUM$} {:>W_NUM$} {:>W_NUM$} {:>W_NUM$} {:>W_NUM$} {:>W_NUM$} {:>13} {:>15}",
-        "", "seglog", "", "commitlog", "", "kafko", "", "seglog ÷", "seglog ÷"
-    );
-    println!(
-        "{:<W_WORK$} {:>W_NUM$} {:>W_NUM$} {:>W_NUM$} {:>W_NUM$} {:>W_NUM$} {:>W_NUM$} {:>13} {:>15}",
-        "workload", "rec/s", "MB/s", "rec/s", "MB/s", "rec/s", "MB/s", "faster peer", "limit"
-    );
+    let sep = "-".repeat(W_WORK + COLUMNS.len() * 2 * (W_NUM + 1) + 14 + 16);
+    let mut names = format!("{:<W_WORK$}", "");
+    let mut units = format!("{:<W_WORK$}", "workload");
+    for s in COLUMNS {
+        names += &format!(" {:>w$}", s.name(), w = 2 * W_NUM + 1);
+        units += &format!(" {:>W_NUM$} {:>W_NUM$}", "rec/s", "MB/s");
+    }
+    println!("{names} {:>13} {:>15}", "seglog ÷", "seglog ÷");
+    println!("{units} {:>13} {:>15}", "faster peer", "limit");
     println!("{sep}");
     for line in lines {
         match line {
             Line::Section(s) => println!("{s}"),
             Line::Row(r) => {
-                let [a, b, c] = r.cells.each_ref().map(cell_parts);
+                let mut row = format!("{:<W_WORK$}", r.workload);
+                for c in &r.cells {
+                    let (a, b) = cell_parts(c);
+                    row += &format!(" {a:>W_NUM$} {b:>W_NUM$}");
+                }
                 let ratio = r.ratio().map_or("-".to_string(), |x| format!("{x:.2}x"));
                 let limit = r.vs_limit.map_or(String::new(), |(f, name)| {
                     format!("{:.0}% {name}", f * 100.0)
                 });
-                println!(
-                    "{:<W_WORK$} {:>W_NUM$} {:>W_NUM$} {:>W_NUM$} {:>W_NUM$} {:>W_NUM$} {:>W_NUM$} {:>13} {:>15}",
-                    r.workload, a.0, a.1, b.0, b.1, c.0, c.1, ratio, limit
-                );
+                println!("{row} {ratio:>13} {limit:>15}");
             }
         }
     }
