@@ -105,6 +105,7 @@ impl BatchHeader {
     /// # Errors
     /// [`DecodeError::Truncated`] when `buf` is shorter than 61 bytes, [`DecodeError::BadMagic`]
     /// and [`DecodeError::BadField`] for impossible values.
+    #[inline]
     pub fn parse(buf: &[u8]) -> Result<BatchHeader, DecodeError> {
         let Some(a) = buf.first_chunk::<BATCH_HEADER_SIZE>() else {
             return Err(Self::short(buf));
@@ -305,6 +306,7 @@ impl<'a> Batch<'a> {
     }
 
     /// As [`Batch::parse`] without the CRC check, for bytes whose CRC was checked already.
+    #[inline]
     pub(crate) fn parse_unchecked(buf: &'a [u8]) -> Result<Batch<'a>, DecodeError> {
         let header = BatchHeader::parse(buf)?;
         let size = header.size();
@@ -857,6 +859,12 @@ impl<'a> Iterator for RecordIter<'a> {
 /// A zig-zag varint of at most `max_len` bytes, `None` when malformed or cut short.
 #[inline(always)]
 fn fast_varint(buf: &[u8], pos: &mut usize, max_len: usize) -> Option<i64> {
+    // One byte: deltas, null or short lengths, header counts.
+    let b0 = *buf.get(*pos)?;
+    if b0 < 0x80 {
+        *pos += 1;
+        return Some(((b0 >> 1) as i64) ^ -((b0 & 1) as i64));
+    }
     let mut z: u64 = 0;
     for i in 0..max_len {
         let b = *buf.get(*pos + i)?;
@@ -929,8 +937,9 @@ impl RecordIter<'_> {
         let Some(target) = offset
             .checked_sub(self.header.base_offset as u64)
             .and_then(|t| i64::try_from(t).ok())
+            .filter(|&t| t > self.last_delta + 1)
         else {
-            return;
+            return; // nothing below `offset` is left to step over
         };
         let buf = self.buf;
         let dense = self.header.records_count as i64 == self.header.last_offset_delta as i64 + 1;
