@@ -381,14 +381,45 @@ pub(crate) fn compress(c: Compression, input: &[u8], out: &mut Vec<u8>) -> Resul
             e.finish().map(drop).map_err(|e| failed(id, e))
         }
         #[cfg(feature = "zstd")]
-        Compression::Zstd { .. } => {
-            let mut e = zstd::stream::write::Encoder::new(out, level).map_err(|e| failed(id, e))?;
-            e.write_all(input).map_err(|e| failed(id, e))?;
-            e.finish().map(drop).map_err(|e| failed(id, e))
-        }
+        Compression::Zstd { .. } => zstd_compress(level, input, out),
         #[allow(unreachable_patterns)]
         _ => unreachable!("check_available refused codec {id}"),
     }
+}
+
+/// One zstd frame of `input`, appended to `out`, through a compression context kept per
+/// thread: making a context costs far more than compressing a small batch (its tables are
+/// set up anew), so each appending thread keeps one (about a megabyte at the default level).
+#[cfg(feature = "zstd")]
+fn zstd_compress(level: i32, input: &[u8], out: &mut Vec<u8>) -> Result<(), CodecError> {
+    use std::cell::RefCell;
+    thread_local! {
+        static CONTEXT: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+            const { RefCell::new(None) };
+    }
+    let id = Compression::Zstd { level: None }.id();
+    CONTEXT.with(|context| {
+        let mut context = context.borrow_mut();
+        let compressor = match &mut *context {
+            Some((l, c)) if *l == level => c,
+            slot => {
+                let c = zstd::bulk::Compressor::new(level).map_err(|e| failed(id, e))?;
+                &mut slot.insert((level, c)).1
+            }
+        };
+        let start = out.len();
+        out.resize(start + zstd::zstd_safe::compress_bound(input.len()), 0);
+        match compressor.compress_to_buffer(input, &mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                Ok(())
+            }
+            Err(e) => {
+                out.truncate(start);
+                Err(failed(id, e))
+            }
+        }
+    })
 }
 
 /// snappy-java's framed stream (what Kafka's Java producer writes) and plain raw blocks.
