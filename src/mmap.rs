@@ -198,6 +198,11 @@ impl LogMap {
     /// The bytes `[from, min(to, published size))` of `file`: borrowed from its mapping
     /// when that covers them, else read with `pread`.
     pub(crate) fn view(&self, file: &Arc<OpenLog>, from: u64, to: u64) -> io::Result<View<'_>> {
+        self.view_of(Arc::clone(file), from, to)
+    }
+
+    /// [`LogMap::view`], keeping `file` (no reference count taken).
+    pub(crate) fn view_of(&self, file: Arc<OpenLog>, from: u64, to: u64) -> io::Result<View<'_>> {
         let shared = self.shrinking.read();
         // Loaded under the shared lock: the file cannot shrink below it while we hold it.
         let to = to.min(self.size());
@@ -221,7 +226,7 @@ impl LogMap {
             return Ok(View {
                 bytes: Cow::Borrowed(bytes),
                 _shared: shared,
-                _file: Arc::clone(file),
+                _file: file,
             });
         }
         let mut buf = vec![0; (to - from) as usize];
@@ -229,7 +234,7 @@ impl LogMap {
         Ok(View {
             bytes: Cow::Owned(buf),
             _shared: shared,
-            _file: Arc::clone(file),
+            _file: file,
         })
     }
 }

@@ -600,3 +600,41 @@ fn segment_txnindex_is_read_truncated_and_deleted() {
     store.delete_topic("t").unwrap();
     assert!(!path.exists());
 }
+
+/// A point lookup of a transaction marker's offset finds no record (markers hold none, as
+/// `Fetch::records` leaves them out), and of every data offset the record a read returns:
+/// Kafka's own transactional log (committed and aborted transactions), kept at its offsets.
+#[test]
+fn point_lookups_of_kafkas_transactional_log_agree_with_reads() {
+    let (bin, _) = fixture("txn-sequence");
+    let dir = tempfile::tempdir().unwrap();
+    let store = seglog::Store::open(dir.path()).unwrap();
+    let topic = store
+        .create_topic("t", seglog::TopicConfig::default())
+        .unwrap();
+    let p = topic.partition(0).unwrap();
+    p.append_raw(&bin, seglog::OffsetMode::Keep).unwrap();
+    let mut markers = 0;
+    for o in p.log_start_offset()..p.log_end_offset() {
+        let read = p.read(o, 1).unwrap();
+        let want = read
+            .records()
+            .find(|r| r.offset() >= o)
+            .filter(|r| r.offset() == o)
+            .map(|r| r.to_record());
+        let got = p.read_record(o, |r| r.to_record()).unwrap();
+        assert_eq!(got, want, "offset {o}");
+        let in_place = p
+            .read_in_place(o, 1, |f| {
+                f.records()
+                    .find(|r| r.offset() >= o)
+                    .filter(|r| r.offset() == o)
+                    .map(|r| r.to_record())
+            })
+            .unwrap();
+        assert_eq!(in_place, want, "offset {o}");
+        markers += usize::from(read.batches().next().unwrap().header().is_control());
+    }
+    assert!(markers >= 2, "the fixture holds commit and abort markers");
+    store.close().unwrap();
+}

@@ -247,19 +247,30 @@ impl<'a> FetchRef<'a> {
             if b.base_offset() > offset {
                 return None;
             }
-            let mut it = self.records_of(&b);
-            if let Some((pos, index)) = hint(&b) {
-                it.seek(pos, index);
+            return self.record_in(&b, offset, hint(&b));
+        }
+        None
+    }
+
+    /// The record at `offset` in `b`, a visible batch of this fetch holding it, starting
+    /// the walk at `hint` (a record's position and index, [`RecordIter::seek`]) if given.
+    pub(crate) fn record_in(
+        &self,
+        b: &Batch<'a>,
+        offset: u64,
+        hint: Option<(usize, usize)>,
+    ) -> Option<RecordView<'a>> {
+        let mut it = self.records_of(b);
+        if let Some((pos, index)) = hint {
+            it.seek(pos, index);
+        }
+        it.skip_below(offset);
+        for r in it {
+            match r {
+                Ok(r) if r.offset() < offset => continue,
+                Ok(r) => return (r.offset() == offset).then_some(r),
+                Err(_) => return None,
             }
-            it.skip_below(offset);
-            for r in it {
-                match r {
-                    Ok(r) if r.offset() < offset => continue,
-                    Ok(r) => return (r.offset() == offset).then_some(r),
-                    Err(_) => return None,
-                }
-            }
-            return None;
         }
         None
     }

@@ -53,7 +53,7 @@ use crate::record::{
     encode::encode_batch_reusing, AsRecord, BatchHeader, BatchIter, BatchSpec, RecordView,
     TIMESTAMP_TYPE_BIT,
 };
-use crate::segment::{Segment, SegmentOptions};
+use crate::segment::{Segment, SegmentOptions, SegmentRead};
 
 /// What an append wrote (for [`Partition::append_raw`], all its batches together).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -663,13 +663,13 @@ impl Partition {
         self.read_in_place_at(offset, max_bytes, |fetch, _| f(fetch))
     }
 
-    /// [`Partition::read_in_place`], also giving `f` the segment the batches come from and
-    /// the file position of the first (none for an empty fetch).
+    /// [`Partition::read_in_place`], also giving `f` the segment the batches come from, the
+    /// file position of the first and its header (none for an empty fetch).
     fn read_in_place_at<T>(
         &self,
         offset: u64,
         max_bytes: usize,
-        f: impl FnOnce(FetchRef<'_>, Option<(&Segment, u64)>) -> T,
+        f: impl FnOnce(FetchRef<'_>, Option<(&Segment, u64, &BatchHeader)>) -> T,
     ) -> Result<T> {
         let _no_truncation = self.inner.truncation.read();
         let end = self.log_end_offset();
@@ -685,49 +685,61 @@ impl Partition {
             aborted: None,
         };
         let mut next = offset;
+        let mut f = Some(f);
         while next < end {
             let (seg, successor) = self.segment_at(next)?;
-            let read = match seg.read_view(next, max_bytes, true, successor) {
-                Err(_) if self.replaced(&seg) => continue,
-                read => read?,
-            };
-            match read {
-                Some(read) if !read.batches().is_empty() => {
-                    let mut batches = read.batches();
-                    let mut next_offset = read.next;
-                    if next_offset > end {
-                        let (keep, n) =
-                            self.cut_at_end(batches, offset, end, end, Some((&seg, read.pos)))?;
-                        batches = &batches[..keep];
-                        next_offset = n;
-                    }
-                    let (mut plain, mut sections) = (Vec::new(), Vec::new());
-                    if read.compressed {
-                        fetch::decompress_into(
-                            batches,
-                            offset,
-                            &self.inner.dir,
-                            &mut plain,
-                            &mut sections,
-                        )?;
-                    }
-                    let fetch = FetchRef {
-                        buf: batches,
-                        offset,
-                        next_offset,
-                        plain: &plain,
-                        sections: &sections,
-                        aborted: None,
-                    };
-                    return Ok(f(fetch, Some((&seg, read.pos))));
+            let lend = |read: &SegmentRead<'_>| -> Result<Option<T>> {
+                let mut batches = read.batches();
+                if batches.is_empty() {
+                    return Ok(None);
                 }
-                _ => match successor {
+                let mut next_offset = read.next;
+                if next_offset > end {
+                    let (keep, n) =
+                        self.cut_at_end(batches, offset, end, end, Some((&seg, read.pos)))?;
+                    batches = &batches[..keep];
+                    next_offset = n;
+                }
+                let (mut plain, mut sections) = (Vec::new(), Vec::new());
+                if read.compressed {
+                    fetch::decompress_into(
+                        batches,
+                        offset,
+                        &self.inner.dir,
+                        &mut plain,
+                        &mut sections,
+                    )?;
+                }
+                let fetch = FetchRef {
+                    buf: batches,
+                    offset,
+                    next_offset,
+                    plain: &plain,
+                    sections: &sections,
+                    aborted: None,
+                };
+                let first = read.first.as_ref().filter(|_| !batches.is_empty());
+                // Taken once: a fetch with batches ends the loop.
+                Ok(f.take()
+                    .map(|f| f(fetch, first.map(|h| (&*seg, read.pos, h)))))
+            };
+            let lent = match seg.read_view(next, max_bytes, true, successor, lend) {
+                Err(_) if self.replaced(&seg) => continue,
+                lent => lent?,
+            };
+            match lent.transpose()?.flatten() {
+                Some(result) => return Ok(result),
+                None => match successor {
                     Some(b) => next = b.max(next),
                     None => return Err(self.missing_past_last(&seg, next, end)),
                 },
             }
         }
-        Ok(f(empty(next.min(end)), None))
+        match f {
+            Some(f) => Ok(f(empty(next.min(end)), None)),
+            // Cannot happen: `f` is taken only by a fetch that returns.
+            None => Err(self.missing_past_last(&self.segment_at(next)?.0, next, end)),
+        }
     }
 
     /// The record at `offset`, given to `f` borrowed from the mapped file (no copy of its
@@ -755,15 +767,21 @@ impl Partition {
         offset: u64,
         f: impl FnOnce(RecordView<'_>) -> T,
     ) -> Result<Option<T>> {
-        self.read_in_place_at(offset, 1, |fetch, at| {
-            let hint = |b: &crate::record::Batch<'_>| {
-                let (seg, pos) = at?;
-                // Only the first batch starts at `pos`.
-                (b.as_bytes().as_ptr() == fetch.as_bytes().as_ptr())
-                    .then(|| seg.seek_hint(pos, b, offset))
-                    .flatten()
-            };
-            fetch.record_at(offset, hint).map(f)
+        self.read_in_place_at(offset, 1, |fetch, at| match at {
+            // The usual case: the first batch, parsed by the read, holds `offset`.
+            Some((seg, pos, h))
+                if (h.base_offset as u64) <= offset && offset <= h.last_offset() =>
+            {
+                if h.is_control() {
+                    return None; // a transaction marker: no record at `offset`
+                }
+                let b = crate::record::Batch::from_parts(*h, fetch.as_bytes())?;
+                fetch
+                    .record_in(&b, offset, seg.seek_hint(pos, &b, offset))
+                    .map(f)
+            }
+            // A gap before the first batch, or no batch.
+            _ => fetch.record_at(offset, |_| None).map(f),
         })
     }
 

@@ -321,6 +321,17 @@ impl<'a> Batch<'a> {
         })
     }
 
+    /// The batch whose header, parsed before, is `header` and whose bytes start `buf`
+    /// (no checks: for a reader that parsed and checked it already). `None` when `buf` is
+    /// shorter than the header says.
+    #[inline]
+    pub(crate) fn from_parts(header: BatchHeader, buf: &'a [u8]) -> Option<Batch<'a>> {
+        Some(Batch {
+            header,
+            bytes: buf.get(..header.size())?,
+        })
+    }
+
     /// The header.
     pub fn header(&self) -> &BatchHeader {
         &self.header

@@ -144,6 +144,14 @@ impl<'a> OpenedLog<'a> {
             .map_err(|e| Error::io("read", self.path(), e))
     }
 
+    /// [`OpenedLog::view`], handing the open descriptor to the view.
+    pub(crate) fn into_view(self, from: u64, to: u64) -> Result<View<'a>> {
+        let OpenedLog { log, file } = self;
+        log.data
+            .view_of(file, from, to)
+            .map_err(|e| Error::io("read", log.path(), e))
+    }
+
     /// How many bytes a walk should view at once.
     fn window(&self, default: u64) -> u64 {
         if self.file.is_mapped() {

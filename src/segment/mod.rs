@@ -979,25 +979,24 @@ impl Segment {
         limit: Option<u64>,
         buf: &mut Vec<u8>,
     ) -> Result<Option<(u64, u64)>> {
-        Ok(self
-            .read_view(offset, max_bytes, min_one, limit)?
-            .map(|read| {
-                buf.extend_from_slice(read.batches());
-                (read.next, read.pos)
-            }))
+        self.read_view(offset, max_bytes, min_one, limit, |read| {
+            buf.extend_from_slice(read.batches());
+            (read.next, read.pos)
+        })
     }
 
-    /// [`Segment::read_below`] without the copy: the checked batches borrowed from the
-    /// file's mapping, valid while the returned [`SegmentRead`] lives (it keeps the file
-    /// from shrinking and the mapping alive). Each batch is checked (CRC, records) the
-    /// first time this process reads it, not on every read.
-    pub(crate) fn read_view(
+    /// [`Segment::read_below`] without the copy: `f` gets the checked batches borrowed from
+    /// the file's mapping ([`SegmentRead`], which keeps the file from shrinking and the
+    /// mapping alive while `f` runs). Each batch is checked (CRC, records) the first time
+    /// this process reads it, not on every read.
+    pub(crate) fn read_view<R>(
         &self,
         offset: u64,
         max_bytes: usize,
         min_one: bool,
         limit: Option<u64>,
-    ) -> Result<Option<SegmentRead<'_>>> {
+        f: impl FnOnce(&SegmentRead<'_>) -> R,
+    ) -> Result<Option<R>> {
         let pin = self.pin();
         let log = self.log()?;
         let end = self.size();
@@ -1009,10 +1008,11 @@ impl Segment {
             want = want.max(first.size as u64);
         }
         let to = end.min(pos.saturating_add(want));
-        let view = log.view(pos, to)?;
+        let view = log.into_view(pos, to)?;
         let mut at = 0;
         let mut next = offset;
         let mut compressed = false;
+        let mut first = None;
         let bytes = &view[..];
         while at < bytes.len() {
             let batch = match Batch::parse_unchecked(&bytes[at..]) {
@@ -1054,21 +1054,25 @@ impl Segment {
             at += size;
             next = batch.last_offset() + 1;
             compressed |= batch.header().compression() != 0;
+            first.get_or_insert(*batch.header());
         }
-        Ok(Some(SegmentRead {
+        let read = SegmentRead {
             view,
             len: at,
             compressed,
+            first,
             next,
             pos,
             _pin: pin,
-        }))
+        };
+        Ok(Some(f(&read)))
     }
 
     /// Where a lookup of `offset` in `batch` (a checked batch at file position `pos`) may
     /// start stepping: a record position in the batch and that record's index, for large
     /// dense batches; `None` to start at the first record. The positions are found once
     /// per batch and kept (up to `MAX_SKIPS` per segment).
+    #[inline]
     pub(crate) fn seek_hint(
         &self,
         pos: u64,
@@ -1077,8 +1081,13 @@ impl Segment {
     ) -> Option<(usize, usize)> {
         let k = usize::try_from(offset.checked_sub(batch.base_offset())?).ok()?;
         if k < SKIP_STRIDE {
-            return None;
+            return None; // the first records: stepping from the start is as quick
         }
+        self.seek_hint_far(pos, batch, k)
+    }
+
+    /// [`Segment::seek_hint`] for the `k`-th record of the batch, `k >= SKIP_STRIDE`.
+    fn seek_hint_far(&self, pos: u64, batch: &Batch<'_>, k: usize) -> Option<(usize, usize)> {
         let pick = |starts: &[u32]| {
             let i = (k / SKIP_STRIDE).min(starts.len());
             (i > 0).then(|| (starts[i - 1] as usize, i * SKIP_STRIDE))
@@ -1362,6 +1371,8 @@ pub(crate) struct SegmentRead<'a> {
     len: usize,
     /// Some batch is compressed.
     pub(crate) compressed: bool,
+    /// The first batch's header (a point lookup need not parse it again).
+    pub(crate) first: Option<BatchHeader>,
     /// The offset after the last batch (the offset asked for when there is none).
     pub(crate) next: u64,
     /// File position of the first batch.
