@@ -279,17 +279,25 @@ impl<'a> FetchRef<'a> {
     /// [`Fetch::records`] gives them. The records of the first batch below the offset are
     /// stepped over by their lengths, not decoded.
     pub fn records(&self) -> impl Iterator<Item = RecordView<'a>> + 'a {
-        let from = self.offset;
         let this = *self;
-        self.batches_with_visibility()
-            .filter_map(|(b, visible)| visible.then_some(b))
-            .flat_map(move |b| {
-                let mut it = this.records_of(&b);
-                if b.base_offset() < from {
-                    it.skip_below(from);
+        let mut batches = self
+            .batches_with_visibility()
+            .filter_map(|(b, visible)| visible.then_some(b));
+        let mut current: Option<RecordIter<'a>> = None;
+        // One loop rather than a chain of adapters: a record is handed over once.
+        std::iter::from_fn(move || loop {
+            if let Some(r) = current.as_mut().and_then(RecordIter::next_valid) {
+                if r.offset() >= this.offset {
+                    return Some(r);
                 }
-                it.filter_map(Result::ok)
-            })
-            .filter(move |r| r.offset() >= from)
+                continue;
+            }
+            let b = batches.next()?;
+            let mut it = this.records_of(&b);
+            if b.base_offset() < this.offset {
+                it.skip_below(this.offset);
+            }
+            current = Some(it);
+        })
     }
 }

@@ -901,6 +901,23 @@ fn fast_bytes<'a>(buf: &'a [u8], pos: &mut usize) -> Option<Option<&'a [u8]>> {
     Some(Some(bytes))
 }
 
+impl<'a> RecordIter<'a> {
+    /// The next record, `None` at the end or at the first malformed record (for readers of
+    /// checked batches, which hold none): [`Iterator::next`] without the `Result`.
+    #[inline]
+    pub(crate) fn next_valid(&mut self) -> Option<RecordView<'a>> {
+        if self.left > 0 && !self.failed && (self.decompressed || self.header.compression() == 0) {
+            if let Some((r, end, delta)) = self.decode_fast() {
+                self.pos = end;
+                self.last_delta = delta;
+                self.left -= 1;
+                return Some(r);
+            }
+        }
+        self.next()?.ok()
+    }
+}
+
 impl RecordIter<'_> {
     /// Checks the records not yet decoded, as iterating them would, without handing any
     /// out, then that no bytes are left over: the first error, as `next` would give it.
