@@ -189,9 +189,6 @@ impl<'a> RecordRef<'a> {
     }
 }
 
-/// Bytes of the longest varint length prefix.
-const MAX_LEN_BYTES: usize = 5;
-
 /// What can be appended as a record without giving up its bytes: [`Record`] (owned),
 /// [`RecordRef`] (borrowed) and [`RecordView`] (a record read from a log, re-appended).
 pub trait AsRecord {
@@ -389,39 +386,43 @@ fn encode_inner<R: AsRecord>(
                 r.headers_len()?
             }
         };
-        let body = 1
-            + varlong_len(ts_delta)
-            + varint_len(offset_delta)
-            + varint_len(key_len)
-            + r.key.map_or(0, <[u8]>::len)
-            + varint_len(value_len)
-            + r.value.map_or(0, <[u8]>::len)
-            + varint_len(header_count as i32)
-            + headers_len;
-        let body_len = checked_len("record length", body)?;
-        let need = pos + MAX_LEN_BYTES + body;
+        // The body is written first, after room for its length prefix as wide as an upper
+        // bound of the body needs; the prefix is written after it, and in the rare case
+        // that the exact length takes fewer bytes, the body moves back.
+        let bound =
+            31 + r.key.map_or(0, <[u8]>::len) + r.value.map_or(0, <[u8]>::len) + headers_len;
+        let bound_len = checked_len("record length", bound)?;
+        let width = varint_len(bound_len);
+        let need = pos + width + bound;
         if need > out.len() {
             out.resize(need.max(out.len().saturating_mul(2)), 0);
         }
         let buf = &mut out[..];
-        pos = put_varlong(buf, pos, body_len as i64);
-        buf[pos] = 0; // record attributes: unused
-        pos = put_varlong(buf, pos + 1, ts_delta);
-        pos = put_varlong(buf, pos, offset_delta as i64);
-        pos = put_opt(buf, pos, key_len, r.key);
-        pos = put_opt(buf, pos, value_len, r.value);
-        pos = put_varlong(buf, pos, header_count as i64);
+        let body_start = pos + width;
+        buf[body_start] = 0; // record attributes: unused
+        let mut at = put_varlong(buf, body_start + 1, ts_delta);
+        at = put_varlong(buf, at, offset_delta as i64);
+        at = put_opt(buf, at, key_len, r.key);
+        at = put_opt(buf, at, value_len, r.value);
+        at = put_varlong(buf, at, header_count as i64);
         match r.headers {
             _ if header_count == 0 => {}
             HeaderSource::Encoded(h) => {
-                buf[pos..pos + h.raw.len()].copy_from_slice(h.raw);
-                pos += h.raw.len();
+                buf[at..at + h.raw.len()].copy_from_slice(h.raw);
+                at += h.raw.len();
             }
             _ => r.for_each_header(|k, v| {
-                pos = put_opt(buf, pos, k.len() as i32, Some(k));
-                pos = put_opt(buf, pos, v.map_or(-1, |v| v.len() as i32), v);
+                at = put_opt(buf, at, k.len() as i32, Some(k));
+                at = put_opt(buf, at, v.map_or(-1, |v| v.len() as i32), v);
             }),
         }
+        let body = (at - body_start) as i64;
+        let exact = varlong_len(body);
+        if exact < width {
+            buf.copy_within(body_start..at, pos + exact);
+        }
+        put_varlong(buf, pos, body);
+        pos = at - (width - exact);
     }
     let codec = spec.compression;
     let mut end = pos;
