@@ -166,7 +166,18 @@ impl LogMap {
             ));
         }
         crate::fs::inject(crate::fs::FaultOp::Write)?;
-        file.file.write_all_at(bytes, pos)
+        // `pwrite` straight to the kernel (std's `write_all_at` goes through libc's
+        // cancellation-point wrapper): one call per append is the common case.
+        let mut done = 0;
+        while done < bytes.len() {
+            match rustix::io::pwrite(&file.file, &bytes[done..], pos + done as u64) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 
     /// The published size.
