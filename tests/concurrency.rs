@@ -371,3 +371,76 @@ fn concurrent_appenders_get_dense_unique_offsets() {
     assert_eq!(t.partition(1).unwrap().log_end_offset(), WRITERS * BATCHES);
     store.close().unwrap();
 }
+
+/// Point lookups and in-place reads from several threads at once, on a reopened store (so
+/// every batch is checked for the first time by whichever thread reaches it first, and the
+/// lookup caches fill concurrently), while a writer appends: every answer is the record
+/// written at that offset. Run it under the wakedelay shim to widen the races.
+#[test]
+fn concurrent_point_lookups_on_a_reopened_store_see_what_was_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let value = |o: u64| format!("value-{o:08}-{}", "x".repeat((o % 37) as usize)).into_bytes();
+    let config = || {
+        TopicConfig::default()
+            .segment_bytes(256 * 1024)
+            .index_interval_bytes(512)
+    };
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let p = store
+            .create_topic("t", config())
+            .unwrap()
+            .partition(0)
+            .unwrap()
+            .clone();
+        // Batches of 1 to 60 records (the larger ones get seek hints).
+        let mut next = 0u64;
+        for round in 0..400u64 {
+            let n = 1 + (round * 7 % 60);
+            let records: Vec<Record> = (next..next + n).map(|o| Record::new(value(o))).collect();
+            p.append(&records).unwrap();
+            next += n;
+        }
+        store.close().unwrap();
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let p = store.topic("t").unwrap().partition(0).unwrap().clone();
+    let written = p.log_end_offset();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (p, stop) = (p.clone(), Arc::clone(&stop));
+        thread::spawn(move || {
+            let mut o = written;
+            while !stop.load(Ordering::Acquire) {
+                p.append(&[Record::new(value(o))]).unwrap();
+                o += 1;
+            }
+        })
+    };
+    let readers: Vec<_> = (0..4u64)
+        .map(|t| {
+            let p = p.clone();
+            thread::spawn(move || {
+                let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ t;
+                for _ in 0..3000 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let o = x % written;
+                    let got = p.read_record(o, |r| r.value().map(<[u8]>::to_vec)).unwrap();
+                    assert_eq!(got, Some(Some(value(o))), "read_record({o})");
+                    let first = p
+                        .read_in_place(o, 4096, |f| f.records().next().map(|r| r.offset()))
+                        .unwrap();
+                    assert_eq!(first, Some(o), "read_in_place({o})");
+                }
+            })
+        })
+        .collect();
+    for r in readers {
+        r.join().unwrap();
+    }
+    stop.store(true, Ordering::Release);
+    writer.join().unwrap();
+    store.close().unwrap();
+}
