@@ -406,19 +406,24 @@ fn a_hung_broker_costs_neither_records_nor_duplicates() {
     let mut import = Import::new(&store, cfg).unwrap();
     let t = store.topic("hang").unwrap();
     let (mut rounds, mut failures) = (0, 0);
-    while t
-        .partitions()
-        .iter()
-        .map(Partition::log_end_offset)
-        .sum::<u64>()
-        < total
-    {
+    let imported = || {
+        t.partitions()
+            .iter()
+            .map(Partition::log_end_offset)
+            .sum::<u64>()
+    };
+    // The broker hangs once the import is under way (not after a number of rounds: how
+    // many records a round brings depends on how the producer batched them).
+    let mut paused_at = None;
+    while imported() < total {
         rounds += 1;
-        if rounds == 10 {
-            broker.pause();
-        }
-        if rounds == 14 {
-            broker.resume();
+        match paused_at {
+            None if imported() > 0 => {
+                broker.pause();
+                paused_at = Some(rounds);
+            }
+            Some(at) if rounds == at + 4 => broker.resume(),
+            _ => {}
         }
         match import.step(Duration::from_millis(10)) {
             Ok(_) => {}
