@@ -7,7 +7,9 @@
 
 use std::fmt;
 #[cfg(any(feature = "gzip", feature = "lz4", feature = "zstd"))]
-use std::io::{Read, Write};
+use std::io::Read;
+#[cfg(any(feature = "gzip", feature = "lz4"))]
+use std::io::Write;
 use std::ops::RangeInclusive;
 
 /// Largest records section a compressed batch may decompress to: 64 MiB. Decoding a batch
