@@ -220,6 +220,24 @@ fn exercise(p: &Partition, knob: u64) {
                 seen_ts.push(r.timestamp());
                 let _ = r.to_record();
             }
+            // The copy-free paths agree with the copying one wherever both succeed.
+            let copied: Vec<Record> = f.records().map(|r| r.to_record()).collect();
+            if let Ok(lent) = p.read_in_place(o, max, |f| {
+                f.records().map(|r| r.to_record()).collect::<Vec<_>>()
+            }) {
+                assert!(
+                    copied.starts_with(&lent),
+                    "read_in_place({o}, {max}) disagrees with read"
+                );
+            }
+            if let Ok(found) = p.read_record(o, |r| r.to_record()) {
+                let want = f
+                    .records()
+                    .find(|r| r.offset() >= o)
+                    .filter(|r| r.offset() == o)
+                    .map(|r| r.to_record());
+                assert_eq!(found, want, "read_record({o}) disagrees with read");
+            }
         }
     }
     assert!(
