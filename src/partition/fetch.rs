@@ -6,8 +6,8 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::record::{Batch, RecordIter, RecordView};
 
-/// The result of [`Partition::read`](crate::Partition::read): whole, CRC-checked batches
-/// in one buffer, exactly as stored. Records are borrowed views: into that buffer for
+/// The result of [`Partition::read`](crate::Partition::read): whole, checked batches (CRC
+/// and records, the first time the process read them) in one buffer, exactly as stored. Records are borrowed views: into that buffer for
 /// uncompressed batches, and into the decompressed records the fetch owns for compressed
 /// ones (each compressed batch is decompressed once, when read).
 #[derive(Debug, Clone, Default)]

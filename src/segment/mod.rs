@@ -949,7 +949,8 @@ impl Segment {
 
     /// Appends to `buf` whole batches starting with the one that holds `offset` (or the
     /// first after it), up to `max_bytes` in all; with `min_one`, at least one batch even if
-    /// it is larger. Every batch is CRC-checked. Returns the offset after the last batch
+    /// it is larger. Every batch is checked (CRC, records) the first time this process
+    /// reads it. Returns the offset after the last batch
     /// appended (`offset` itself when the first batch does not fit `max_bytes`), or `None`
     /// when the segment holds nothing at or past `offset`.
     ///
