@@ -84,13 +84,15 @@ fn write_segment(dir: &Path, files: &Files<'_>) {
     }
 }
 
-/// Every batch a read returned is whole, CRC-checked and has well-formed records.
+/// Every batch a read returned is whole, CRC-checked and has well-formed records
+/// (compressed ones decompressed).
 fn check_read_bytes(buf: &[u8]) {
+    let mut scratch = Vec::new();
     for item in BatchIter::new(buf) {
         let (_, b) = item.expect("a read returned a bad batch");
-        b.validate()
+        b.validate_all()
             .expect("a read returned a batch with bad records");
-        for r in b.records() {
+        for r in b.records_with(&mut scratch).expect("validated") {
             let _ = r.expect("validated").to_record();
         }
     }
