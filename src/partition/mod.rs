@@ -280,6 +280,10 @@ impl Partition {
     /// new segment first when the active one is full or old. Records without a timestamp
     /// get the store clock's time (all records do, for log-append-time topics).
     ///
+    /// The records are anything [`AsRecord`]: owned [`Record`](crate::Record)s, or
+    /// [`RecordRef`](crate::RecordRef)s borrowing bytes the caller keeps (encoding them
+    /// into the batch is then their only copy), or [`RecordView`]s read from a log.
+    ///
     /// The batch is in the page cache when this returns; it is durable after
     /// [`Partition::flush`], or before this returns when the topic's [`FlushPolicy`] says
     /// so (`EveryAppend`, or `EveryRecords(n)` on the append that reaches `n`).

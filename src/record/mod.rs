@@ -1,6 +1,7 @@
 //! The Kafka v2 record batch codec: pure functions over byte slices, no I/O.
 //!
-//! [`encode_batch`] writes records as one batch; [`Batch::parse`] checks a batch (length,
+//! [`encode_batch`] writes records as one batch, from owned [`Record`]s or borrowed
+//! [`RecordRef`]s (anything [`AsRecord`]); [`Batch::parse`] checks a batch (length,
 //! magic, CRC-32C) and [`Batch::records`] decodes its records as borrowed [`RecordView`]s.
 //! [`BatchIter`] walks a buffer of concatenated batches, as found in a `.log` file.
 //! Compressed batches ([`Compression`]) are decoded by [`Batch::records_with`], which
