@@ -7,9 +7,10 @@ use crate::error::{Error, Result};
 use crate::record::{Batch, RecordIter, RecordView};
 
 /// The result of [`Partition::read`](crate::Partition::read): whole, checked batches (CRC
-/// and records, the first time the process read them) in one buffer, exactly as stored. Records are borrowed views: into that buffer for
-/// uncompressed batches, and into the decompressed records the fetch owns for compressed
-/// ones (each compressed batch is decompressed once, when read).
+/// and records, the first time the process read them) in one buffer, exactly as stored.
+/// Records are borrowed views: into that buffer for uncompressed batches, and into the
+/// decompressed records the fetch owns for compressed ones (each compressed batch is
+/// decompressed once, when read).
 #[derive(Debug, Clone, Default)]
 pub struct Fetch {
     pub(crate) buf: Vec<u8>,
@@ -233,13 +234,7 @@ impl<'a> FetchRef<'a> {
 
     /// The record at `offset` among the visible ones, if any (a point lookup: the records
     /// before it in its batch are stepped over by their lengths).
-    /// `hint` may give, for a batch, a record position and index to start from
-    /// ([`Segment::seek_hint`](crate::Segment)).
-    pub(crate) fn record_at(
-        &self,
-        offset: u64,
-        hint: impl Fn(&Batch<'a>) -> Option<(usize, usize)>,
-    ) -> Option<RecordView<'a>> {
+    pub(crate) fn record_at(&self, offset: u64) -> Option<RecordView<'a>> {
         for (b, visible) in self.batches_with_visibility() {
             if b.last_offset() < offset || !visible {
                 continue;
@@ -247,7 +242,7 @@ impl<'a> FetchRef<'a> {
             if b.base_offset() > offset {
                 return None;
             }
-            return self.record_in(&b, offset, hint(&b));
+            return self.record_in(&b, offset, None);
         }
         None
     }

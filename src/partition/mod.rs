@@ -680,14 +680,6 @@ impl Partition {
         if offset > end || offset < self.log_start_offset() {
             return Err(self.out_of_range(offset));
         }
-        let empty = |at: u64| FetchRef {
-            buf: &[],
-            offset,
-            next_offset: at,
-            plain: &[],
-            sections: &[],
-            aborted: None,
-        };
         let mut next = offset;
         let mut f = Some(f);
         while next < end {
@@ -739,8 +731,17 @@ impl Partition {
                 },
             }
         }
+        // Nothing from `offset` to the visible end: an empty fetch.
+        let empty = FetchRef {
+            buf: &[],
+            offset,
+            next_offset: next.min(end),
+            plain: &[],
+            sections: &[],
+            aborted: None,
+        };
         match f {
-            Some(f) => Ok(f(empty(next.min(end)), None)),
+            Some(f) => Ok(f(empty, None)),
             // Cannot happen: `f` is taken only by a fetch that returns.
             None => Err(self.missing_past_last(&self.segment_at(next)?.0, next, end)),
         }
@@ -785,7 +786,7 @@ impl Partition {
                     .map(f)
             }
             // A gap before the first batch, or no batch.
-            _ => fetch.record_at(offset, |_| None).map(f),
+            _ => fetch.record_at(offset).map(f),
         })
     }
 

@@ -125,28 +125,9 @@ impl BatchHeader {
             base_sequence: i32::from_be_bytes(field(a, BASE_SEQUENCE_OFFSET)),
             records_count: i32::from_be_bytes(field(a, RECORDS_COUNT_OFFSET)),
         };
-        // Length and magic are checked before the rest, in the order a short buffer is
-        // (`short`), so that a garbage tail reports the most useful error.
-        if h.batch_length < MIN_BATCH_LENGTH as i32 {
-            return Err(DecodeError::BadField {
-                field: "batchLength",
-                position: LENGTH_OFFSET,
-                value: h.batch_length as i64,
-            });
-        }
-        if h.base_offset < 0 {
-            return Err(DecodeError::BadField {
-                field: "baseOffset",
-                position: BASE_OFFSET_OFFSET,
-                value: h.base_offset,
-            });
-        }
-        if h.magic != MAGIC_V2 {
-            return Err(DecodeError::BadMagic {
-                position: 0,
-                magic: h.magic,
-            });
-        }
+        // Length and magic are checked before the rest, as for a short buffer (`short`),
+        // so that a garbage tail reports the most useful error.
+        check_prefix(h.base_offset, h.batch_length, Some(h.magic))?;
         if h.last_offset_delta < 0 {
             return Err(DecodeError::BadField {
                 field: "lastOffsetDelta",
@@ -190,29 +171,13 @@ impl BatchHeader {
         if buf.len() < LOG_OVERHEAD {
             return truncated;
         }
-        let base_offset = BigEndian::read_i64(&buf[BASE_OFFSET_OFFSET..]);
-        let batch_length = BigEndian::read_i32(&buf[LENGTH_OFFSET..]);
-        if batch_length < MIN_BATCH_LENGTH as i32 {
-            return DecodeError::BadField {
-                field: "batchLength",
-                position: LENGTH_OFFSET,
-                value: batch_length as i64,
-            };
-        }
-        if base_offset < 0 {
-            return DecodeError::BadField {
-                field: "baseOffset",
-                position: BASE_OFFSET_OFFSET,
-                value: base_offset,
-            };
-        }
-        match buf.get(MAGIC_OFFSET) {
-            Some(&m) if m as i8 != MAGIC_V2 => DecodeError::BadMagic {
-                position: 0,
-                magic: m as i8,
-            },
-            _ => truncated,
-        }
+        check_prefix(
+            BigEndian::read_i64(&buf[BASE_OFFSET_OFFSET..]),
+            BigEndian::read_i32(&buf[LENGTH_OFFSET..]),
+            buf.get(MAGIC_OFFSET).map(|&m| m as i8),
+        )
+        .err()
+        .unwrap_or(truncated)
     }
 
     /// Total size of the batch in bytes, header included.
@@ -246,6 +211,12 @@ impl BatchHeader {
         self.attributes & TIMESTAMP_TYPE_BIT != 0
     }
 
+    /// True when the batch holds one record per offset (nothing compacted away): record
+    /// `i` then has offset delta `i`.
+    pub(crate) fn is_dense(&self) -> bool {
+        self.records_count as i64 == self.last_offset_delta as i64 + 1
+    }
+
     /// True for control batches (transaction markers).
     pub fn is_control(&self) -> bool {
         self.attributes & CONTROL_BIT != 0
@@ -263,9 +234,33 @@ impl BatchHeader {
     }
 }
 
+/// The checks of a header's first fields, in the order their errors are reported: the
+/// length, the base offset, then the magic (`None` when the bytes end before it).
+#[inline]
+fn check_prefix(base_offset: i64, batch_length: i32, magic: Option<i8>) -> Result<(), DecodeError> {
+    if batch_length < MIN_BATCH_LENGTH as i32 {
+        return Err(DecodeError::BadField {
+            field: "batchLength",
+            position: LENGTH_OFFSET,
+            value: batch_length as i64,
+        });
+    }
+    if base_offset < 0 {
+        return Err(DecodeError::BadField {
+            field: "baseOffset",
+            position: BASE_OFFSET_OFFSET,
+            value: base_offset,
+        });
+    }
+    match magic {
+        Some(magic) if magic != MAGIC_V2 => Err(DecodeError::BadMagic { position: 0, magic }),
+        _ => Ok(()),
+    }
+}
+
 /// The `N` bytes at `at` of a header (constant positions: no bounds checks remain).
 #[inline(always)]
-fn field<const N: usize>(a: &[u8; BATCH_HEADER_SIZE], at: usize) -> [u8; N] {
+pub(crate) fn field<const N: usize>(a: &[u8; BATCH_HEADER_SIZE], at: usize) -> [u8; N] {
     let mut f = [0; N];
     f.copy_from_slice(&a[at..at + N]);
     f
@@ -451,7 +446,7 @@ impl<'a> Batch<'a> {
     /// (see [`RecordIter::seek`]). `None` for other batches or malformed lengths.
     pub(crate) fn record_starts(&self, stride: usize) -> Option<Vec<u32>> {
         let h = &self.header;
-        if h.compression() != 0 || h.records_count as i64 != h.last_offset_delta as i64 + 1 {
+        if h.compression() != 0 || !h.is_dense() {
             return None;
         }
         let buf = self.bytes;
@@ -836,6 +831,9 @@ impl<'a> Iterator for RecordIter<'a> {
     type Item = Result<RecordView<'a>, DecodeError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(r) = self.advance_fast() {
+            return Some(Ok(r));
+        }
         if self.failed {
             return None;
         }
@@ -854,13 +852,8 @@ impl<'a> Iterator for RecordIter<'a> {
                 codec: self.header.compression(),
             }));
         }
-        self.left -= 1;
-        if let Some((r, end, delta)) = self.decode_fast() {
-            self.pos = end;
-            self.last_delta = delta;
-            return Some(Ok(r));
-        }
         // The fast path refused the record: the checked decoder says exactly why.
+        self.left -= 1;
         let r = self.decode_one();
         self.failed = r.is_err();
         Some(r.map_err(|e| self.wrap(e)))
@@ -902,39 +895,32 @@ fn fast_bytes<'a>(buf: &'a [u8], pos: &mut usize) -> Option<Option<&'a [u8]>> {
 }
 
 impl<'a> RecordIter<'a> {
+    /// The next record by the fast decoder, with the iterator moved past it; `None` (and
+    /// nothing moved) at the end, after a failure, for a compressed batch read without
+    /// decompressing, or when the fast decoder refuses the record.
+    #[inline]
+    fn advance_fast(&mut self) -> Option<RecordView<'a>> {
+        if self.left == 0 || self.failed || (self.header.compression() != 0 && !self.decompressed) {
+            return None;
+        }
+        let (r, end, delta) = self.decode_fast()?;
+        self.pos = end;
+        self.last_delta = delta;
+        self.left -= 1;
+        Some(r)
+    }
+
     /// The next record, `None` at the end or at the first malformed record (for readers of
     /// checked batches, which hold none): [`Iterator::next`] without the `Result`.
     #[inline]
     pub(crate) fn next_valid(&mut self) -> Option<RecordView<'a>> {
-        if self.left > 0 && !self.failed && (self.decompressed || self.header.compression() == 0) {
-            if let Some((r, end, delta)) = self.decode_fast() {
-                self.pos = end;
-                self.last_delta = delta;
-                self.left -= 1;
-                return Some(r);
-            }
-        }
-        self.next()?.ok()
+        self.advance_fast().or_else(|| self.next()?.ok())
     }
-}
 
-impl RecordIter<'_> {
     /// Checks the records not yet decoded, as iterating them would, without handing any
     /// out, then that no bytes are left over: the first error, as `next` would give it.
     fn check_rest(mut self) -> Result<(), DecodeError> {
-        while self.left > 0 && !self.failed {
-            if self.header.compression() != 0 && !self.decompressed {
-                break; // `next` names the codec
-            }
-            match self.decode_fast() {
-                Some((_, end, delta)) => {
-                    self.pos = end;
-                    self.last_delta = delta;
-                    self.left -= 1;
-                }
-                None => break,
-            }
-        }
+        while self.advance_fast().is_some() {}
         match self.next() {
             Some(Err(e)) => Err(e),
             // Only possible if the checked decoder accepts what the fast one refused.
@@ -942,9 +928,7 @@ impl RecordIter<'_> {
             None => Ok(()),
         }
     }
-}
 
-impl RecordIter<'_> {
     /// Moves to record number `index` of a dense batch, found at `pos` by
     /// [`Batch::record_starts`] (the records before it are skipped unread).
     pub(crate) fn seek(&mut self, pos: usize, index: usize) {
@@ -954,9 +938,7 @@ impl RecordIter<'_> {
             self.last_delta = index as i64 - 1;
         }
     }
-}
 
-impl RecordIter<'_> {
     /// Steps over the records below `offset` by their length prefixes, without decoding
     /// them (a lookup in a large batch). For batches already checked: it stops early,
     /// leaving the rest to the checked decoder, on anything unexpected. In a dense batch
@@ -970,7 +952,7 @@ impl RecordIter<'_> {
             return; // nothing below `offset` is left to step over
         };
         let buf = self.buf;
-        let dense = self.header.records_count as i64 == self.header.last_offset_delta as i64 + 1;
+        let dense = self.header.is_dense();
         if dense {
             // Record `i` has offset delta `i`: step over `skip` records by length alone.
             let skip = ((target - (self.last_delta + 1)).max(0) as usize).min(self.left);

@@ -189,6 +189,11 @@ impl<'a> RecordRef<'a> {
     }
 }
 
+/// Most bytes a record body takes besides its key, value and headers: attributes (1),
+/// timestamp delta (varlong, 10), offset delta, key length, value length and header count
+/// (varints, 5 each).
+const MAX_RECORD_FRAMING: usize = 1 + 10 + 5 + 5 + 5 + 5;
+
 /// What can be appended as a record without giving up its bytes: [`Record`] (owned),
 /// [`RecordRef`] (borrowed) and [`RecordView`] (a record read from a log, re-appended).
 pub trait AsRecord {
@@ -389,8 +394,10 @@ fn encode_inner<R: AsRecord>(
         // The body is written first, after room for its length prefix as wide as an upper
         // bound of the body needs; the prefix is written after it, and in the rare case
         // that the exact length takes fewer bytes, the body moves back.
-        let bound =
-            31 + r.key.map_or(0, <[u8]>::len) + r.value.map_or(0, <[u8]>::len) + headers_len;
+        let bound = MAX_RECORD_FRAMING
+            + r.key.map_or(0, <[u8]>::len)
+            + r.value.map_or(0, <[u8]>::len)
+            + headers_len;
         let bound_len = checked_len("record length", bound)?;
         let width = varint_len(bound_len);
         let need = pos + width + bound;

@@ -371,7 +371,5 @@ pub(crate) fn lookup_offset_and_next(
 ///
 /// A pure function over bytes, so tests and the fuzzer can check it against a linear scan.
 pub fn lookup_offset(bytes: &[u8], relative_target: u32) -> Option<(u32, u32)> {
-    let n = bytes.len() / OFFSET_ENTRY_SIZE;
-    let entry = |i: usize| decode_offset_entry(&bytes[i * OFFSET_ENTRY_SIZE..]);
-    floor_search(n, relative_target, |i| entry(i).0).map(entry)
+    lookup_offset_and_next(bytes, relative_target).0
 }

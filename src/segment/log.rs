@@ -256,8 +256,8 @@ impl<'a> OpenedLog<'a> {
     }
 }
 
-/// A batch's offsets and size, read from its first 27 bytes: what a walk to an offset
-/// needs from the batches it passes over.
+/// A batch's offsets and size, read from its header without the rest of its fields: what a
+/// walk to an offset needs from the batches it passes over.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BatchSpan {
     pub(crate) base_offset: u64,
@@ -270,22 +270,16 @@ impl BatchSpan {
     /// [`BatchHeader::parse`] on those fields (and its error, should one fail).
     #[inline]
     fn parse(buf: &[u8]) -> std::result::Result<BatchSpan, DecodeError> {
-        const LAST: usize = crate::record::LAST_OFFSET_DELTA_OFFSET;
-        if let Some(a) = buf.first_chunk::<{ LAST + 4 }>() {
-            let mut b8 = [0; 8];
-            b8.copy_from_slice(&a[..8]);
-            let base = i64::from_be_bytes(b8);
-            let mut b4 = [0; 4];
-            b4.copy_from_slice(&a[8..12]);
-            let len = i32::from_be_bytes(b4);
-            b4.copy_from_slice(&a[LAST..LAST + 4]);
-            let delta = i32::from_be_bytes(b4);
+        use crate::record::{field, BASE_OFFSET_OFFSET, LAST_OFFSET_DELTA_OFFSET, LENGTH_OFFSET};
+        if let Some(a) = buf.first_chunk::<BATCH_HEADER_SIZE>() {
+            let base = i64::from_be_bytes(field(a, BASE_OFFSET_OFFSET));
+            let len = i32::from_be_bytes(field(a, LENGTH_OFFSET));
+            let delta = i32::from_be_bytes(field(a, LAST_OFFSET_DELTA_OFFSET));
             let magic = a[crate::record::MAGIC_OFFSET] as i8;
             if base >= 0
                 && len >= crate::record::MIN_BATCH_LENGTH as i32
                 && magic == crate::record::MAGIC_V2
                 && delta >= 0
-                && buf.len() >= BATCH_HEADER_SIZE
             {
                 if let Some(last) = base.checked_add(delta as i64) {
                     return Ok(BatchSpan {

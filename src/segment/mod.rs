@@ -140,9 +140,10 @@ pub struct Segment {
     checked: checked::Checked,
     /// Per large batch (by file position), where every `SKIP_STRIDE`-th record starts:
     /// point lookups start stepping there, not at the batch's first record.
-    skips: RwLock<SkipTable>,
-    /// Batch positions of closed index intervals, for lookups (`locate_in_interval`).
-    spans: RwLock<SpanCache>,
+    skips: RwLock<PositionCache<u32>>,
+    /// Batch positions of closed index intervals, for lookups (`locate_in_interval`), by
+    /// the interval's start.
+    spans: RwLock<PositionCache<IntervalSpan>>,
     writer: Mutex<WriterState>,
     opts: SegmentOptions,
     /// The index files are open. A segment below the recovery point is opened without
@@ -452,12 +453,9 @@ impl Segment {
     /// Forgets what lies at or past `len` in the log: index entries and checked bytes.
     fn drop_from(&self, len: u64) {
         self.checked.truncate(len);
-        {
-            let mut skips = self.skips.write();
-            skips.starts.retain(|&pos, _| pos < len);
-            skips.held = skips.starts.values().map(|s| s.len()).sum();
-        }
-        *self.spans.write() = SpanCache::default();
+        self.skips.write().retain_below(len);
+        // An interval's batches may run past `len` from a start below it: all go.
+        *self.spans.write() = PositionCache::default();
         let mut idx = self.index.write();
         let keep = (0..idx.len())
             .take_while(|&i| (decode_offset_entry(idx.entry(i)).1 as u64) < len)
@@ -816,7 +814,7 @@ impl Segment {
 
     /// [`Segment::locate`] within the closed index interval from `entry` (or the file's
     /// start) to `stop`, the next entry's position, through the interval's batch positions
-    /// (found by one scan, then kept: `SpanCache`). `None` when the answer is not in the
+    /// (found by one scan, then kept). `None` when the answer is not in the
     /// interval or the interval does not scan cleanly: the caller's scan decides (and
     /// reports any damage).
     fn locate_in_interval(
@@ -842,7 +840,7 @@ impl Segment {
                 },
             ))
         };
-        let cached = self.spans.read().intervals.get(&start).map(|s| pick(s));
+        let cached = self.spans.read().get(start).map(pick);
         let pos = match cached {
             Some(pos) => pos,
             None => {
@@ -870,11 +868,7 @@ impl Segment {
                     return Ok(None);
                 }
                 let pos = pick(&spans);
-                let mut cache = self.spans.write();
-                if cache.held + spans.len() <= MAX_INTERVAL_SPANS {
-                    cache.held += spans.len();
-                    cache.intervals.insert(start, spans.into_boxed_slice());
-                }
+                self.spans.write().insert(start, spans, MAX_INTERVAL_SPANS);
                 pos
             }
         };
@@ -1093,16 +1087,12 @@ impl Segment {
             let i = (k / SKIP_STRIDE).min(starts.len());
             (i > 0).then(|| (starts[i - 1] as usize, i * SKIP_STRIDE))
         };
-        if let Some(starts) = self.skips.read().starts.get(&pos) {
+        if let Some(starts) = self.skips.read().get(pos) {
             return pick(starts);
         }
         let starts = batch.record_starts(SKIP_STRIDE)?;
         let hint = pick(&starts);
-        let mut skips = self.skips.write();
-        if skips.held + starts.len() <= MAX_SKIPS && !skips.starts.contains_key(&pos) {
-            skips.held += starts.len();
-            skips.starts.insert(pos, starts.into_boxed_slice());
-        }
+        self.skips.write().insert(pos, starts, MAX_SKIPS);
         hint
     }
 
@@ -1308,7 +1298,7 @@ impl Segment {
     }
 }
 
-/// Most batch positions a segment's [`SpanCache`] keeps (12 bytes each: 1.5 MiB).
+/// Most batch positions a segment keeps for its index intervals (12 bytes each: 1.5 MiB).
 const MAX_INTERVAL_SPANS: usize = 1 << 17;
 
 /// One batch of an index interval: its offsets (relative) and file position.
@@ -1319,14 +1309,47 @@ struct IntervalSpan {
     pos: u32,
 }
 
-/// The batches of closed index intervals (from one index entry's position to the next),
-/// by the interval's start, so that a lookup in a log of small batches binary-searches
-/// them instead of walking up to `index_interval_bytes` of headers.
-#[derive(Debug, Default)]
-pub(crate) struct SpanCache {
-    intervals: std::collections::HashMap<u64, Box<[IntervalSpan]>, PositionHash>,
-    /// Spans held, over all intervals.
+/// Slices kept per file position, up to a cap on their elements in all (past it, nothing
+/// more is kept: the caller finds them again). A segment keeps two: the batches of closed
+/// index intervals (from one index entry's position to the next, by the interval's start),
+/// so that a lookup in a log of small batches binary-searches them instead of walking up
+/// to `index_interval_bytes` of headers; and the record starts of large batches, by the
+/// batch's position ([`Segment::seek_hint`]).
+#[derive(Debug)]
+pub(crate) struct PositionCache<T> {
+    slices: std::collections::HashMap<u64, Box<[T]>, PositionHash>,
+    /// Elements held, over all slices.
     held: usize,
+}
+
+impl<T> Default for PositionCache<T> {
+    fn default() -> Self {
+        PositionCache {
+            slices: Default::default(),
+            held: 0,
+        }
+    }
+}
+
+impl<T> PositionCache<T> {
+    /// The slice kept for `pos`.
+    fn get(&self, pos: u64) -> Option<&[T]> {
+        self.slices.get(&pos).map(|s| &s[..])
+    }
+
+    /// Keeps `v` for `pos` unless one is kept already or it would pass `cap` elements.
+    fn insert(&mut self, pos: u64, v: Vec<T>, cap: usize) {
+        if self.held + v.len() <= cap && !self.slices.contains_key(&pos) {
+            self.held += v.len();
+            self.slices.insert(pos, v.into_boxed_slice());
+        }
+    }
+
+    /// Forgets the slices of positions at or past `len`.
+    fn retain_below(&mut self, len: u64) {
+        self.slices.retain(|&pos, _| pos < len);
+        self.held = self.slices.values().map(|s| s.len()).sum();
+    }
 }
 
 /// Hashes file positions (distinct integers, no adversary: SipHash is not needed).
@@ -1352,18 +1375,10 @@ impl std::hash::Hasher for PositionHasher {
     }
 }
 
-/// Records between the starts a [`SkipTable`] keeps.
+/// Records between the starts kept for seek hints.
 const SKIP_STRIDE: usize = 32;
-/// Most positions a segment's [`SkipTable`] keeps (4 bytes each: 1 MiB).
+/// Most record starts a segment keeps for seek hints (4 bytes each: 1 MiB).
 const MAX_SKIPS: usize = 1 << 18;
-
-/// Record starts of large batches, for point lookups ([`Segment::seek_hint`]).
-#[derive(Debug, Default)]
-pub(crate) struct SkipTable {
-    starts: std::collections::HashMap<u64, Box<[u32]>, PositionHash>,
-    /// Positions held, over all batches.
-    held: usize,
-}
 
 /// Whole, checked batches of one segment, borrowed from its file ([`Segment::read_view`]).
 pub(crate) struct SegmentRead<'a> {
