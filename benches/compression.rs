@@ -15,6 +15,10 @@
 //! `compression/read/<codec>` (the whole log). `SEGLOG_BENCH_QUICK=1` scales everything
 //! down (a few seconds per codec).
 
+#[path = "common/units.rs"]
+#[allow(dead_code)] // `si` is not printed here
+mod units;
+
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -26,7 +30,7 @@ const BATCH: usize = 100;
 const TOPIC: &str = "bench";
 
 fn quick() -> bool {
-    std::env::var("SEGLOG_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
+    units::quick_from_env()
 }
 
 /// Records in a summary log, and repetitions per figure.

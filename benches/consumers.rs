@@ -38,6 +38,10 @@
 //! The CPU count and the load average before and after are printed: on a small shared
 //! machine, the latency tails measure the scheduler as much as seglog.
 
+#[path = "common/units.rs"]
+#[allow(dead_code)] // `si` is not printed here
+mod units;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Barrier, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -80,7 +84,7 @@ struct Scale {
 
 impl Scale {
     fn from_env() -> Scale {
-        let quick = std::env::var("SEGLOG_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let quick = units::quick_from_env();
         Scale { quick }
     }
     fn pick<T>(&self, full: T, quick: T) -> T {

@@ -40,7 +40,11 @@ use seglog::{CleanupPolicy, Partition, Record, Store, StoreConfig, TopicConfig};
 
 #[path = "common/counting_alloc.rs"]
 mod counting_alloc;
+#[path = "common/units.rs"]
+mod units;
+
 use counting_alloc::{HEAP_NOW, HEAP_PEAK};
+use units::si;
 
 #[global_allocator]
 static ALLOCATOR: counting_alloc::CountingAlloc = counting_alloc::CountingAlloc;
@@ -76,7 +80,7 @@ struct Scale {
 
 impl Scale {
     fn from_env(free_disk: Option<u64>) -> Scale {
-        let quick = std::env::var("SEGLOG_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let quick = units::quick_from_env();
         if quick {
             return Scale {
                 quick,
@@ -521,26 +525,6 @@ fn buffer_name(b: usize) -> String {
 
 fn mb(b: u64) -> f64 {
     b as f64 / MB
-}
-
-/// `1234567` → `1.23M`.
-fn si(x: f64) -> String {
-    let (v, unit) = if x >= 1e9 {
-        (x / 1e9, "G")
-    } else if x >= 1e6 {
-        (x / 1e6, "M")
-    } else if x >= 1e3 {
-        (x / 1e3, "k")
-    } else {
-        (x, "")
-    };
-    if v >= 100.0 {
-        format!("{v:.0}{unit}")
-    } else if v >= 10.0 {
-        format!("{v:.1}{unit}")
-    } else {
-        format!("{v:.2}{unit}")
-    }
 }
 
 /// The 1, 5 and 15 minute load averages (other processes skew the figures).

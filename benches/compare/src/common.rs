@@ -14,6 +14,11 @@ use hdrhistogram::Histogram;
 
 use crate::Subject;
 
+#[path = "../../common/units.rs"]
+mod units;
+
+pub use units::si;
+
 /// The table's columns, in order; rows leave out the subjects a workload does not run.
 pub const COLUMNS: [Subject; 5] = [
     Subject::Seglog,
@@ -36,7 +41,7 @@ pub struct Scale {
 
 impl Scale {
     pub fn from_env() -> Scale {
-        let quick = std::env::var("SEGLOG_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let quick = units::quick_from_env();
         Scale { quick }
     }
 
@@ -231,26 +236,6 @@ pub fn median_f64(mut xs: Vec<f64>) -> f64 {
     assert!(!xs.is_empty(), "median of no measurements");
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
-}
-
-/// `1234567` → `1.23M`.
-pub fn si(x: f64) -> String {
-    let (v, unit) = if x >= 1e9 {
-        (x / 1e9, "G")
-    } else if x >= 1e6 {
-        (x / 1e6, "M")
-    } else if x >= 1e3 {
-        (x / 1e3, "k")
-    } else {
-        (x, "")
-    };
-    if v >= 100.0 {
-        format!("{v:.0}{unit}")
-    } else if v >= 10.0 {
-        format!("{v:.1}{unit}")
-    } else {
-        format!("{v:.2}{unit}")
-    }
 }
 
 /// A nanosecond latency as `850ns`, `1.92µs`, `3.10ms`.
