@@ -22,7 +22,7 @@ pub struct RecordMetadata {
 
 #[derive(Debug)]
 struct Inner {
-    name: String,
+    name: Arc<str>,
     config: TopicConfig,
     partitions: Vec<Partition>,
     round_robin: AtomicU32,
@@ -86,7 +86,7 @@ impl Topic {
     ) -> Topic {
         Topic {
             inner: Arc::new(Inner {
-                name,
+                name: name.into(),
                 config,
                 partitions,
                 round_robin: AtomicU32::new(0),
@@ -146,7 +146,7 @@ impl Topic {
             .partitions
             .get(id as usize)
             .ok_or_else(|| Error::UnknownPartition {
-                topic: self.inner.name.clone(),
+                topic: self.inner.name.to_string(),
                 partition: id,
                 count: self.partition_count(),
             })

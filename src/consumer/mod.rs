@@ -20,7 +20,7 @@ pub use offsets::OFFSETS_TOPIC;
 use crate::config::Clock;
 use crate::error::{Error, Result};
 use crate::partition::{Fetch, Partition};
-use crate::record::Header;
+use crate::record::{Header, RecordView};
 use crate::topic::Topic;
 use group::Group;
 
@@ -136,6 +136,8 @@ impl ConsumerConfig {
 /// A record as a consumer receives it: owned, with its partition and offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerRecord {
+    /// The topic it was read from.
+    pub topic: Arc<str>,
     /// The partition it was read from.
     pub partition: u32,
     /// Its offset in that partition.
@@ -148,6 +150,28 @@ pub struct ConsumerRecord {
     pub value: Option<Vec<u8>>,
     /// Its headers.
     pub headers: Vec<Header>,
+}
+
+impl ConsumerRecord {
+    /// An owned copy of `r`, read from partition `partition` of `topic`.
+    pub(crate) fn from_view(topic: &Arc<str>, partition: u32, r: &RecordView<'_>) -> Self {
+        ConsumerRecord {
+            topic: Arc::clone(topic),
+            partition,
+            offset: r.offset(),
+            timestamp: r.timestamp(),
+            key: r.key().map(<[u8]>::to_vec),
+            value: r.value().map(<[u8]>::to_vec),
+            headers: r
+                .headers()
+                .iter()
+                .map(|(k, v)| Header {
+                    key: String::from_utf8_lossy(k).into_owned(),
+                    value: v.map(<[u8]>::to_vec),
+                })
+                .collect(),
+        }
+    }
 }
 
 /// A committed offset and the metadata string committed with it (Kafka's
@@ -722,21 +746,11 @@ fn read_into(
             full = true;
             break;
         }
-        out.push(ConsumerRecord {
+        out.push(ConsumerRecord::from_view(
+            part.topic_shared(),
             partition,
-            offset: r.offset(),
-            timestamp: r.timestamp(),
-            key: r.key().map(<[u8]>::to_vec),
-            value: r.value().map(<[u8]>::to_vec),
-            headers: r
-                .headers()
-                .iter()
-                .map(|(k, v)| Header {
-                    key: String::from_utf8_lossy(k).into_owned(),
-                    value: v.map(<[u8]>::to_vec),
-                })
-                .collect(),
-        });
+            &r,
+        ));
         next = r.offset() + 1;
     }
     if full {

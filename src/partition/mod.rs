@@ -139,6 +139,8 @@ impl Drop for RunningFlush<'_> {
 struct Inner {
     /// `(topic, partition)`, the checkpoint files' key.
     key: (String, u32),
+    /// The topic's name, shared with the records consumers return.
+    topic: Arc<str>,
     name: String,
     dir: PathBuf,
     config: TopicConfig,
@@ -209,6 +211,11 @@ impl Partition {
     /// `<topic>-<partition>`.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// The topic's name, shared (what each [`ConsumerRecord`](crate::ConsumerRecord) holds).
+    pub(crate) fn topic_shared(&self) -> &Arc<str> {
+        &self.inner.topic
     }
 
     /// The partition's number in its topic.

@@ -317,6 +317,7 @@ impl Partition {
         };
         let p = Partition {
             inner: Arc::new(Inner {
+                topic: key.0.as_str().into(),
                 key,
                 name,
                 dir,
