@@ -1,57 +1,281 @@
-//! Wakes readers that wait for new data (tailing consumers) when a writer appends or a
-//! flush makes data durable. One per topic: a consumer of several partitions waits once.
+//! The one wake-up primitive: a change counter with a list of [`Waker`]s. Appends and
+//! flushes bump a topic's counter; a tailing consumer, a producer's delivery handle or a
+//! wait for durability registers a waker and sleeps. A blocking caller's waker unparks its
+//! thread ([`Sleeper`]); an async caller's is its task's, so no runtime thread ever blocks on
+//! a condition variable. A waiter on several counters (a consumer of several topics)
+//! registers the same waker with each.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
-/// A change counter with a condition variable. Writers bump the counter and wake waiters
-/// only when there are some, so an append with nobody waiting costs two atomic operations.
+/// A change counter and the wakers of those waiting for it to change. Writers bump the
+/// counter and wake only when someone waits, so a change nobody waits for costs two atomic
+/// operations.
 #[derive(Debug, Default)]
 pub(crate) struct Notify {
     seq: AtomicU64,
+    /// Registered wakers (slots of `wakers` that are `Some`).
     waiters: AtomicUsize,
-    lock: Mutex<()>,
-    cv: Condvar,
+    wakers: Mutex<Slots>,
+}
+
+/// Registered wakers; a freed slot is reused by the next registration.
+#[derive(Debug, Default)]
+struct Slots {
+    slots: Vec<Option<Waker>>,
+    free: Vec<usize>,
 }
 
 impl Notify {
-    /// Something changed: wake every waiter.
+    /// Something changed: wake every registered waker.
     pub(crate) fn notify(&self) {
-        // SeqCst pairs with `wait`: either the waiter sees the new count before it
-        // sleeps, or this sees the waiter and wakes it under the lock it sleeps with.
+        // SeqCst pairs with `register`: either the waiter reads the new count after it
+        // registered, or this sees the registration and wakes it.
         self.seq.fetch_add(1, Ordering::SeqCst);
         if self.waiters.load(Ordering::SeqCst) > 0 {
-            let _locked = self.lock.lock();
-            self.cv.notify_all();
+            let slots = self.wakers.lock();
+            for w in slots.slots.iter().flatten() {
+                w.wake_by_ref();
+            }
         }
     }
 
-    /// The change counter: read it before checking for data, then `wait` with it.
+    /// The change counter: read it before checking for data, then wait while it is unchanged.
     pub(crate) fn seq(&self) -> u64 {
         self.seq.load(Ordering::SeqCst)
     }
 
-    /// Waits until the counter differs from `seen` or `deadline` passes (`None`: no
-    /// deadline); true when it changed.
-    pub(crate) fn wait(&self, seen: u64, deadline: Option<Instant>) -> bool {
-        let mut locked = self.lock.lock();
-        self.waiters.fetch_add(1, Ordering::SeqCst);
-        let changed = loop {
-            if self.seq() != seen {
-                break true;
+    /// Registers `waker` (woken by every later `notify` until unregistered); returns its key.
+    fn register(&self, waker: &Waker) -> usize {
+        let mut s = self.wakers.lock();
+        let key = match s.free.pop() {
+            Some(k) => {
+                s.slots[k] = Some(waker.clone());
+                k
             }
-            match deadline {
-                Some(d) => {
-                    if self.cv.wait_until(&mut locked, d).timed_out() {
-                        break self.seq() != seen;
-                    }
-                }
-                None => self.cv.wait(&mut locked),
+            None => {
+                s.slots.push(Some(waker.clone()));
+                s.slots.len() - 1
             }
         };
-        self.waiters.fetch_sub(1, Ordering::SeqCst);
-        changed
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        key
+    }
+
+    /// Replaces the waker registered under `key` when it would wake another task.
+    fn update(&self, key: usize, waker: &Waker) {
+        let mut s = self.wakers.lock();
+        if let Some(slot) = s.slots.get_mut(key) {
+            if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                *slot = Some(waker.clone());
+            }
+        }
+    }
+
+    fn unregister(&self, key: usize) {
+        let mut s = self.wakers.lock();
+        if s.slots.get_mut(key).and_then(Option::take).is_some() {
+            s.free.push(key);
+            self.waiters.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Blocks until the counter differs from `seen` or `deadline` passes (`None`: no
+    /// deadline); true when it changed.
+    pub(crate) fn wait(&self, seen: u64, deadline: Option<Instant>) -> bool {
+        let sleeper = Sleeper::new();
+        let _registered = sleeper.watch(self);
+        sleeper.sleep_until(deadline, || self.seq() != seen)
+    }
+
+    /// A future that is ready once the counter differs from `seen`.
+    pub(crate) fn changed(&self, seen: u64) -> Changed<'_> {
+        Changed {
+            notify: self,
+            seen,
+            key: None,
+        }
+    }
+}
+
+/// Wakes a thread parked in [`Sleeper::sleep_until`].
+#[derive(Debug)]
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// A blocking waiter: a waker that unparks the current thread, which can watch several
+/// [`Notify`]s (and anything else that holds its waker, such as a consumer's wakeup).
+#[derive(Debug, Clone)]
+pub(crate) struct Sleeper {
+    waker: Waker,
+}
+
+impl Sleeper {
+    /// A sleeper for the calling thread (only that thread may `sleep_until`).
+    pub(crate) fn new() -> Self {
+        Sleeper {
+            waker: Waker::from(Arc::new(Unpark(std::thread::current()))),
+        }
+    }
+
+    /// The waker that ends a sleep.
+    pub(crate) fn waker(&self) -> &Waker {
+        &self.waker
+    }
+
+    /// Registers this sleeper with `notify` until the returned guard drops. Register before
+    /// checking the condition, so a change after the check wakes the sleep.
+    pub(crate) fn watch<'a>(&self, notify: &'a Notify) -> Watch<'a> {
+        Watch {
+            notify,
+            key: notify.register(&self.waker),
+        }
+    }
+
+    /// Parks until `done()` or `deadline` (`None`: no deadline); returns `done()`'s last
+    /// answer. Wake-ups that leave `done()` false park again.
+    pub(crate) fn sleep_until(
+        &self,
+        deadline: Option<Instant>,
+        mut done: impl FnMut() -> bool,
+    ) -> bool {
+        loop {
+            if done() {
+                return true;
+            }
+            match deadline {
+                None => std::thread::park(),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return done();
+                    }
+                    std::thread::park_timeout(d - now);
+                }
+            }
+        }
+    }
+}
+
+/// A registration with a [`Notify`], removed on drop.
+#[derive(Debug)]
+pub(crate) struct Watch<'a> {
+    notify: &'a Notify,
+    key: usize,
+}
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        self.notify.unregister(self.key);
+    }
+}
+
+/// The future of [`Notify::changed`].
+#[derive(Debug)]
+pub(crate) struct Changed<'a> {
+    notify: &'a Notify,
+    seen: u64,
+    key: Option<usize>,
+}
+
+impl std::future::Future for Changed<'_> {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.notify.seq() != self.seen {
+            return Poll::Ready(());
+        }
+        match self.key {
+            Some(k) => self.notify.update(k, cx.waker()),
+            None => self.key = Some(self.notify.register(cx.waker())),
+        }
+        // Registered before this second look: a change after it wakes the task.
+        if self.notify.seq() != self.seen {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl Drop for Changed<'_> {
+    fn drop(&mut self) {
+        if let Some(k) = self.key {
+            self.notify.unregister(k);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::time::Duration;
+
+    #[test]
+    fn a_waiter_on_two_counters_wakes_for_either() {
+        let a = Arc::new(Notify::default());
+        let b = Arc::new(Notify::default());
+        for which in 0..2 {
+            let (sa, sb) = (a.seq(), b.seq());
+            let sleeper = Sleeper::new();
+            let _wa = sleeper.watch(&a);
+            let _wb = sleeper.watch(&b);
+            let other = Arc::clone(if which == 0 { &a } else { &b });
+            let t = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(20));
+                other.notify();
+            });
+            let changed = sleeper.sleep_until(None, || a.seq() != sa || b.seq() != sb);
+            assert!(changed);
+            t.join().unwrap();
+        }
+        assert_eq!(a.waiters.load(Ordering::SeqCst), 0, "guards unregistered");
+        assert_eq!(b.waiters.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn wait_times_out_when_nothing_changes() {
+        let n = Notify::default();
+        let seen = n.seq();
+        let deadline = Instant::now() + Duration::from_millis(10);
+        assert!(!n.wait(seen, Some(deadline)));
+        assert!(Instant::now() >= deadline);
+        n.notify();
+        assert!(n.wait(seen, Some(Instant::now())));
+    }
+
+    #[test]
+    fn changed_future_registers_and_unregisters() {
+        struct Count(AtomicUsize);
+        impl Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let n = Notify::default();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(Arc::clone(&count));
+        let mut cx = Context::from_waker(&waker);
+        let mut fut = Box::pin(n.changed(n.seq()));
+        assert!(fut.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(n.waiters.load(Ordering::SeqCst), 1);
+        n.notify();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1, "the task was woken");
+        assert!(fut.as_mut().poll(&mut cx).is_ready());
+        drop(fut);
+        assert_eq!(n.waiters.load(Ordering::SeqCst), 0);
     }
 }

@@ -15,6 +15,7 @@ use super::wire::{error_name, is_retriable, Fault};
 use super::{Progress, Retry};
 use crate::consumer::{Consumer, ConsumerConfig};
 use crate::error::{Error, Result};
+use crate::notify::Sleeper;
 use crate::partition::{ForwardError, Partition};
 use crate::record::{
     crc32c, Batch, BatchHeader, ATTRIBUTES_OFFSET, BASE_OFFSET_OFFSET, BASE_SEQUENCE_OFFSET,
@@ -717,41 +718,21 @@ impl Mirror {
         Ok(moved)
     }
 
+    /// Waits up to `wait` for an append to, or a flush of (it makes records durable for
+    /// `durable_only`), any mirrored topic since `seqs` were read.
     fn wait_for_appends(&self, seqs: &[u64], wait: Duration) {
-        let deadline = Instant::now() + wait;
-        // One topic: its appends wake the wait. Several, or durable-only (a flush does
-        // not notify): short waits, rechecking.
-        let slice = if self.topics.len() == 1 && !self.config.durable_only {
-            wait
-        } else {
-            wait.min(Duration::from_millis(20))
-        };
-        loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return;
-            }
-            let until = (now + slice).min(deadline);
-            if self.topics[0].topic.notify().wait(seqs[0], Some(until)) {
-                return;
-            }
-            if self
-                .topics
+        let sleeper = Sleeper::new();
+        let _watches: Vec<_> = self
+            .topics
+            .iter()
+            .map(|t| sleeper.watch(t.topic.notify()))
+            .collect();
+        sleeper.sleep_until(Some(Instant::now() + wait), || {
+            self.topics
                 .iter()
                 .zip(seqs)
                 .any(|(t, &s)| t.topic.notify().seq() != s)
-            {
-                return;
-            }
-            if self.config.durable_only
-                && self
-                    .lanes
-                    .iter()
-                    .any(|l| self.end(l).is_ok_and(|e| e > l.read_to))
-            {
-                return;
-            }
-        }
+        });
     }
 
     /// Sends the leading batch of every lane that has one, grouped by leader.
