@@ -228,6 +228,154 @@ pub enum Error {
 }
 
 impl Error {
+    /// A copy of this error for each of several callers it concerns (a producer's delivery
+    /// handles): an I/O error keeps its kind and message, every other variant is cloned.
+    pub(crate) fn duplicate(&self) -> Error {
+        use Error::*;
+        match self {
+            Io { op, path, source } => Io {
+                op,
+                path: path.clone(),
+                source: io::Error::new(source.kind(), source.to_string()),
+            },
+            Locked { path } => Locked { path: path.clone() },
+            InvalidTopicName { name, reason } => InvalidTopicName {
+                name: name.clone(),
+                reason,
+            },
+            TopicCollision { name, existing } => TopicCollision {
+                name: name.clone(),
+                existing: existing.clone(),
+            },
+            UnknownTopic(t) => UnknownTopic(t.clone()),
+            TopicExists(t) => TopicExists(t.clone()),
+            UnknownPartition {
+                topic,
+                partition,
+                count,
+            } => UnknownPartition {
+                topic: topic.clone(),
+                partition: *partition,
+                count: *count,
+            },
+            OffsetOutOfRange {
+                partition,
+                offset,
+                log_start,
+                log_end,
+            } => OffsetOutOfRange {
+                partition: partition.clone(),
+                offset: *offset,
+                log_start: *log_start,
+                log_end: *log_end,
+            },
+            BatchTooLarge {
+                size,
+                limit_name,
+                limit,
+            } => BatchTooLarge {
+                size: *size,
+                limit_name,
+                limit: *limit,
+            },
+            EmptyAppend => EmptyAppend,
+            InvalidConfig {
+                field,
+                value,
+                expected,
+            } => InvalidConfig {
+                field,
+                value: value.clone(),
+                expected: expected.clone(),
+            },
+            Encode(e) => Encode(e.clone()),
+            Corrupt {
+                path,
+                position,
+                reason,
+            } => Corrupt {
+                path: path.clone(),
+                position: *position,
+                reason: reason.clone(),
+            },
+            UnsupportedCompression {
+                path,
+                position,
+                codec,
+            } => UnsupportedCompression {
+                path: path.clone(),
+                position: *position,
+                codec: *codec,
+            },
+            CodecDisabled {
+                path,
+                position,
+                codec,
+                feature,
+            } => CodecDisabled {
+                path: path.clone(),
+                position: *position,
+                codec,
+                feature,
+            },
+            Poisoned { partition, cause } => Poisoned {
+                partition: partition.clone(),
+                cause: cause.clone(),
+            },
+            InvalidTimestamp {
+                partition,
+                timestamp,
+                now,
+                max_skew_ms,
+            } => InvalidTimestamp {
+                partition: partition.clone(),
+                timestamp: *timestamp,
+                now: *now,
+                max_skew_ms: *max_skew_ms,
+            },
+            InvalidBatch {
+                partition,
+                index,
+                position,
+                problem,
+            } => InvalidBatch {
+                partition: partition.clone(),
+                index: *index,
+                position: *position,
+                problem: problem.clone(),
+            },
+            NoCommittedOffset { group, partition } => NoCommittedOffset {
+                group: group.clone(),
+                partition: partition.clone(),
+            },
+            UnknownDirectories {
+                dir,
+                directories,
+                topics_file_missing,
+            } => UnknownDirectories {
+                dir: dir.clone(),
+                directories: directories.clone(),
+                topics_file_missing: *topics_file_missing,
+            },
+            MissingOffsets {
+                partition,
+                from,
+                to,
+                detail,
+            } => MissingOffsets {
+                partition: partition.clone(),
+                from: *from,
+                to: *to,
+                detail: detail.clone(),
+            },
+            Kafka { broker, reason } => Kafka {
+                broker: broker.clone(),
+                reason: reason.clone(),
+            },
+            Closed(what) => Closed(what.clone()),
+        }
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
         Error::Io {
             op,

@@ -90,6 +90,7 @@ mod fs;
 mod mmap;
 mod notify;
 mod partition;
+mod producer;
 pub mod record;
 pub mod segment;
 mod store;
@@ -114,6 +115,7 @@ pub use partition::{
     AppendInfo, BatchProblem, CompactionReport, Fetch, FetchRef, ForwardError, OffsetMode,
     Partition, PartitionStats, RetentionReport, TimestampOffset,
 };
+pub use producer::{Acks, Delivery, Producer, ProducerConfig};
 pub use record::{AsRecord, Compression, Header, Record, RecordRef, RecordView};
 pub use segment::Segment;
 pub use store::{MaintenanceFailure, MaintenanceReport, Store, TOPICS_FILE};

@@ -84,6 +84,37 @@ impl Notify {
         }
     }
 
+    /// The body of a future waiting on this counter that keeps its own registration `key`:
+    /// `Ready` once `ready()`, else `cx`'s waker is registered (or updated) and `Pending`.
+    /// The future calls [`Notify::forget`] with its key when dropped.
+    pub(crate) fn poll_until(
+        &self,
+        key: &mut Option<usize>,
+        cx: &mut Context<'_>,
+        ready: impl Fn() -> bool,
+    ) -> Poll<()> {
+        if ready() {
+            return Poll::Ready(());
+        }
+        match *key {
+            Some(k) => self.update(k, cx.waker()),
+            None => *key = Some(self.register(cx.waker())),
+        }
+        // Registered before this second look: a change after it wakes the task.
+        if ready() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Removes a future's registration (see [`Notify::poll_until`]).
+    pub(crate) fn forget(&self, key: Option<usize>) {
+        if let Some(k) = key {
+            self.unregister(k);
+        }
+    }
+
     /// Blocks until the counter differs from `seen` or `deadline` passes (`None`: no
     /// deadline); true when it changed.
     pub(crate) fn wait(&self, seen: u64, deadline: Option<Instant>) -> bool {
@@ -194,27 +225,70 @@ impl std::future::Future for Changed<'_> {
     type Output = ();
 
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.notify.seq() != self.seen {
-            return Poll::Ready(());
-        }
-        match self.key {
-            Some(k) => self.notify.update(k, cx.waker()),
-            None => self.key = Some(self.notify.register(cx.waker())),
-        }
-        // Registered before this second look: a change after it wakes the task.
-        if self.notify.seq() != self.seen {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
+        let Changed { notify, seen, key } = &mut *self;
+        notify.poll_until(key, cx, || notify.seq() != *seen)
     }
 }
 
 impl Drop for Changed<'_> {
     fn drop(&mut self) {
-        if let Some(k) = self.key {
-            self.notify.unregister(k);
+        self.notify.forget(self.key.take());
+    }
+}
+
+/// A value set once (an outcome), with a [`Notify`] to wait for it, blocking or async.
+#[derive(Debug)]
+pub(crate) struct Completion<T> {
+    value: std::sync::OnceLock<T>,
+    notify: Notify,
+}
+
+impl<T> Default for Completion<T> {
+    fn default() -> Self {
+        Completion {
+            value: std::sync::OnceLock::new(),
+            notify: Notify::default(),
         }
+    }
+}
+
+impl<T> Completion<T> {
+    /// Sets the value (a second set is ignored) and wakes every waiter.
+    pub(crate) fn complete(&self, value: T) {
+        if self.value.set(value).is_ok() {
+            self.notify.notify();
+        }
+    }
+
+    /// The value, once set.
+    pub(crate) fn get(&self) -> Option<&T> {
+        self.value.get()
+    }
+
+    /// Blocks until the value is set or `deadline` passes (`None`: no deadline).
+    pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<&T> {
+        if self.value.get().is_none() {
+            let sleeper = Sleeper::new();
+            let _watch = sleeper.watch(&self.notify);
+            sleeper.sleep_until(deadline, || self.value.get().is_some());
+        }
+        self.value.get()
+    }
+
+    /// For a future waiting for the value: see [`Notify::poll_until`].
+    pub(crate) fn poll_until_set(&self, key: &mut Option<usize>, cx: &mut Context<'_>) -> Poll<&T> {
+        match self
+            .notify
+            .poll_until(key, cx, || self.value.get().is_some())
+        {
+            Poll::Ready(()) => Poll::Ready(self.value.get().expect("ready once set")),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Removes a future's registration.
+    pub(crate) fn forget(&self, key: Option<usize>) {
+        self.notify.forget(key);
     }
 }
 

@@ -7,6 +7,7 @@ use crate::config::TopicConfig;
 use crate::error::{Error, Result};
 use crate::notify::Notify;
 use crate::partition::{AppendInfo, Partition};
+use crate::producer::{Producer, ProducerConfig};
 use crate::record::Record;
 
 /// Where a sent record went.
@@ -205,6 +206,16 @@ impl Topic {
             }
         }
         Ok(out)
+    }
+
+    /// A batching producer for this topic (see [`Producer`]): records sent one at a time
+    /// are gathered per partition into Kafka batches that a background thread appends.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for a zero `batch_bytes` or `buffer_bytes`; an I/O error
+    /// when the producer's threads cannot be started.
+    pub fn producer(&self, config: ProducerConfig) -> Result<Producer> {
+        Producer::new(self.clone(), config)
     }
 
     /// Flushes every partition (see [`Partition::flush`]).

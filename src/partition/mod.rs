@@ -1004,6 +1004,21 @@ impl Partition {
         self.inner.first_dirty.load(Ordering::Acquire)
     }
 
+    /// The store clock's time, in milliseconds since the Unix epoch.
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// Makes every offset below `target` durable, sharing fsyncs with concurrent flushes
+    /// (a flush that finds its target covered returns at once).
+    ///
+    /// # Errors
+    /// As [`Partition::flush`].
+    pub(crate) fn flush_to(&self, target: u64) -> Result<()> {
+        self.check_open()?;
+        self.poison_on_io(self.sync_to(target, false))
+    }
+
     /// Every offset below the returned one is durable.
     pub fn durable_offset(&self) -> u64 {
         self.inner.durable_offset.load(Ordering::Acquire)

@@ -194,6 +194,21 @@ impl<'a> RecordRef<'a> {
 /// (varints, 5 each).
 const MAX_RECORD_FRAMING: usize = 1 + 10 + 5 + 5 + 5 + 5;
 
+/// At least the bytes `record` takes in an uncompressed batch: its length prefix, body
+/// framing, key, value and headers (each with two length varints). A producer sizes its
+/// batches with it.
+pub(crate) fn size_bound(record: &crate::Record) -> usize {
+    let headers: usize = record
+        .headers
+        .iter()
+        .map(|h| 10 + h.key.len() + h.value.as_ref().map_or(0, Vec::len))
+        .sum();
+    5 + MAX_RECORD_FRAMING
+        + record.key.as_ref().map_or(0, Vec::len)
+        + record.value.as_ref().map_or(0, Vec::len)
+        + headers
+}
+
 /// What can be appended as a record without giving up its bytes: [`Record`] (owned),
 /// [`RecordRef`] (borrowed) and [`RecordView`] (a record read from a log, re-appended).
 pub trait AsRecord {

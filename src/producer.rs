@@ -1,0 +1,859 @@
+//! A batching producer, as Kafka's: records sent one at a time are gathered per partition
+//! into batches that a background thread appends.
+//!
+//! [`Topic::send`] appends one Kafka batch per record: about 60 bytes of batch header and a
+//! `pwrite` each. A [`Producer`] instead keeps an accumulator per partition: `send` adds the
+//! record and returns a [`Delivery`] handle at once, and the producer's sender thread
+//! appends a partition's batch when it reaches [`ProducerConfig::batch_bytes`] or its first
+//! record has waited [`ProducerConfig::linger`] (Kafka's `batch.size` and `linger.ms`).
+//! Sends from many threads into one partition share its batches. With
+//! [`Acks::Durable`], a second thread makes the appended batches durable, one fsync
+//! covering every batch appended before it started (group commit), while the sender goes on
+//! appending.
+//!
+//! Partitions are chosen as Kafka's producer does: murmur2 of the key for keyed records; for
+//! keyless ones, the sticky partitioner (KIP-480, with KIP-794's switch): the producer sends
+//! to one partition until `batch_bytes` went to it, then picks another at random.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::config::TimestampType;
+use crate::error::{Error, Result};
+use crate::notify::Completion;
+use crate::partition::Partition;
+use crate::record::encode::size_bound;
+use crate::record::{Record, BATCH_HEADER_SIZE};
+use crate::topic::{partition_for_key, RecordMetadata, Topic};
+
+/// When a [`Producer`] reports a record delivered (Kafka's `acks`, for one machine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Acks {
+    /// Once appended: in the page cache, read by consumers, lost with the machine (not with
+    /// the process) until a flush. Kafka's brokers acknowledge at this point too (they do
+    /// not fsync by default).
+    #[default]
+    Written,
+    /// Once flushed: survives a crash of the machine. One fsync covers every batch appended
+    /// before it started, from any thread (group commit).
+    Durable,
+}
+
+/// [`Producer`] settings. Defaults are Kafka's producer defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProducerConfig {
+    /// A partition's batch is appended once its records take this many bytes (Kafka's
+    /// `batch.size`, default 16 KiB). A record larger than this goes in a batch of its own.
+    /// Capped by the topic's `max_batch_bytes`.
+    pub batch_bytes: usize,
+    /// How long a batch waits for more records before it is appended though not full
+    /// (Kafka's `linger.ms`, default 5 ms since Kafka 4.0). Zero appends as soon as the
+    /// sender thread is free: records still gather while it writes.
+    pub linger: Duration,
+    /// When a record counts as delivered. Default [`Acks::Written`].
+    pub acks: Acks,
+    /// Bytes of records accepted but not yet appended; `send` blocks while more are
+    /// buffered (Kafka's `buffer.memory`, default 32 MiB).
+    pub buffer_bytes: usize,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            batch_bytes: 16 * 1024,
+            linger: Duration::from_millis(5),
+            acks: Acks::Written,
+            buffer_bytes: 32 << 20,
+        }
+    }
+}
+
+impl ProducerConfig {
+    /// Sets `batch_bytes`.
+    #[must_use]
+    pub fn batch_bytes(mut self, bytes: usize) -> Self {
+        self.batch_bytes = bytes;
+        self
+    }
+    /// Sets `linger`.
+    #[must_use]
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.linger = linger;
+        self
+    }
+    /// Sets `acks`.
+    #[must_use]
+    pub fn acks(mut self, acks: Acks) -> Self {
+        self.acks = acks;
+        self
+    }
+    /// Sets `buffer_bytes`.
+    #[must_use]
+    pub fn buffer_bytes(mut self, bytes: usize) -> Self {
+        self.buffer_bytes = bytes;
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.batch_bytes == 0 {
+            return Err(Error::config("batch_bytes", 0, "at least 1"));
+        }
+        if self.buffer_bytes == 0 {
+            return Err(Error::config("buffer_bytes", 0, "at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// How a batch ended: the base offset of each run of its records appended together (a
+/// batch the topic refused as too large is split), and the log append time for
+/// log-append-time topics; or the error every record of it gets.
+#[derive(Debug)]
+enum Outcome {
+    Written {
+        /// `(index of the run's first record, its offset)`, by index.
+        runs: Vec<(u32, u64)>,
+        append_time: Option<i64>,
+        /// A split batch whose later half failed: the records from this index on, and why.
+        failed_from: Option<(u32, Error)>,
+    },
+    Failed(Error),
+}
+
+/// A batch's shared state: what its records' handles wait for.
+type BatchState = Completion<Outcome>;
+
+/// Where a sent record goes: a handle to wait for (blocking, [`Delivery::wait`]) or, with
+/// the `async` feature, to `.await`, giving the record's partition and offset once it is
+/// delivered (see [`Acks`]), or the error that stopped it. Dropping the handle does not
+/// cancel the send.
+#[derive(Debug)]
+#[must_use = "a Delivery tells whether the record was written"]
+pub struct Delivery {
+    state: Arc<BatchState>,
+    index: u32,
+    partition: u32,
+    timestamp: i64,
+    /// The async waiter's registration.
+    key: Option<usize>,
+}
+
+impl Delivery {
+    fn failed(partition: u32, error: Error) -> Delivery {
+        let state = Arc::new(BatchState::default());
+        state.complete(Outcome::Failed(error));
+        Delivery {
+            state,
+            index: 0,
+            partition,
+            timestamp: 0,
+            key: None,
+        }
+    }
+
+    /// The partition the record was sent to.
+    pub fn partition(&self) -> u32 {
+        self.partition
+    }
+
+    /// True once the outcome is known (`wait` returns at once).
+    pub fn is_done(&self) -> bool {
+        self.state.get().is_some()
+    }
+
+    /// The outcome if known, without waiting.
+    pub fn try_result(&self) -> Option<Result<RecordMetadata>> {
+        self.state.get().map(|o| self.resolve(o))
+    }
+
+    /// Waits until the record is delivered (or failed).
+    ///
+    /// # Errors
+    /// What stopped the record: [`Error::BatchTooLarge`] for a record larger than the topic
+    /// allows, [`Error::InvalidTimestamp`], [`Error::Poisoned`] or an I/O error of the
+    /// partition, [`Error::Closed`] when the store or producer closed first.
+    pub fn wait(self) -> Result<RecordMetadata> {
+        let outcome = self.state.wait(None).expect("no deadline");
+        self.resolve(outcome)
+    }
+
+    /// As [`Delivery::wait`], giving up after `timeout` (`None` then).
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<Result<RecordMetadata>> {
+        let deadline = Instant::now().checked_add(timeout);
+        self.state.wait(deadline).map(|o| self.resolve(o))
+    }
+
+    fn resolve(&self, outcome: &Outcome) -> Result<RecordMetadata> {
+        match outcome {
+            Outcome::Failed(e) => Err(e.duplicate()),
+            Outcome::Written {
+                failed_from: Some((from, e)),
+                ..
+            } if self.index >= *from => Err(e.duplicate()),
+            Outcome::Written {
+                runs, append_time, ..
+            } => {
+                let run = runs.partition_point(|&(first, _)| first <= self.index);
+                let (first, base) = runs[run.saturating_sub(1)];
+                Ok(RecordMetadata {
+                    partition: self.partition,
+                    offset: base + u64::from(self.index - first),
+                    timestamp: append_time.unwrap_or(self.timestamp),
+                })
+            }
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl std::future::Future for Delivery {
+    type Output = Result<RecordMetadata>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = &mut *self;
+        let state = Arc::clone(&this.state);
+        state
+            .poll_until_set(&mut this.key, cx)
+            .map(|o| this.resolve(o))
+    }
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        self.state.forget(self.key.take());
+    }
+}
+
+/// Records gathered for one partition's next append.
+#[derive(Debug)]
+struct Building {
+    records: Vec<Record>,
+    /// [`size_bound`] of the records.
+    bytes: usize,
+    state: Arc<BatchState>,
+    /// When its first record came.
+    started: Instant,
+}
+
+/// One partition's accumulator: batches in send order; all but the last are full.
+#[derive(Debug, Default)]
+struct Accumulator {
+    batches: VecDeque<Building>,
+    /// The newest batch made (still here, or taken by the sender): `flush` waits for it.
+    newest: Option<Arc<BatchState>>,
+}
+
+/// What wakes the sender thread, and producers blocked on a full buffer.
+#[derive(Debug, Default)]
+struct Signal {
+    /// Threads in `flush`: everything goes at once, lingering or not.
+    flushing: usize,
+    /// A batch filled, or a first record came to an empty accumulator.
+    poked: bool,
+    /// No more sends: the sender appends what is left and ends.
+    closing: bool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    topic: Topic,
+    config: ProducerConfig,
+    /// `batch_bytes` capped by the topic's batch limit.
+    batch_bytes: usize,
+    accumulators: Vec<Mutex<Accumulator>>,
+    sticky: AtomicU32,
+    /// Bytes sent to the sticky partition since it was chosen.
+    sticky_bytes: AtomicUsize,
+    rng: AtomicU64,
+    /// Bytes accepted and not yet appended (or failed).
+    buffered: AtomicUsize,
+    signal: Mutex<Signal>,
+    /// The sender waits on it for `signal`; blocked producers wait on it for buffer space.
+    wake: Condvar,
+    closed: AtomicBool,
+    /// The first failure since the last `flush` returned.
+    failure: Mutex<Option<Error>>,
+}
+
+/// Sends records to a topic in batches (see the [module docs](self)). `Send + Sync` and
+/// cheap to clone: every clone sends through the same accumulators and threads. Made by
+/// [`Topic::producer`].
+///
+/// Records sent from one thread to one partition are appended in the order sent. Dropping
+/// the last clone appends (and, with [`Acks::Durable`], flushes) every record accepted, then
+/// stops the threads: an accepted record is never dropped silently; [`Producer::close`]
+/// does the same and reports a failure.
+///
+/// ```
+/// # fn main() -> seglog::Result<()> {
+/// # let dir = tempfile::tempdir().unwrap();
+/// let store = seglog::Store::open(dir.path())?;
+/// let topic = store.create_topic("events", seglog::TopicConfig::default())?;
+/// let producer = topic.producer(seglog::ProducerConfig::default())?;
+/// let handles: Vec<_> = (0..1000)
+///     .map(|i| producer.send(seglog::Record::new(format!("event {i}"))))
+///     .collect();
+/// producer.flush()?; // every record sent so far is appended
+/// let first = handles.into_iter().next().unwrap().wait()?;
+/// assert_eq!(first.offset, 0);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Producer {
+    handle: Arc<Handle>,
+}
+
+/// The producer's threads; dropping the last handle closes the producer.
+#[derive(Debug)]
+struct Handle {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.close();
+        for t in self.threads.get_mut().drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A batch appended with [`Acks::Durable`], waiting for its flush.
+struct Unsynced {
+    partition: u32,
+    /// The flush must cover offsets below this.
+    end: u64,
+    state: Arc<BatchState>,
+    outcome: Outcome,
+}
+
+impl Producer {
+    pub(crate) fn new(topic: Topic, config: ProducerConfig) -> Result<Producer> {
+        config.validate()?;
+        let topic_limit = (topic.config().max_batch_bytes as usize)
+            .min(usize::try_from(topic.config().segment_bytes).unwrap_or(usize::MAX))
+            .saturating_sub(BATCH_HEADER_SIZE)
+            .max(1);
+        let n = topic.partition_count();
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
+            | 1;
+        let shared = Arc::new(Shared {
+            batch_bytes: config.batch_bytes.min(topic_limit),
+            accumulators: (0..n).map(|_| Mutex::default()).collect(),
+            sticky: AtomicU32::new((seed % u64::from(n.max(1))) as u32),
+            sticky_bytes: AtomicUsize::new(0),
+            rng: AtomicU64::new(seed),
+            buffered: AtomicUsize::new(0),
+            signal: Mutex::default(),
+            wake: Condvar::new(),
+            closed: AtomicBool::new(false),
+            failure: Mutex::new(None),
+            topic,
+            config,
+        });
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.to_string())
+                .spawn(f)
+                .map_err(|e| Error::io("spawn producer thread", "", e))
+        };
+        let mut threads = Vec::new();
+        let unsynced = if shared.config.acks == Acks::Durable {
+            let (tx, rx) = mpsc::channel::<Unsynced>();
+            let s = Arc::clone(&shared);
+            threads.push(spawn(
+                "seglog-producer-sync",
+                Box::new(move || s.sync_loop(rx)),
+            )?);
+            Some(tx)
+        } else {
+            None
+        };
+        let s = Arc::clone(&shared);
+        threads.push(spawn(
+            "seglog-producer",
+            Box::new(move || s.send_loop(unsynced)),
+        )?);
+        Ok(Producer {
+            handle: Arc::new(Handle {
+                shared,
+                threads: Mutex::new(threads),
+            }),
+        })
+    }
+
+    /// The topic sent to.
+    pub fn topic(&self) -> &Topic {
+        &self.handle.shared.topic
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ProducerConfig {
+        &self.handle.shared.config
+    }
+
+    /// Sends `record` to the partition Kafka's producer would pick (murmur2 of the key;
+    /// keyless records: the sticky partition) and returns its handle at once, unless more
+    /// than `buffer_bytes` wait to be appended: then it blocks until the sender catches
+    /// up. A record without a timestamp gets the store clock's time now (Kafka's producer
+    /// does the same), unless the topic uses log-append time.
+    ///
+    /// Errors reach the handle: a record larger than the topic's batch limit or with a
+    /// timestamp too far ahead fails at once; append errors fail every record of the batch.
+    pub fn send(&self, record: Record) -> Delivery {
+        let shared = &self.handle.shared;
+        let partition = match &record.key {
+            Some(k) => partition_for_key(k, shared.topic.partition_count()),
+            None => shared.sticky.load(Ordering::Relaxed),
+        };
+        shared.send_to(partition, record)
+    }
+
+    /// Sends `record` to partition `partition`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownPartition`] (nothing is sent); otherwise as [`Producer::send`].
+    pub fn send_to(&self, partition: u32, record: Record) -> Result<Delivery> {
+        self.handle.shared.topic.partition(partition)?;
+        Ok(self.handle.shared.send_to(partition, record))
+    }
+
+    /// Appends every record sent before this call, without waiting for `linger`, and waits
+    /// until each is delivered (flushed too, with [`Acks::Durable`]).
+    ///
+    /// # Errors
+    /// The first error any record failed with since the last `flush` returned (each
+    /// record's handle has its own).
+    pub fn flush(&self) -> Result<()> {
+        let shared = &self.handle.shared;
+        let newest = shared.begin_flush();
+        for state in &newest {
+            state.wait(None);
+        }
+        shared.end_flush()
+    }
+
+    /// As [`Producer::flush`], waiting without blocking the thread.
+    ///
+    /// # Errors
+    /// As [`Producer::flush`].
+    #[cfg(feature = "async")]
+    pub async fn flush_async(&self) -> Result<()> {
+        let shared = &self.handle.shared;
+        let newest = shared.begin_flush();
+        for state in newest {
+            Wait { state, key: None }.await;
+        }
+        shared.end_flush()
+    }
+
+    /// Flushes, then stops accepting records (later sends, from any clone, fail with
+    /// [`Error::Closed`]) and ends the producer's threads once the last clone is gone.
+    ///
+    /// # Errors
+    /// As [`Producer::flush`].
+    pub fn close(self) -> Result<()> {
+        let flushed = self.flush();
+        self.handle.shared.close();
+        flushed
+    }
+}
+
+/// Waits for a batch's outcome, for `flush_async`.
+#[cfg(feature = "async")]
+struct Wait {
+    state: Arc<BatchState>,
+    key: Option<usize>,
+}
+
+#[cfg(feature = "async")]
+impl std::future::Future for Wait {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let this = &mut *self;
+        this.state.poll_until_set(&mut this.key, cx).map(|_| ())
+    }
+}
+
+#[cfg(feature = "async")]
+impl Drop for Wait {
+    fn drop(&mut self) {
+        self.state.forget(self.key.take());
+    }
+}
+
+impl Shared {
+    fn send_to(&self, partition: u32, mut record: Record) -> Delivery {
+        if self.closed.load(Ordering::Acquire) {
+            return Delivery::failed(partition, Error::Closed("producer".into()));
+        }
+        let part = &self.topic.partitions()[partition as usize];
+        let config = self.topic.config();
+        let timestamp = match (config.timestamp_type, record.timestamp) {
+            (TimestampType::LogAppendTime, _) => 0,
+            (TimestampType::CreateTime, Some(t)) => t,
+            (TimestampType::CreateTime, None) => {
+                let now = part.now_ms();
+                record.timestamp = Some(now);
+                now
+            }
+        };
+        if let (TimestampType::CreateTime, Some(skew)) =
+            (config.timestamp_type, config.max_timestamp_skew_ms)
+        {
+            let now = part.now_ms();
+            if timestamp > now.saturating_add(skew.min(i64::MAX as u64) as i64) {
+                let e = Error::InvalidTimestamp {
+                    partition: part.name().to_string(),
+                    timestamp,
+                    now,
+                    max_skew_ms: skew,
+                };
+                return Delivery::failed(partition, e);
+            }
+        }
+        let size = size_bound(&record);
+        if let Some(e) = self.too_large(size) {
+            return Delivery::failed(partition, e);
+        }
+        if let Err(e) = self.reserve(size) {
+            return Delivery::failed(partition, e);
+        }
+        let (state, index, poke) = {
+            let mut acc = self.accumulators[partition as usize].lock();
+            let was_empty = acc.batches.is_empty();
+            let open = match acc.batches.back_mut() {
+                Some(b) if b.bytes + size <= self.batch_bytes || b.records.is_empty() => b,
+                _ => {
+                    let b = Building {
+                        records: Vec::new(),
+                        bytes: 0,
+                        state: Arc::new(BatchState::default()),
+                        started: Instant::now(),
+                    };
+                    acc.newest = Some(Arc::clone(&b.state));
+                    acc.batches.push_back(b);
+                    acc.batches.back_mut().expect("just pushed")
+                }
+            };
+            open.records.push(record);
+            open.bytes += size;
+            let index = (open.records.len() - 1) as u32;
+            let full = open.bytes >= self.batch_bytes;
+            (
+                Arc::clone(&open.state),
+                index,
+                was_empty || full || acc.batches.len() > 1,
+            )
+        };
+        if partition == self.sticky.load(Ordering::Relaxed) {
+            self.advance_sticky(partition, size);
+        }
+        if poke {
+            let mut signal = self.signal.lock();
+            if !signal.poked {
+                signal.poked = true;
+                self.wake.notify_all();
+            }
+        }
+        Delivery {
+            state,
+            index,
+            partition,
+            timestamp,
+            key: None,
+        }
+    }
+
+    /// The error for a record of `size` bytes that no batch of the topic can hold.
+    fn too_large(&self, size: usize) -> Option<Error> {
+        let config = self.topic.config();
+        let batch = size + BATCH_HEADER_SIZE;
+        [
+            ("max_batch_bytes", u64::from(config.max_batch_bytes)),
+            ("segment_bytes", config.segment_bytes),
+        ]
+        .into_iter()
+        .find(|&(_, limit)| batch as u64 > limit)
+        .map(|(limit_name, limit)| Error::BatchTooLarge {
+            size: batch,
+            limit_name,
+            limit,
+        })
+    }
+
+    /// Counts `size` bytes as buffered, first waiting while the buffer is full (one record
+    /// larger than the whole buffer goes when the buffer is empty).
+    fn reserve(&self, size: usize) -> Result<()> {
+        let limit = self.config.buffer_bytes;
+        let fits = |b: usize| b == 0 || b + size <= limit;
+        if !fits(self.buffered.load(Ordering::Acquire)) {
+            let mut signal = self.signal.lock();
+            while !fits(self.buffered.load(Ordering::Acquire)) {
+                if signal.closing {
+                    return Err(Error::Closed("producer".into()));
+                }
+                // The sender is behind: make sure it is not lingering.
+                signal.poked = true;
+                self.wake.notify_all();
+                self.wake.wait(&mut signal);
+            }
+        }
+        self.buffered.fetch_add(size, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// After `size` more bytes went to the sticky partition: once a batch's worth went,
+    /// another partition is picked at random (KIP-794).
+    fn advance_sticky(&self, current: u32, size: usize) {
+        let n = self.topic.partition_count();
+        let sent = self.sticky_bytes.fetch_add(size, Ordering::Relaxed) + size;
+        if n > 1 && sent >= self.batch_bytes {
+            let mut x = self.rng.load(Ordering::Relaxed);
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            self.rng.store(x, Ordering::Relaxed);
+            let next = (current + 1 + (x % u64::from(n - 1)) as u32) % n;
+            if self
+                .sticky
+                .compare_exchange(current, next, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+            {
+                self.sticky_bytes.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn begin_flush(&self) -> Vec<Arc<BatchState>> {
+        let newest = self
+            .accumulators
+            .iter()
+            .filter_map(|a| a.lock().newest.clone())
+            .collect();
+        let mut signal = self.signal.lock();
+        signal.flushing += 1;
+        signal.poked = true;
+        self.wake.notify_all();
+        newest
+    }
+
+    fn end_flush(&self) -> Result<()> {
+        self.signal.lock().flushing -= 1;
+        match self.failure.lock().take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let mut signal = self.signal.lock();
+        signal.closing = true;
+        self.wake.notify_all();
+    }
+
+    /// The sender thread: waits until a batch is due, appends it, repeats; ends once
+    /// closing and empty.
+    fn send_loop(&self, unsynced: Option<mpsc::Sender<Unsynced>>) {
+        let mut due = Vec::new();
+        loop {
+            let Some(all) = self.wait_for_due() else {
+                return;
+            };
+            for (p, acc) in self.accumulators.iter().enumerate() {
+                let mut acc = acc.lock();
+                let now = Instant::now();
+                while let Some(b) = acc.batches.front() {
+                    let ready = all
+                        || acc.batches.len() > 1
+                        || b.bytes >= self.batch_bytes
+                        || now.duration_since(b.started) >= self.config.linger;
+                    if !ready {
+                        break;
+                    }
+                    due.push((p as u32, acc.batches.pop_front().expect("front")));
+                }
+            }
+            for (p, batch) in due.drain(..) {
+                self.append(p, batch, unsynced.as_ref());
+            }
+        }
+    }
+
+    /// Waits until some batch is due; `Some(true)` when everything is (a flush, closing),
+    /// `None` when closing and nothing is left.
+    fn wait_for_due(&self) -> Option<bool> {
+        let mut signal = self.signal.lock();
+        loop {
+            signal.poked = false;
+            let all = signal.flushing > 0 || signal.closing;
+            let mut next_due: Option<Instant> = None;
+            let mut any = false;
+            for acc in &self.accumulators {
+                let acc = acc.lock();
+                if let Some(b) = acc.batches.front() {
+                    any = true;
+                    if all || acc.batches.len() > 1 || b.bytes >= self.batch_bytes {
+                        return Some(all);
+                    }
+                    let at = b.started + self.config.linger;
+                    next_due = Some(next_due.map_or(at, |d| d.min(at)));
+                }
+            }
+            if !any && signal.closing {
+                return None;
+            }
+            match next_due {
+                Some(at) if at <= Instant::now() => return Some(false),
+                Some(at) => {
+                    self.wake.wait_until(&mut signal, at);
+                }
+                None => self.wake.wait(&mut signal),
+            }
+        }
+    }
+
+    /// Appends `batch` to partition `p` (split when the topic finds it too large), then
+    /// settles it: delivered now, or handed to the sync thread.
+    fn append(&self, p: u32, batch: Building, unsynced: Option<&mpsc::Sender<Unsynced>>) {
+        let part = &self.topic.partitions()[p as usize];
+        let mut runs = Vec::new();
+        let mut append_time = None;
+        let result = append_runs(part, &batch.records, 0, &mut runs, &mut append_time);
+        self.buffered.fetch_sub(batch.bytes, Ordering::AcqRel);
+        {
+            // Producers blocked on a full buffer.
+            let _signal = self.signal.lock();
+            self.wake.notify_all();
+        }
+        // The offset after the last record written.
+        let end = runs.last().map(|&(first, base)| {
+            let written = match &result {
+                Err((failed, _)) => *failed,
+                Ok(()) => batch.records.len() as u32,
+            };
+            base + u64::from(written - first)
+        });
+        let outcome = match (result, end) {
+            (Err((_, e)), None) => Outcome::Failed(e),
+            (result, _) => Outcome::Written {
+                runs,
+                append_time,
+                failed_from: result.err(),
+            },
+        };
+        match (unsynced, end) {
+            (Some(tx), Some(end)) => {
+                let item = Unsynced {
+                    partition: p,
+                    end,
+                    state: batch.state,
+                    outcome,
+                };
+                if let Err(mpsc::SendError(item)) = tx.send(item) {
+                    self.settle(
+                        &item.state,
+                        Outcome::Failed(Error::Closed("producer".into())),
+                    );
+                }
+            }
+            _ => self.settle(&batch.state, outcome),
+        }
+    }
+
+    fn settle(&self, state: &BatchState, outcome: Outcome) {
+        if let Outcome::Failed(e)
+        | Outcome::Written {
+            failed_from: Some((_, e)),
+            ..
+        } = &outcome
+        {
+            let mut failure = self.failure.lock();
+            if failure.is_none() {
+                *failure = Some(e.duplicate());
+            }
+        }
+        state.complete(outcome);
+    }
+
+    /// The sync thread: flushes each partition up to the batches appended so far, then
+    /// settles them.
+    fn sync_loop(&self, rx: mpsc::Receiver<Unsynced>) {
+        while let Ok(first) = rx.recv() {
+            let mut items = vec![first];
+            items.extend(rx.try_iter());
+            let mut targets: Vec<(u32, u64)> = Vec::new();
+            for it in &items {
+                match targets.iter_mut().find(|(p, _)| *p == it.partition) {
+                    Some((_, end)) => *end = (*end).max(it.end),
+                    None => targets.push((it.partition, it.end)),
+                }
+            }
+            let results: Vec<(u32, Result<()>)> = targets
+                .into_iter()
+                .map(|(p, end)| (p, self.topic.partitions()[p as usize].flush_to(end)))
+                .collect();
+            for it in items {
+                let result = &results
+                    .iter()
+                    .find(|(p, _)| *p == it.partition)
+                    .expect("each")
+                    .1;
+                let outcome = match result {
+                    Ok(()) => it.outcome,
+                    Err(e) => Outcome::Failed(e.duplicate()),
+                };
+                self.settle(&it.state, outcome);
+            }
+        }
+    }
+}
+
+/// Appends `records` (the batch's records from index `first`) as one batch, or, when the
+/// topic refuses it as too large, as two halves, recursively; records each run's offset.
+/// On failure: the index of the first record not written, and why.
+fn append_runs(
+    part: &Partition,
+    records: &[Record],
+    first: u32,
+    runs: &mut Vec<(u32, u64)>,
+    append_time: &mut Option<i64>,
+) -> std::result::Result<(), (u32, Error)> {
+    match part.append(records) {
+        Ok(info) => {
+            runs.push((first, info.base_offset));
+            if part.config().timestamp_type == TimestampType::LogAppendTime {
+                *append_time = Some(info.max_timestamp);
+            }
+            Ok(())
+        }
+        Err(Error::BatchTooLarge { .. }) if records.len() > 1 => {
+            let half = records.len() / 2;
+            append_runs(part, &records[..half], first, runs, append_time)?;
+            append_runs(
+                part,
+                &records[half..],
+                first + half as u32,
+                runs,
+                append_time,
+            )
+        }
+        Err(e) => Err((first, e)),
+    }
+}
