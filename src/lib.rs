@@ -115,6 +115,8 @@ pub use partition::{
     AppendInfo, BatchProblem, CompactionReport, Fetch, FetchRef, ForwardError, OffsetMode,
     Partition, PartitionStats, RetentionReport, TimestampOffset,
 };
+#[cfg(feature = "async")]
+pub use producer::DeliveryFuture;
 pub use producer::{Acks, Delivery, Producer, ProducerConfig};
 pub use record::{AsRecord, Compression, Header, Record, RecordRef, RecordView};
 pub use segment::Segment;

@@ -7,7 +7,9 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
+#[cfg(feature = "async")]
+use std::task::{Context, Poll};
+use std::task::{Wake, Waker};
 use std::time::Instant;
 
 use parking_lot::Mutex;
@@ -66,6 +68,7 @@ impl Notify {
         key
     }
 
+    #[cfg(feature = "async")]
     /// Replaces the waker registered under `key` when it would wake another task.
     fn update(&self, key: usize, waker: &Waker) {
         let mut s = self.wakers.lock();
@@ -84,6 +87,7 @@ impl Notify {
         }
     }
 
+    #[cfg(feature = "async")]
     /// The body of a future waiting on this counter that keeps its own registration `key`:
     /// `Ready` once `ready()`, else `cx`'s waker is registered (or updated) and `Pending`.
     /// The future calls [`Notify::forget`] with its key when dropped.
@@ -123,6 +127,7 @@ impl Notify {
         sleeper.sleep_until(deadline, || self.seq() != seen)
     }
 
+    #[cfg(feature = "async")]
     /// A future that is ready once the counter differs from `seen`.
     pub(crate) fn changed(&self, seen: u64) -> Changed<'_> {
         Changed {
@@ -162,6 +167,7 @@ impl Sleeper {
     }
 
     /// The waker that ends a sleep.
+    #[allow(dead_code)] // the consumer's wakeup handle will keep it
     pub(crate) fn waker(&self) -> &Waker {
         &self.waker
     }
@@ -213,6 +219,7 @@ impl Drop for Watch<'_> {
     }
 }
 
+#[cfg(feature = "async")]
 /// The future of [`Notify::changed`].
 #[derive(Debug)]
 pub(crate) struct Changed<'a> {
@@ -221,6 +228,7 @@ pub(crate) struct Changed<'a> {
     key: Option<usize>,
 }
 
+#[cfg(feature = "async")]
 impl std::future::Future for Changed<'_> {
     type Output = ();
 
@@ -230,6 +238,7 @@ impl std::future::Future for Changed<'_> {
     }
 }
 
+#[cfg(feature = "async")]
 impl Drop for Changed<'_> {
     fn drop(&mut self) {
         self.notify.forget(self.key.take());
@@ -275,6 +284,7 @@ impl<T> Completion<T> {
         self.value.get()
     }
 
+    #[cfg(feature = "async")]
     /// For a future waiting for the value: see [`Notify::poll_until`].
     pub(crate) fn poll_until_set(&self, key: &mut Option<usize>, cx: &mut Context<'_>) -> Poll<&T> {
         match self
@@ -289,6 +299,43 @@ impl<T> Completion<T> {
     /// Removes a future's registration.
     pub(crate) fn forget(&self, key: Option<usize>) {
         self.notify.forget(key);
+    }
+}
+
+#[cfg(feature = "async")]
+/// A future ready once a shared [`Completion`] is set (to read it then).
+#[derive(Debug)]
+pub(crate) struct Completed<T> {
+    completion: Arc<Completion<T>>,
+    key: Option<usize>,
+}
+
+#[cfg(feature = "async")]
+impl<T> Completed<T> {
+    pub(crate) fn new(completion: Arc<Completion<T>>) -> Self {
+        Completed {
+            completion,
+            key: None,
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl<T> std::future::Future for Completed<T> {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        this.completion
+            .poll_until_set(&mut this.key, cx)
+            .map(|_| ())
+    }
+}
+
+#[cfg(feature = "async")]
+impl<T> Drop for Completed<T> {
+    fn drop(&mut self) {
+        self.completion.forget(self.key.take());
     }
 }
 
@@ -331,6 +378,7 @@ mod tests {
         assert!(n.wait(seen, Some(Instant::now())));
     }
 
+    #[cfg(feature = "async")]
     #[test]
     fn changed_future_registers_and_unregisters() {
         struct Count(AtomicUsize);

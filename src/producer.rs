@@ -211,15 +211,34 @@ impl Delivery {
     }
 }
 
+/// `.await` on a [`Delivery`] (feature `async`). A `Delivery` is not itself a future, so
+/// a handle dropped unawaited (a send whose outcome is not wanted) is not a lint.
 #[cfg(feature = "async")]
-impl std::future::Future for Delivery {
+impl std::future::IntoFuture for Delivery {
+    type Output = Result<RecordMetadata>;
+    type IntoFuture = DeliveryFuture;
+
+    fn into_future(self) -> DeliveryFuture {
+        DeliveryFuture(self)
+    }
+}
+
+/// The future of a [`Delivery`] handle (feature `async`): its outcome, awaited without
+/// blocking a thread.
+#[cfg(feature = "async")]
+#[derive(Debug)]
+#[must_use = "futures do nothing unless awaited"]
+pub struct DeliveryFuture(Delivery);
+
+#[cfg(feature = "async")]
+impl std::future::Future for DeliveryFuture {
     type Output = Result<RecordMetadata>;
 
     fn poll(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        let this = &mut *self;
+        let this = &mut self.0;
         let state = Arc::clone(&this.state);
         state
             .poll_until_set(&mut this.key, cx)
@@ -454,7 +473,7 @@ impl Producer {
         let shared = &self.handle.shared;
         let newest = shared.begin_flush();
         for state in newest {
-            Wait { state, key: None }.await;
+            crate::notify::Completed::new(state).await;
         }
         shared.end_flush()
     }
@@ -468,32 +487,6 @@ impl Producer {
         let flushed = self.flush();
         self.handle.shared.close();
         flushed
-    }
-}
-
-/// Waits for a batch's outcome, for `flush_async`.
-#[cfg(feature = "async")]
-struct Wait {
-    state: Arc<BatchState>,
-    key: Option<usize>,
-}
-
-#[cfg(feature = "async")]
-impl std::future::Future for Wait {
-    type Output = ();
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        let this = &mut *self;
-        this.state.poll_until_set(&mut this.key, cx).map(|_| ())
-    }
-}
-
-#[cfg(feature = "async")]
-impl Drop for Wait {
-    fn drop(&mut self) {
-        self.state.forget(self.key.take());
     }
 }
 

@@ -31,6 +31,8 @@ mod raw;
 mod retention;
 pub mod txn;
 mod txn_state;
+#[cfg(feature = "async")]
+mod wait;
 
 pub(crate) use open::OpenContext;
 
@@ -1004,6 +1006,12 @@ impl Partition {
         self.inner.first_dirty.load(Ordering::Acquire)
     }
 
+    /// True when `other` is a handle to this very partition.
+    #[cfg(feature = "async")]
+    pub(crate) fn same(&self, other: &Partition) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// The store clock's time, in milliseconds since the Unix epoch.
     pub(crate) fn now_ms(&self) -> i64 {
         self.inner.clock.now_ms()
@@ -1076,9 +1084,10 @@ impl Partition {
             sync.flushes += 1;
             sync.last = std::time::Instant::now();
             inner.durable_offset.fetch_max(end, Ordering::AcqRel);
-            // Consumers in durable-read mode wait for this.
-            inner.notify.notify();
         }
+        // Consumers in durable-read mode and durability waits wait for this (a failure
+        // poisoned the partition: waits end with the error).
+        inner.notify.notify();
         inner.flushed.notify_all();
         synced.map(|_| ())
     }
@@ -1174,6 +1183,8 @@ impl Partition {
         let _maintenance = self.inner.maintenance.lock();
         let _w = self.inner.writer.lock();
         self.inner.closed.store(true, Ordering::Release);
+        // Durability waits end with `Closed`.
+        self.inner.notify.notify();
     }
 
     /// Undoes [`Partition::mark_closed`] (a topic deletion that did not commit: its files
