@@ -302,6 +302,55 @@ impl<T> Completion<T> {
     }
 }
 
+/// A future ready once any of several counters differs from what was seen (a consumer of
+/// several topics), or once `stop()` is true (a wakeup).
+#[cfg(feature = "async")]
+pub(crate) struct AnyChanged<'a, F> {
+    watched: Vec<(&'a Notify, u64, Option<usize>)>,
+    stop: F,
+}
+
+#[cfg(feature = "async")]
+impl<'a, F: Fn() -> bool + Unpin> AnyChanged<'a, F> {
+    /// Waits for any `(notify, seen)` pair's counter to move, or for `stop()`.
+    pub(crate) fn new(watched: impl IntoIterator<Item = (&'a Notify, u64)>, stop: F) -> Self {
+        AnyChanged {
+            watched: watched.into_iter().map(|(n, s)| (n, s, None)).collect(),
+            stop,
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl<F: Fn() -> bool + Unpin> std::future::Future for AnyChanged<'_, F> {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        // Every counter gets the waker before any is found changed, so none is missed.
+        let mut ready = false;
+        for (notify, seen, key) in &mut this.watched {
+            ready |= notify
+                .poll_until(key, cx, || notify.seq() != *seen)
+                .is_ready();
+        }
+        if ready || (this.stop)() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl<F> Drop for AnyChanged<'_, F> {
+    fn drop(&mut self) {
+        for (notify, _, key) in &mut self.watched {
+            notify.forget(key.take());
+        }
+    }
+}
+
 #[cfg(feature = "async")]
 /// A future ready once a shared [`Completion`] is set (to read it then).
 #[derive(Debug)]
