@@ -497,19 +497,14 @@ impl Shared {
         }
         let part = &self.topic.partitions()[partition as usize];
         let config = self.topic.config();
-        let timestamp = match (config.timestamp_type, record.timestamp) {
-            (TimestampType::LogAppendTime, _) => 0,
-            (TimestampType::CreateTime, Some(t)) => t,
-            (TimestampType::CreateTime, None) => {
-                let now = part.now_ms();
-                record.timestamp = Some(now);
-                now
-            }
+        let now = part.now_ms();
+        let timestamp = match config.timestamp_type {
+            TimestampType::LogAppendTime => 0,
+            TimestampType::CreateTime => *record.timestamp.get_or_insert(now),
         };
         if let (TimestampType::CreateTime, Some(skew)) =
             (config.timestamp_type, config.max_timestamp_skew_ms)
         {
-            let now = part.now_ms();
             if timestamp > now.saturating_add(skew.min(i64::MAX as u64) as i64) {
                 let e = Error::InvalidTimestamp {
                     partition: part.name().to_string(),
