@@ -44,15 +44,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut seen: BTreeMap<(u32, u64), u64> = BTreeMap::new();
         let mut stream = consumer.stream();
         while seen.len() < orders as usize {
-            let record = match tokio::time::timeout(Duration::from_secs(30), next(&mut stream)).await {
-                Ok(Some(r)) => r?,
-                Ok(None) => break,
-                Err(_) => return Err("billing: no record for 30 s".into()),
-            };
-            let cents: u64 = std::str::from_utf8(record.value.as_deref().unwrap_or_default())?
-                .parse()?;
-            if seen.insert((record.partition, record.offset), cents).is_some() {
-                return Err(format!("order at {}:{} read twice", record.partition, record.offset).into());
+            let record =
+                match tokio::time::timeout(Duration::from_secs(30), next(&mut stream)).await {
+                    Ok(Some(r)) => r?,
+                    Ok(None) => break,
+                    Err(_) => return Err("billing: no record for 30 s".into()),
+                };
+            let cents: u64 =
+                std::str::from_utf8(record.value.as_deref().unwrap_or_default())?.parse()?;
+            if seen
+                .insert((record.partition, record.offset), cents)
+                .is_some()
+            {
+                return Err(
+                    format!("order at {}:{} read twice", record.partition, record.offset).into(),
+                );
             }
         }
         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(seen)
@@ -84,7 +90,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let elapsed = started.elapsed();
     let seen = billing.await?.map_err(|e| e.to_string())?;
 
-    let durable = topic.partitions().iter().all(|p| p.durable_offset() == p.log_end_offset());
+    let durable = topic
+        .partitions()
+        .iter()
+        .all(|p| p.durable_offset() == p.log_end_offset());
     println!(
         "{} orders acknowledged durable in {:.2?} ({:.0}/s, 64 concurrent handlers); billing read {}",
         acked.len(),

@@ -26,9 +26,8 @@ use parking_lot::{Condvar, Mutex};
 use crate::config::TimestampType;
 use crate::error::{Error, Result};
 use crate::notify::Completion;
-use crate::partition::Partition;
-use crate::record::encode::size_bound;
-use crate::record::{Record, BATCH_HEADER_SIZE};
+use crate::record::encode::{size_bound, BatchBuilder};
+use crate::record::{AsRecord, Compression, Record, BATCH_HEADER_SIZE};
 use crate::topic::{partition_for_key, RecordMetadata, Topic};
 
 /// When a [`Producer`] reports a record delivered (Kafka's `acks`, for one machine).
@@ -111,17 +110,13 @@ impl ProducerConfig {
     }
 }
 
-/// How a batch ended: the base offset of each run of its records appended together (a
-/// batch the topic refused as too large is split), and the log append time for
-/// log-append-time topics; or the error every record of it gets.
+/// How a batch ended: its base offset, and the log append time for log-append-time
+/// topics; or the error every record of it gets.
 #[derive(Debug)]
 enum Outcome {
     Written {
-        /// `(index of the run's first record, its offset)`, by index.
-        runs: Vec<(u32, u64)>,
+        base_offset: u64,
         append_time: Option<i64>,
-        /// A split batch whose later half failed: the records from this index on, and why.
-        failed_from: Option<(u32, Error)>,
     },
     Failed(Error),
 }
@@ -193,20 +188,13 @@ impl Delivery {
         match outcome {
             Outcome::Failed(e) => Err(e.duplicate()),
             Outcome::Written {
-                failed_from: Some((from, e)),
-                ..
-            } if self.index >= *from => Err(e.duplicate()),
-            Outcome::Written {
-                runs, append_time, ..
-            } => {
-                let run = runs.partition_point(|&(first, _)| first <= self.index);
-                let (first, base) = runs[run.saturating_sub(1)];
-                Ok(RecordMetadata {
-                    partition: self.partition,
-                    offset: base + u64::from(self.index - first),
-                    timestamp: append_time.unwrap_or(self.timestamp),
-                })
-            }
+                base_offset,
+                append_time,
+            } => Ok(RecordMetadata {
+                partition: self.partition,
+                offset: base_offset + u64::from(self.index),
+                timestamp: append_time.unwrap_or(self.timestamp),
+            }),
         }
     }
 }
@@ -255,8 +243,9 @@ impl Drop for Delivery {
 /// Records gathered for one partition's next append.
 #[derive(Debug)]
 struct Building {
-    records: Vec<Record>,
-    /// [`size_bound`] of the records.
+    /// The records, encoded as they came.
+    batch: BatchBuilder,
+    /// [`size_bound`] of the records: what they take of the buffer.
     bytes: usize,
     state: Arc<BatchState>,
     /// When its first record came.
@@ -286,7 +275,8 @@ struct Signal {
 struct Shared {
     topic: Topic,
     config: ProducerConfig,
-    /// `batch_bytes` capped by the topic's batch limit.
+    /// `batch_bytes` capped by the topic's batch limit (less a margin for a codec's
+    /// worst-case growth on compressed topics).
     batch_bytes: usize,
     accumulators: Vec<Mutex<Accumulator>>,
     sticky: AtomicU32,
@@ -359,10 +349,14 @@ struct Unsynced {
 impl Producer {
     pub(crate) fn new(topic: Topic, config: ProducerConfig) -> Result<Producer> {
         config.validate()?;
-        let topic_limit = (topic.config().max_batch_bytes as usize)
+        let mut topic_limit = (topic.config().max_batch_bytes as usize)
             .min(usize::try_from(topic.config().segment_bytes).unwrap_or(usize::MAX))
-            .saturating_sub(BATCH_HEADER_SIZE)
-            .max(1);
+            .saturating_sub(BATCH_HEADER_SIZE);
+        if topic.config().compression.for_records() != Compression::None {
+            // Incompressible records grow a little (snappy's bound is n + n/6 + 32).
+            topic_limit = (topic_limit - topic_limit / 7).saturating_sub(64);
+        }
+        let topic_limit = topic_limit.max(1);
         let n = topic.partition_count();
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -522,14 +516,15 @@ impl Shared {
         if let Err(e) = self.reserve(size) {
             return Delivery::failed(partition, e);
         }
+        let log_append = config.timestamp_type == TimestampType::LogAppendTime;
         let (state, index, poke) = {
             let mut acc = self.accumulators[partition as usize].lock();
             let was_empty = acc.batches.is_empty();
             let open = match acc.batches.back_mut() {
-                Some(b) if b.bytes + size <= self.batch_bytes || b.records.is_empty() => b,
+                Some(b) if b.bytes + size <= self.batch_bytes || b.batch.count() == 0 => b,
                 _ => {
                     let b = Building {
-                        records: Vec::new(),
+                        batch: BatchBuilder::new(log_append),
                         bytes: 0,
                         state: Arc::new(BatchState::default()),
                         started: Instant::now(),
@@ -539,9 +534,13 @@ impl Shared {
                     acc.batches.back_mut().expect("just pushed")
                 }
             };
-            open.records.push(record);
+            if let Err(e) = open.batch.push(&record.as_record()) {
+                drop(acc);
+                self.release(size);
+                return Delivery::failed(partition, Error::Encode(e));
+            }
             open.bytes += size;
-            let index = (open.records.len() - 1) as u32;
+            let index = (open.batch.count() - 1) as u32;
             let full = open.bytes >= self.batch_bytes;
             (
                 Arc::clone(&open.state),
@@ -717,40 +716,33 @@ impl Shared {
         }
     }
 
-    /// Appends `batch` to partition `p` (split when the topic finds it too large), then
-    /// settles it: delivered now, or handed to the sync thread.
+    /// Bytes no longer buffered: wakes producers blocked on a full buffer.
+    fn release(&self, bytes: usize) {
+        self.buffered.fetch_sub(bytes, Ordering::AcqRel);
+        let _signal = self.signal.lock();
+        self.wake.notify_all();
+    }
+
+    /// Appends `batch` to partition `p`, then settles it: delivered now, or handed to the
+    /// sync thread.
     fn append(&self, p: u32, batch: Building, unsynced: Option<&mpsc::Sender<Unsynced>>) {
         let part = &self.topic.partitions()[p as usize];
-        let mut runs = Vec::new();
-        let mut append_time = None;
-        let result = append_runs(part, &batch.records, 0, &mut runs, &mut append_time);
-        self.buffered.fetch_sub(batch.bytes, Ordering::AcqRel);
-        {
-            // Producers blocked on a full buffer.
-            let _signal = self.signal.lock();
-            self.wake.notify_all();
-        }
-        // The offset after the last record written.
-        let end = runs.last().map(|&(first, base)| {
-            let written = match &result {
-                Err((failed, _)) => *failed,
-                Ok(()) => batch.records.len() as u32,
-            };
-            base + u64::from(written - first)
-        });
-        let outcome = match (result, end) {
-            (Err((_, e)), None) => Outcome::Failed(e),
-            (result, _) => Outcome::Written {
-                runs,
-                append_time,
-                failed_from: result.err(),
+        let count = batch.batch.count() as u64;
+        let result = part.append_built(batch.batch);
+        self.release(batch.bytes);
+        let outcome = match result {
+            Ok(info) => Outcome::Written {
+                base_offset: info.base_offset,
+                append_time: (part.config().timestamp_type == TimestampType::LogAppendTime)
+                    .then_some(info.max_timestamp),
             },
+            Err(e) => Outcome::Failed(e),
         };
-        match (unsynced, end) {
-            (Some(tx), Some(end)) => {
+        match (unsynced, &outcome) {
+            (Some(tx), Outcome::Written { base_offset, .. }) => {
                 let item = Unsynced {
                     partition: p,
-                    end,
+                    end: base_offset + count,
                     state: batch.state,
                     outcome,
                 };
@@ -766,12 +758,7 @@ impl Shared {
     }
 
     fn settle(&self, state: &BatchState, outcome: Outcome) {
-        if let Outcome::Failed(e)
-        | Outcome::Written {
-            failed_from: Some((_, e)),
-            ..
-        } = &outcome
-        {
+        if let Outcome::Failed(e) = &outcome {
             let mut failure = self.failure.lock();
             if failure.is_none() {
                 *failure = Some(e.duplicate());
@@ -810,38 +797,5 @@ impl Shared {
                 self.settle(&it.state, outcome);
             }
         }
-    }
-}
-
-/// Appends `records` (the batch's records from index `first`) as one batch, or, when the
-/// topic refuses it as too large, as two halves, recursively; records each run's offset.
-/// On failure: the index of the first record not written, and why.
-fn append_runs(
-    part: &Partition,
-    records: &[Record],
-    first: u32,
-    runs: &mut Vec<(u32, u64)>,
-    append_time: &mut Option<i64>,
-) -> std::result::Result<(), (u32, Error)> {
-    match part.append(records) {
-        Ok(info) => {
-            runs.push((first, info.base_offset));
-            if part.config().timestamp_type == TimestampType::LogAppendTime {
-                *append_time = Some(info.max_timestamp);
-            }
-            Ok(())
-        }
-        Err(Error::BatchTooLarge { .. }) if records.len() > 1 => {
-            let half = records.len() / 2;
-            append_runs(part, &records[..half], first, runs, append_time)?;
-            append_runs(
-                part,
-                &records[half..],
-                first + half as u32,
-                runs,
-                append_time,
-            )
-        }
-        Err(e) => Err((first, e)),
     }
 }

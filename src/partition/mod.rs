@@ -52,8 +52,8 @@ use crate::config::{Clock, FlushPolicy, TimestampType, TopicConfig};
 use crate::error::{Error, Result};
 use crate::notify::Notify;
 use crate::record::{
-    encode::encode_batch_reusing, AsRecord, BatchHeader, BatchIter, BatchSpec, RecordView,
-    TIMESTAMP_TYPE_BIT,
+    encode::{encode_batch_reusing, BatchBuilder},
+    AsRecord, BatchHeader, BatchIter, BatchSpec, EncodeError, RecordView, TIMESTAMP_TYPE_BIT,
 };
 use crate::segment::{Segment, SegmentOptions, SegmentRead};
 
@@ -307,6 +307,24 @@ impl Partition {
         if records.is_empty() {
             return Err(Error::EmptyAppend);
         }
+        self.append_encoded(|buf, spec| encode_batch_reusing(buf, spec, records))
+    }
+
+    /// Appends a batch a producer encoded record by record as they were sent: the header
+    /// (offsets, timestamps, CRC) is completed here, under the writer lock, as `append`'s.
+    pub(crate) fn append_built(&self, batch: BatchBuilder) -> Result<AppendInfo> {
+        if batch.count() == 0 {
+            return Err(Error::EmptyAppend);
+        }
+        self.append_encoded(move |buf, spec| batch.finish(buf, spec))
+    }
+
+    /// `append`'s checks and write around `encode`, which writes one batch per `spec` at
+    /// the start of the writer's reused buffer.
+    fn append_encoded(
+        &self,
+        encode: impl FnOnce(&mut Vec<u8>, &BatchSpec) -> std::result::Result<BatchHeader, EncodeError>,
+    ) -> Result<AppendInfo> {
         let inner = &*self.inner;
         self.append_batches(|at, buf, headers| {
             let mut spec = BatchSpec::new(at.log_end, at.now);
@@ -314,7 +332,7 @@ impl Partition {
             if inner.config.timestamp_type == TimestampType::LogAppendTime {
                 spec.attributes |= TIMESTAMP_TYPE_BIT;
             }
-            let header = encode_batch_reusing(buf, &spec, records)?;
+            let header = encode(buf, &spec)?;
             let size = header.size();
             if let (TimestampType::CreateTime, Some(skew)) = (
                 inner.config.timestamp_type,
