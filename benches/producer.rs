@@ -159,11 +159,18 @@ fn append(log: &Log, way: Way, pool: &[Vec<u8>], n: usize) -> Duration {
     match way {
         Way::TopicSend => {
             for i in 0..n {
-                black_box(log.topic.send(Record::new(pool[i % POOL].clone())).expect("send"));
+                black_box(
+                    log.topic
+                        .send(Record::new(pool[i % POOL].clone()))
+                        .expect("send"),
+                );
             }
         }
         Way::Producer => {
-            let producer = log.topic.producer(ProducerConfig::default()).expect("producer");
+            let producer = log
+                .topic
+                .producer(ProducerConfig::default())
+                .expect("producer");
             for i in 0..n {
                 drop(producer.send(Record::new(pool[i % POOL].clone())));
             }
@@ -201,7 +208,11 @@ fn single_thread(scale: &Scale, base: &Path) -> Vec<(Way, f64)> {
             let i = (k + rep) % ways.len();
             let log = Log::new(base, TopicConfig::default());
             let t = append(&log, ways[i], &pool, n);
-            assert_eq!(log.partition().log_end_offset(), n as u64, "records appended");
+            assert_eq!(
+                log.partition().log_end_offset(),
+                n as u64,
+                "records appended"
+            );
             log.close();
             rates[i].push(n as f64 / t.as_secs_f64());
         }
@@ -330,7 +341,10 @@ fn timed_part(producer: &Producer, pool: &[Vec<u8>], n: usize) {
 fn instructions(base: &Path, n: usize) {
     let log = Log::new(base, TopicConfig::default());
     let pool = payloads(100);
-    let producer = log.topic.producer(ProducerConfig::default()).expect("producer");
+    let producer = log
+        .topic
+        .producer(ProducerConfig::default())
+        .expect("producer");
     timed_part(&producer, &pool, n);
     producer.close().expect("close producer");
     assert_eq!(log.partition().log_end_offset(), n as u64);
@@ -420,7 +434,7 @@ fn main() {
             1,
         ),
         (
-            format!("8 threads, Topic::send, FlushPolicy::EveryAppend"),
+            "8 threads, Topic::send, FlushPolicy::EveryAppend".into(),
             Durable::TopicSend,
             THREADS,
         ),
@@ -462,7 +476,10 @@ fn main() {
         .map(|(_, how, threads)| durable(&scale, &base, *how, *threads))
         .collect();
     let one_today = results[0].rate();
-    let one_best = results[..3].iter().map(DurableResult::rate).fold(0.0, f64::max);
+    let one_best = results[..3]
+        .iter()
+        .map(DurableResult::rate)
+        .fold(0.0, f64::max);
     println!(
         "\n2. durable sends, 100 B values, {:?} per case; every record counted is durable",
         scale.durable_time()
@@ -510,6 +527,11 @@ fn main() {
          (the 5x over commitlog is in `cargo bench -p seglog-compare --bench producer_vs_peers`)",
         verdict(r >= 10.0)
     );
+    println!(
+        "       bound: the sender thread appends batches; batches of 1000 ran at {:.2}x \
+         Topic::send here",
+        batches / topic_send
+    );
     for (i, label) in [(4, "per-record waits"), (6, "windows of 256")] {
         let best = results[i].rate().max(results[i + 1].rate());
         let r = best / one_best;
@@ -520,6 +542,12 @@ fn main() {
             best / one_today
         );
     }
+    println!(
+        "       bound with per-record waits: {THREADS} threads give at most {THREADS} records \
+         per fsync (measured {:.1} at linger 0, {:.1} at {linger5:?})",
+        results[4].records as f64 / results[4].fsyncs.max(1) as f64,
+        results[5].records as f64 / results[5].fsyncs.max(1) as f64
+    );
     for (size, r) in size_ratios {
         println!(
             "  {} (c) {size} B bytes on disk per record within 10% of batches of 1000: {r:.3}x",

@@ -1,7 +1,8 @@
 //! Issue 15's goal (a), measured in one run: single-record sends of 100 B values from one
 //! thread, seglog's `Producer::send` (+ one flush at the end) against today's
 //! `Topic::send` and commitlog 0.2's single-record appends (its `append` of a one-message
-//! `MessageBuf`, the peers bench's backend).
+//! `MessageBuf`, the peers bench's backend). A fourth row, `Partition::append` of 1000
+//! records, is the ceiling of the producer's sender thread, printed as the goal's bound.
 //!
 //! It lives in this package because commitlog is a dependency here and not of seglog's
 //! own package (whose `benches/producer.rs` has the durable and bytes-on-disk parts).
@@ -25,9 +26,11 @@ enum Who {
     TopicSend,
     Producer,
     Commitlog,
+    /// The ceiling of the producer's sender thread: `Partition::append` of 1000 records.
+    Batches,
 }
 
-const ALL: [Who; 3] = [Who::TopicSend, Who::Producer, Who::Commitlog];
+const ALL: [Who; 4] = [Who::TopicSend, Who::Producer, Who::Commitlog, Who::Batches];
 
 impl Who {
     fn name(self) -> &'static str {
@@ -35,6 +38,7 @@ impl Who {
             Who::TopicSend => "seglog Topic::send, one record per call",
             Who::Producer => "seglog Producer::send + one flush (default config)",
             Who::Commitlog => "commitlog append, one record per call",
+            Who::Batches => "seglog Partition::append, batches of 1000 (reference)",
         }
     }
 }
@@ -71,7 +75,7 @@ fn run(who: Who, dir: &Path, pool: &[Vec<u8>], n: usize) -> Duration {
             log.close();
             elapsed
         }
-        Who::TopicSend | Who::Producer => {
+        Who::TopicSend | Who::Producer | Who::Batches => {
             let store = seglog::Store::open(dir).expect("open store");
             let topic = store
                 .create_topic("bench", seglog::TopicConfig::default())
@@ -87,6 +91,14 @@ fn run(who: Who, dir: &Path, pool: &[Vec<u8>], n: usize) -> Duration {
                     drop(p.send(seglog::Record::new(pool[i % POOL].clone())));
                 }
                 p.flush().expect("flush");
+            } else if who == Who::Batches {
+                let p = topic.partition(0).expect("partition 0");
+                for at in (0..n).step_by(1000) {
+                    let recs: Vec<seglog::Record> = (at..(at + 1000).min(n))
+                        .map(|i| seglog::Record::new(pool[i % POOL].clone()))
+                        .collect();
+                    p.append(&recs).expect("append");
+                }
             } else {
                 for i in 0..n {
                     topic
@@ -139,7 +151,7 @@ fn main() {
         }
     }
     let rates: Vec<f64> = rates.into_iter().map(median).collect();
-    let [topic_send, producer, commitlog] = [rates[0], rates[1], rates[2]];
+    let [topic_send, producer, commitlog, batches] = [rates[0], rates[1], rates[2], rates[3]];
     println!(
         "producer vs peers: one thread, 100 B values, {} records, median of {reps} interleaved \
          runs; logs under {} ({fs})",
@@ -167,5 +179,12 @@ fn main() {
     println!(
         "  {} Producer::send >= 5x commitlog's single-record appends: {r:.2}x",
         verdict(r >= 5.0)
+    );
+    println!(
+        "  bound: the producer's sender thread appends batches; batches of 1000 ran at {} \
+         here, {:.2}x Topic::send and {:.2}x commitlog",
+        si(batches),
+        batches / topic_send,
+        batches / commitlog
     );
 }
