@@ -245,8 +245,10 @@ impl Drop for Delivery {
 struct Building {
     /// The records, encoded as they came.
     batch: BatchBuilder,
-    /// [`size_bound`] of the records: what they take of the buffer.
+    /// [`size_bound`] of the records.
     bytes: usize,
+    /// What the batch counts for in `buffered` (reserved when it was opened).
+    reserved: usize,
     state: Arc<BatchState>,
     /// When its first record came.
     started: Instant,
@@ -280,8 +282,6 @@ struct Shared {
     batch_bytes: usize,
     accumulators: Vec<Mutex<Accumulator>>,
     sticky: AtomicU32,
-    /// Bytes sent to the sticky partition since it was chosen.
-    sticky_bytes: AtomicUsize,
     rng: AtomicU64,
     /// Bytes accepted and not yet appended (or failed).
     buffered: AtomicUsize,
@@ -289,6 +289,8 @@ struct Shared {
     /// The sender waits on it for `signal`; blocked producers wait on it for buffer space.
     wake: Condvar,
     closed: AtomicBool,
+    /// Buffers of appended batches, for new ones (no allocation, no zeroing).
+    spare: Mutex<Vec<Vec<u8>>>,
     /// The first failure since the last `flush` returned.
     failure: Mutex<Option<Error>>,
 }
@@ -366,12 +368,12 @@ impl Producer {
             batch_bytes: config.batch_bytes.min(topic_limit),
             accumulators: (0..n).map(|_| Mutex::default()).collect(),
             sticky: AtomicU32::new((seed % u64::from(n.max(1))) as u32),
-            sticky_bytes: AtomicUsize::new(0),
             rng: AtomicU64::new(seed),
             buffered: AtomicUsize::new(0),
             signal: Mutex::default(),
             wake: Condvar::new(),
             closed: AtomicBool::new(false),
+            spare: Mutex::new(Vec::new()),
             failure: Mutex::new(None),
             topic,
             config,
@@ -513,43 +515,48 @@ impl Shared {
         if let Some(e) = self.too_large(size) {
             return Delivery::failed(partition, e);
         }
-        if let Err(e) = self.reserve(size) {
+        if let Err(e) = self.wait_for_room() {
             return Delivery::failed(partition, e);
         }
         let log_append = config.timestamp_type == TimestampType::LogAppendTime;
-        let (state, index, poke) = {
+        // Per record: the lock and the handle's reference count are the only atomic
+        // writes; the buffer, the sender and the sticky partition hear of whole batches.
+        let (state, index, sealed, poke) = {
             let mut acc = self.accumulators[partition as usize].lock();
             let was_empty = acc.batches.is_empty();
-            let open = match acc.batches.back_mut() {
-                Some(b) if b.bytes + size <= self.batch_bytes || b.batch.count() == 0 => b,
-                _ => {
-                    let b = Building {
-                        batch: BatchBuilder::new(log_append),
-                        bytes: 0,
-                        state: Arc::new(BatchState::default()),
-                        started: Instant::now(),
-                    };
-                    acc.newest = Some(Arc::clone(&b.state));
-                    acc.batches.push_back(b);
-                    acc.batches.back_mut().expect("just pushed")
-                }
-            };
+            let fits = |b: &Building| b.bytes + size <= self.batch_bytes || b.batch.count() == 0;
+            let opened = !acc.batches.back().is_some_and(fits);
+            if opened {
+                // A new buffer is zeroed once at about a batch's size, not grown by
+                // doubling record by record.
+                let buf = self.spare.lock().pop();
+                let buf = buf.unwrap_or_else(|| vec![0; self.batch_bytes + 1024]);
+                let reserved = self.batch_bytes.max(size);
+                self.buffered.fetch_add(reserved, Ordering::AcqRel);
+                let b = Building {
+                    batch: BatchBuilder::new(log_append, buf),
+                    bytes: 0,
+                    reserved,
+                    state: Arc::new(BatchState::default()),
+                    started: Instant::now(),
+                };
+                acc.newest = Some(Arc::clone(&b.state));
+                acc.batches.push_back(b);
+            }
+            let open = acc.batches.back_mut().expect("one is open");
             if let Err(e) = open.batch.push(&record.as_record()) {
-                drop(acc);
-                self.release(size);
+                // Nothing was added; an empty batch just opened is appended as nothing.
                 return Delivery::failed(partition, Error::Encode(e));
             }
+            let filled = open.bytes < self.batch_bytes && open.bytes + size >= self.batch_bytes;
             open.bytes += size;
             let index = (open.batch.count() - 1) as u32;
-            let full = open.bytes >= self.batch_bytes;
-            (
-                Arc::clone(&open.state),
-                index,
-                was_empty || full || acc.batches.len() > 1,
-            )
+            // A batch is sealed once full, or when the next record did not fit it.
+            let sealed = filled || (opened && !was_empty);
+            (Arc::clone(&open.state), index, sealed, was_empty || sealed)
         };
-        if partition == self.sticky.load(Ordering::Relaxed) {
-            self.advance_sticky(partition, size);
+        if sealed && partition == self.sticky.load(Ordering::Relaxed) {
+            self.next_sticky(partition);
         }
         if poke {
             let mut signal = self.signal.lock();
@@ -584,14 +591,13 @@ impl Shared {
         })
     }
 
-    /// Counts `size` bytes as buffered, first waiting while the buffer is full (one record
-    /// larger than the whole buffer goes when the buffer is empty).
-    fn reserve(&self, size: usize) -> Result<()> {
-        let limit = self.config.buffer_bytes;
-        let fits = |b: usize| b == 0 || b + size <= limit;
-        if !fits(self.buffered.load(Ordering::Acquire)) {
+    /// Waits while `buffer_bytes` or more wait to be appended. (Batches reserve their
+    /// room when opened: the buffer can pass its bound by a batch per sending thread.)
+    fn wait_for_room(&self) -> Result<()> {
+        let full = || self.buffered.load(Ordering::Acquire) >= self.config.buffer_bytes;
+        if full() {
             let mut signal = self.signal.lock();
-            while !fits(self.buffered.load(Ordering::Acquire)) {
+            while full() {
                 if signal.closing {
                     return Err(Error::Closed("producer".into()));
                 }
@@ -601,29 +607,23 @@ impl Shared {
                 self.wake.wait(&mut signal);
             }
         }
-        self.buffered.fetch_add(size, Ordering::AcqRel);
         Ok(())
     }
 
-    /// After `size` more bytes went to the sticky partition: once a batch's worth went,
-    /// another partition is picked at random (KIP-794).
-    fn advance_sticky(&self, current: u32, size: usize) {
+    /// The sticky partition's batch was sealed: another partition is picked at random
+    /// (KIP-480), unless another thread did it already.
+    fn next_sticky(&self, current: u32) {
         let n = self.topic.partition_count();
-        let sent = self.sticky_bytes.fetch_add(size, Ordering::Relaxed) + size;
-        if n > 1 && sent >= self.batch_bytes {
+        if n > 1 {
             let mut x = self.rng.load(Ordering::Relaxed);
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             self.rng.store(x, Ordering::Relaxed);
             let next = (current + 1 + (x % u64::from(n - 1)) as u32) % n;
-            if self
-                .sticky
-                .compare_exchange(current, next, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-            {
-                self.sticky_bytes.store(0, Ordering::Relaxed);
-            }
+            let _ =
+                self.sticky
+                    .compare_exchange(current, next, Ordering::Relaxed, Ordering::Relaxed);
         }
     }
 
@@ -728,8 +728,27 @@ impl Shared {
     fn append(&self, p: u32, batch: Building, unsynced: Option<&mpsc::Sender<Unsynced>>) {
         let part = &self.topic.partitions()[p as usize];
         let count = batch.batch.count() as u64;
-        let result = part.append_built(batch.batch);
-        self.release(batch.bytes);
+        if count == 0 {
+            // Opened for a record that could not be encoded: nothing to append, and no
+            // handle waits for it (a flush may).
+            self.release(batch.reserved);
+            let nothing = Outcome::Written {
+                base_offset: part.log_end_offset(),
+                append_time: None,
+            };
+            batch.state.complete(nothing);
+            return;
+        }
+        let mut spare = Vec::new();
+        let result = part.append_built(batch.batch, &mut spare);
+        self.release(batch.reserved);
+        // A few, of about a batch's size (not one a huge record grew).
+        if spare.capacity() > 0 && spare.capacity() <= 4 * self.batch_bytes + 4096 {
+            let mut pool = self.spare.lock();
+            if pool.len() < 4 {
+                pool.push(spare);
+            }
+        }
         let outcome = match result {
             Ok(info) => Outcome::Written {
                 base_offset: info.base_offset,

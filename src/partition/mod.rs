@@ -312,11 +312,16 @@ impl Partition {
 
     /// Appends a batch a producer encoded record by record as they were sent: the header
     /// (offsets, timestamps, CRC) is completed here, under the writer lock, as `append`'s.
-    pub(crate) fn append_built(&self, batch: BatchBuilder) -> Result<AppendInfo> {
+    /// The batch's buffer becomes the writer's, and the writer's old one goes to `spare`.
+    pub(crate) fn append_built(
+        &self,
+        batch: BatchBuilder,
+        spare: &mut Vec<u8>,
+    ) -> Result<AppendInfo> {
         if batch.count() == 0 {
             return Err(Error::EmptyAppend);
         }
-        self.append_encoded(move |buf, spec| batch.finish(buf, spec))
+        self.append_encoded(move |buf, spec| batch.finish(buf, spare, spec))
     }
 
     /// `append`'s checks and write around `encode`, which writes one batch per `spec` at

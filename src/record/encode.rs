@@ -532,11 +532,15 @@ pub(crate) struct BatchBuilder {
 }
 
 impl BatchBuilder {
-    /// An empty batch; with `log_append`, record timestamps are ignored (the append stamps
-    /// the batch).
-    pub(crate) fn new(log_append: bool) -> BatchBuilder {
+    /// An empty batch, encoded into `buf` (a buffer reused from an earlier batch: its
+    /// bytes are overwritten, so it is not zeroed again); with `log_append`, record
+    /// timestamps are ignored (the append stamps the batch).
+    pub(crate) fn new(log_append: bool, mut buf: Vec<u8>) -> BatchBuilder {
+        if buf.len() < BATCH_HEADER_SIZE {
+            buf.resize(BATCH_HEADER_SIZE, 0);
+        }
         BatchBuilder {
-            buf: vec![0; BATCH_HEADER_SIZE],
+            buf,
             end: BATCH_HEADER_SIZE,
             count: 0,
             log_append,
@@ -581,11 +585,13 @@ impl BatchBuilder {
     }
 
     /// Completes the batch per `spec` (its base offset; with log-append time, its default
-    /// timestamp stamps the batch) in place, and moves it into `out` (whose old buffer is
-    /// dropped); returns its header. The batch is `out[..header.size()]`.
+    /// timestamp stamps the batch) in place, and swaps it into `out`, whose old buffer goes
+    /// to `spare` (for the next builder); returns its header. The batch is
+    /// `out[..header.size()]`.
     pub(crate) fn finish(
         mut self,
         out: &mut Vec<u8>,
+        spare: &mut Vec<u8>,
         spec: &BatchSpec,
     ) -> Result<BatchHeader, EncodeError> {
         if self.count == 0 {
@@ -601,6 +607,7 @@ impl BatchBuilder {
             spec.attributes |= TIMESTAMP_TYPE_BIT;
         }
         std::mem::swap(out, &mut self.buf);
+        *spare = self.buf;
         finish_batch(out, 0, self.end, &spec, self.count, timestamps)
     }
 }
@@ -657,12 +664,12 @@ mod tests {
             }
             let mut expected = Vec::new();
             let encoded = encode_batch(&mut expected, &spec, &records);
-            let mut builder = BatchBuilder::new(log_append);
+            let mut builder = BatchBuilder::new(log_append, vec![9u8; 5]);
             for r in &records {
                 builder.push(&r.as_record()).unwrap();
             }
             let mut out = vec![7u8; 3];
-            let built = builder.finish(&mut out, &spec);
+            let built = builder.finish(&mut out, &mut Vec::new(), &spec);
             match (encoded, built) {
                 (Ok(a), Ok(b)) => {
                     prop_assert_eq!(a, b);
