@@ -103,8 +103,8 @@ pub use config::{
 };
 pub use consumer::{
     Assignor, Consumer, ConsumerConfig, ConsumerRecord, ConsumerWakeup, Isolation,
-    OffsetAndMetadata, OffsetReset, PartitionLag, PartitionRef, RebalanceListener,
-    TopicPartition, OFFSETS_TOPIC,
+    OffsetAndMetadata, OffsetReset, PartitionLag, PartitionRef, RebalanceListener, TopicPartition,
+    OFFSETS_TOPIC,
 };
 pub use error::{Error, Result};
 #[cfg(feature = "fault-injection")]

@@ -57,7 +57,10 @@ fn poll_n(c: &mut Consumer, want: usize) -> Vec<ConsumerRecord> {
             "only {} of {want} records",
             out.len()
         );
-        out.extend(c.poll(want - out.len(), Duration::from_millis(200)).unwrap());
+        out.extend(
+            c.poll(want - out.len(), Duration::from_millis(200))
+                .unwrap(),
+        );
     }
     out
 }
@@ -93,7 +96,9 @@ fn one_consumer_reads_several_topics_fairly_and_exactly_once() {
             fill(&store, t, p, 10);
         }
     }
-    let mut c = store.consumer_of_topics(["b", "a", "b"], earliest()).unwrap();
+    let mut c = store
+        .consumer_of_topics(["b", "a", "b"], earliest())
+        .unwrap();
     assert_eq!(
         c.topics().map(|t| t.name().to_string()).collect::<Vec<_>>(),
         ["a", "b"]
@@ -119,7 +124,8 @@ fn one_consumer_reads_several_topics_fairly_and_exactly_once() {
     all.dedup();
     assert_eq!(all.len(), 36, "no record twice");
     assert_eq!(c.position(("a", 1)), Some(10));
-    assert_eq!(c.position(&tp("b", 0)), Some(10));
+    let b0 = tp("b", 0);
+    assert_eq!(c.position(&b0), Some(10), "by reference too");
 }
 
 #[test]
@@ -137,7 +143,10 @@ fn a_bare_partition_number_is_refused_on_a_consumer_of_several_topics() {
         }) => assert_eq!((partition, topics), (0, vec!["a".into(), "b".into()])),
         other => panic!("{other:?}"),
     }
-    assert!(matches!(c.pause(&[0]), Err(Error::AmbiguousPartition { .. })));
+    assert!(matches!(
+        c.pause(&[0]),
+        Err(Error::AmbiguousPartition { .. })
+    ));
     assert_eq!(c.position(0), None, "a bare number names no partition here");
     assert!(matches!(
         c.seek(("nope", 0), 1),
@@ -148,7 +157,7 @@ fn a_bare_partition_number_is_refused_on_a_consumer_of_several_topics() {
         Err(Error::UnknownPartition { .. })
     ));
     c.seek(("b", 0), 3).unwrap();
-    c.seek(&tp("a", 0), 4).unwrap();
+    c.seek(tp("a", 0), 4).unwrap();
     let got = poll_n(&mut c, 3);
     let mut got = ids(&got);
     got.sort();
@@ -172,7 +181,9 @@ fn a_consumer_of_several_topics_wakes_for_an_append_to_any() {
     for t in ["a", "b", "c"] {
         store.create_topic(t, TopicConfig::default()).unwrap();
     }
-    let c = store.consumer_of_topics(["a", "b", "c"], earliest()).unwrap();
+    let c = store
+        .consumer_of_topics(["a", "b", "c"], earliest())
+        .unwrap();
     let (tx, rx) = mpsc::channel();
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let poller = thread::spawn(move || {
@@ -267,7 +278,9 @@ fn wakeup_makes_a_blocked_poll_return_at_once() {
         thread::sleep(Duration::from_millis(100));
         let h2 = handle.clone();
         thread::spawn(move || h2.wakeup()).join().unwrap();
-        let first = rx.recv_timeout(WAKE_DEADLINE).expect("the wakeup ended the poll");
+        let first = rx
+            .recv_timeout(WAKE_DEADLINE)
+            .expect("the wakeup ended the poll");
         assert!(matches!(first, Err(Error::Wakeup)), "{topics:?}: {first:?}");
         let second = rx.recv_timeout(WAKE_DEADLINE).unwrap();
         assert!(second.unwrap().is_empty());
@@ -364,10 +377,7 @@ fn pausing_a_partition_not_assigned_is_refused() {
     }
     assert!(a.paused().is_empty(), "nothing paused by a refused call");
     assert!(matches!(a.resume(&[1]), Err(Error::NotAssigned { .. })));
-    assert!(matches!(
-        a.pause(&[7]),
-        Err(Error::UnknownPartition { .. })
-    ));
+    assert!(matches!(a.pause(&[7]), Err(Error::UnknownPartition { .. })));
     let mut s = store.consumer_of("t", &[1], earliest()).unwrap();
     assert!(matches!(s.pause(&[0]), Err(Error::NotAssigned { .. })));
     s.pause(&[1]).unwrap();
@@ -391,7 +401,10 @@ fn a_rebalance_that_takes_a_paused_partition_forgets_its_pause() {
     fill(&store, "t", 1, 2);
     fill(&store, "t", 0, 2);
     let got = poll_n(&mut a, 2);
-    assert!(got.iter().all(|r| r.partition == 1), "t-1 came back unpaused");
+    assert!(
+        got.iter().all(|r| r.partition == 1),
+        "t-1 came back unpaused"
+    );
     assert!(a.poll(10, SHORT).unwrap().is_empty(), "t-0 still paused");
 }
 
@@ -532,7 +545,11 @@ fn the_listener_is_told_on_poll_revoked_before_assigned_and_all_revoked_on_close
     c.poll(10, SHORT).unwrap();
     assert_eq!(rc.take(), [Event::Assigned(tps("t", &[2]))]);
     a.close().unwrap();
-    assert_eq!(rec.take(), [Event::Revoked(tps("t", &[0]))], "close revokes all");
+    assert_eq!(
+        rec.take(),
+        [Event::Revoked(tps("t", &[0]))],
+        "close revokes all"
+    );
     c.poll(10, SHORT).unwrap();
     assert_eq!(
         rc.take(),

@@ -109,7 +109,11 @@ pub trait RebalanceListener: Send {
     ///
     /// # Errors
     /// Whatever the listener returns; `poll` returns it.
-    fn on_assigned(&mut self, consumer: &mut Consumer, partitions: &[TopicPartition]) -> Result<()> {
+    fn on_assigned(
+        &mut self,
+        consumer: &mut Consumer,
+        partitions: &[TopicPartition],
+    ) -> Result<()> {
         let _ = (consumer, partitions);
         Ok(())
     }

@@ -5,7 +5,13 @@
 //! on its own; one made by [`Store::join_group`](crate::Store::join_group) is a member of
 //! a named group: the group's members share the topic's partitions (each partition has one
 //! owner, reassigned whenever a member joins or leaves), and commit their positions to the
-//! internal topic `__consumer_offsets`, from which a restarted group resumes.
+//! internal topic `__consumer_offsets`, from which a restarted group resumes. One consumer
+//! can read several topics ([`Store::consumer_of_topics`](crate::Store::consumer_of_topics),
+//! [`Store::join_group_topics`](crate::Store::join_group_topics)); its calls then name
+//! partitions with their topic ([`TopicPartition`], [`PartitionRef`]). Beside `poll`:
+//! [`Consumer::pause`] / [`Consumer::resume`], [`Consumer::commit_offsets`], a
+//! [`RebalanceListener`], and [`ConsumerWakeup`] to interrupt a blocked poll from another
+//! thread.
 
 mod controls;
 mod group;
@@ -15,8 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub(crate) use group::{committed_of, committed_with_metadata_of, forget_topic, Coordinator};
 pub use controls::{ConsumerWakeup, PartitionRef, RebalanceListener, TopicPartition};
+pub(crate) use group::{committed_of, committed_with_metadata_of, forget_topic, Coordinator};
 pub use offsets::OFFSETS_TOPIC;
 
 use crate::config::Clock;
@@ -62,7 +68,9 @@ pub struct ConsumerConfig {
     /// For group members: commit the positions of the records returned so far every
     /// this often, from `poll`, and when leaving the group (Kafka's
     /// `enable.auto.commit` with `auto.commit.interval.ms`, default 5 s). `None`: only
-    /// [`Consumer::commit`] commits.
+    /// [`Consumer::commit`] and [`Consumer::commit_offsets`] commit. A standalone
+    /// consumer (not in a group) has nothing to commit: it sets this to `None`, which its
+    /// [`Consumer::config`] shows.
     pub auto_commit: Option<Duration>,
     /// Read only durable (flushed) records, which survive a crash
     /// ([`Partition::read_durable`]). Default false: everything appended.
@@ -508,7 +516,10 @@ impl Consumer {
 
     /// The change counters of the topics read, taken before a fetch.
     fn seqs(&self) -> Vec<u64> {
-        self.sources.iter().map(|s| s.topic.notify().seq()).collect()
+        self.sources
+            .iter()
+            .map(|s| s.topic.notify().seq())
+            .collect()
     }
 
     /// Waits until a topic's counter differs from `seqs`, a wakeup, or `deadline`; true

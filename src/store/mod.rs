@@ -708,7 +708,11 @@ impl Store {
             }
         }
         if topics.is_empty() {
-            return Err(Error::config("topics", "none", "at least one topic to consume"));
+            return Err(Error::config(
+                "topics",
+                "none",
+                "at least one topic to consume",
+            ));
         }
         Ok(topics)
     }
