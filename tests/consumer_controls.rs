@@ -690,3 +690,38 @@ fn a_standalone_consumer_says_it_auto_commits_nothing() {
         Err(Error::UnknownTopic(_))
     ));
 }
+
+/// Drops another member of the group from inside `on_revoked`.
+struct DropOther(Option<Consumer>);
+
+impl RebalanceListener for DropOther {
+    fn on_revoked(&mut self, _: &mut Consumer, _: &[TopicPartition]) -> seglog::Result<()> {
+        self.0.take();
+        Ok(())
+    }
+}
+
+/// Regression: a rebalance after the listener ran but before the poll took the topics'
+/// change counters left a partition handed over with data unread until the next append
+/// or the poll's timeout (the counters were read after the rebalance's notify). Seen
+/// failing (the poll returned nothing after its timeout) before `poll` took the counters
+/// first.
+#[test]
+fn a_partition_handed_over_while_the_listener_runs_is_read_by_the_same_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .create_topic("t", TopicConfig::default().partitions(3))
+        .unwrap();
+    let mut a = store.join_group("g", "t", manual()).unwrap();
+    let b = store.join_group("g", "t", manual()).unwrap();
+    assert!(a.poll(10, SHORT).unwrap().is_empty());
+    assert_eq!(a.assignment(), [0, 1]);
+    fill(&store, "t", 1, 3);
+    let _c = store.join_group("g", "t", manual()).unwrap();
+    assert_eq!(a.assignment(), [0]);
+    // a's next poll: t-1 revoked; the listener drops b, and t-1 comes back to a.
+    a.set_rebalance_listener(DropOther(Some(b)));
+    let got = a.poll(10, WAKE_DEADLINE).unwrap();
+    assert_eq!(ids(&got), (0..3).map(|o| ("t".into(), 1, o)).collect::<Vec<_>>());
+}

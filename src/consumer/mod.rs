@@ -487,8 +487,10 @@ impl Consumer {
         // `None`: a timeout too long to represent, which is waiting without one.
         let deadline = Instant::now().checked_add(timeout);
         loop {
-            self.prepare()?;
+            // Before `prepare`: a rebalance after the listener ran (it notifies the topic)
+            // must end the wait, or the partitions it gave would wait for an append.
             let seqs = self.seqs();
+            self.prepare()?;
             let (records, moved) = self.fetch(max_records.max(1))?;
             if !records.is_empty() {
                 self.dirty = true;
