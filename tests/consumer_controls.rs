@@ -723,5 +723,39 @@ fn a_partition_handed_over_while_the_listener_runs_is_read_by_the_same_poll() {
     // a's next poll: t-1 revoked; the listener drops b, and t-1 comes back to a.
     a.set_rebalance_listener(DropOther(Some(b)));
     let got = a.poll(10, WAKE_DEADLINE).unwrap();
-    assert_eq!(ids(&got), (0..3).map(|o| ("t".into(), 1, o)).collect::<Vec<_>>());
+    assert_eq!(
+        ids(&got),
+        (0..3).map(|o| ("t".into(), 1, o)).collect::<Vec<_>>()
+    );
+}
+
+/// Another member may have read a partition while it was away: the listener hears of it.
+#[test]
+fn a_partition_taken_away_and_given_back_between_polls_is_revoked_then_assigned() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store
+        .create_topic("t", TopicConfig::default().partitions(2))
+        .unwrap();
+    let rec = Recorder::default();
+    let mut a = store.join_group("g", "t", manual()).unwrap();
+    a.set_rebalance_listener(rec.clone());
+    a.poll(10, SHORT).unwrap();
+    assert_eq!(rec.take(), [Event::Assigned(tps("t", &[0, 1]))]);
+    let mut b = store.join_group("g", "t", manual()).unwrap();
+    fill(&store, "t", 1, 2);
+    assert_eq!(poll_n(&mut b, 2).len(), 2);
+    drop(b);
+    assert_eq!(a.assignment(), [0, 1]);
+    assert!(
+        a.poll(10, SHORT).unwrap().is_empty(),
+        "b read t-1 meanwhile"
+    );
+    assert_eq!(
+        rec.take(),
+        [
+            Event::Revoked(tps("t", &[1])),
+            Event::Assigned(tps("t", &[1]))
+        ]
+    );
 }

@@ -84,7 +84,7 @@ impl<T: PartitionRef + ?Sized> PartitionRef for &T {
 /// when there are some), then `on_assigned` with those newly given (on the first poll even
 /// when none, like Kafka after each rebalance). Closing calls `on_revoked` with every
 /// partition the listener was told about. A partition taken away and given back between
-/// two polls is reported neither way. Standalone consumers never call their listener.
+/// two polls is reported revoked, then assigned. Standalone consumers never call their listener.
 ///
 /// **What it may do.** Anything with the consumer except `poll` (refused with
 /// [`Error::IllegalState`](crate::Error::IllegalState)): in `on_revoked`, commit what

@@ -235,6 +235,9 @@ pub(crate) struct Assignment {
     pub(crate) members: Vec<u64>,
     /// Per partition, the owning member.
     pub(crate) owner: Vec<Option<u64>>,
+    /// Per partition, bumped whenever its owner changes: a member that sees the same
+    /// epoch owned the partition all along.
+    pub(crate) epoch: Vec<u64>,
 }
 
 impl Group {
@@ -248,6 +251,7 @@ impl Group {
                 generation: 0,
                 members: Vec::new(),
                 owner: vec![None; n],
+                epoch: vec![0; n],
             }),
             topic,
         }
@@ -277,8 +281,12 @@ impl Group {
         state.generation += 1;
         let n = state.owner.len();
         let m = state.members.len();
-        for (p, owner) in state.owner.iter_mut().enumerate() {
-            *owner = (m > 0).then(|| state.members[self.assignor.member_for(p, n, m)]);
+        for p in 0..n {
+            let owner = (m > 0).then(|| state.members[self.assignor.member_for(p, n, m)]);
+            if state.owner[p] != owner {
+                state.owner[p] = owner;
+                state.epoch[p] += 1;
+            }
         }
         // Members waiting in `poll` may have new partitions with data.
         self.topic.notify().notify();

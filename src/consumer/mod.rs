@@ -276,9 +276,10 @@ pub struct Consumer {
     spare: Vec<u8>,
     /// Partitions `poll` skips until resumed.
     paused: BTreeSet<Key>,
-    /// Members: the assignment as last told to the listener; `poll` reads only these
-    /// (and only while still owned). `None` before the first poll.
-    told: Option<BTreeSet<Key>>,
+    /// Members: the assignment as last told to the listener, with each partition's
+    /// ownership epoch; `poll` reads only these (and only while still owned). `None`
+    /// before the first poll.
+    told: Option<BTreeMap<Key, u64>>,
     listener: ListenerSlot,
     /// A listener runs now (`poll` is refused).
     in_listener: bool,
@@ -561,16 +562,41 @@ impl Consumer {
         self.listener.0 = Some(Box::new(listener));
     }
 
-    /// Tells the listener what changed since it was last told (members only).
+    /// Every partition a member owns now, with its ownership epoch.
+    fn owned_epochs(&self) -> BTreeMap<Key, u64> {
+        let id = self.member_id();
+        let mut out = BTreeMap::new();
+        for (s, g) in self.groups() {
+            let state = g.state.read();
+            for (p, owner) in state.owner.iter().enumerate() {
+                if *owner == Some(id) {
+                    out.insert((s, p as u32), state.epoch[p]);
+                }
+            }
+        }
+        out
+    }
+
+    /// Tells the listener what changed since it was last told (members only). A partition
+    /// whose ownership epoch changed was taken away and given back meanwhile: it is
+    /// reported revoked and assigned.
     fn tell_listener(&mut self) -> Result<()> {
         if self.member.is_none() {
             return Ok(());
         }
-        let now: BTreeSet<Key> = self.current().into_iter().collect();
+        let now = self.owned_epochs();
         let first = self.told.is_none();
         let told = self.told.take().unwrap_or_default();
-        let revoked: Vec<Key> = told.difference(&now).copied().collect();
-        let assigned: Vec<Key> = now.difference(&told).copied().collect();
+        let revoked: Vec<Key> = told
+            .iter()
+            .filter(|(k, e)| now.get(k) != Some(e))
+            .map(|(k, _)| *k)
+            .collect();
+        let assigned: Vec<Key> = now
+            .iter()
+            .filter(|(k, e)| told.get(k) != Some(e))
+            .map(|(k, _)| *k)
+            .collect();
         self.told = Some(now);
         for k in &revoked {
             // Forgotten with the partition (Kafka); buffered records are the next
@@ -613,12 +639,17 @@ impl Consumer {
     /// The partitions `poll` may read now: assigned (for a member, also told to the
     /// listener), not paused.
     fn readable(&self) -> Vec<Key> {
-        let mut keys = self.current();
-        if let Some(told) = &self.told {
-            keys.retain(|k| told.contains(k));
-        } else if self.member.is_some() {
-            keys.clear();
-        }
+        let mut keys = match (&self.member, &self.told) {
+            (None, _) => self.current(),
+            (Some(_), None) => Vec::new(),
+            (Some(_), Some(told)) => {
+                let now = self.owned_epochs();
+                told.iter()
+                    .filter(|(k, e)| now.get(k) == Some(e))
+                    .map(|(k, _)| *k)
+                    .collect()
+            }
+        };
         keys.retain(|k| !self.paused.contains(k));
         keys
     }
@@ -640,6 +671,7 @@ impl Consumer {
         };
         let sources = &mut self.sources;
         let member = self.member.as_ref();
+        let told = self.told.as_ref();
         round(&keys, first, max_records, &mut out, |(s, p), out| {
             let Source { topic, reads, .. } = &mut sources[s];
             let part = topic.partition(p)?;
@@ -659,7 +691,11 @@ impl Consumer {
                     // Held while reading: a rebalance waits, so a partition never has two
                     // readers and moves exactly at a delivered position.
                     let state = group.state.read();
-                    if state.owner.get(p as usize).copied().flatten() != Some(m.id) {
+                    let epoch = told.and_then(|t| t.get(&(s, p)));
+                    if state.owner.get(p as usize).copied().flatten() != Some(m.id)
+                        || epoch != state.epoch.get(p as usize)
+                    {
+                        // Moved since the listener was told: the next round tells it.
                         return Ok(());
                     }
                     let mut slot = group.positions[p as usize].lock();
@@ -1008,7 +1044,7 @@ impl Consumer {
         }
         let mut result = Ok(());
         if self.member.is_some() {
-            let told: Vec<Key> = self.told.take().unwrap_or_default().into_iter().collect();
+            let told: Vec<Key> = self.told.take().unwrap_or_default().into_keys().collect();
             if !told.is_empty() {
                 result = self.call_listener(told, true);
             }
