@@ -280,6 +280,8 @@ pub struct Consumer {
     /// ownership epoch; `poll` reads only these (and only while still owned). `None`
     /// before the first poll.
     told: Option<BTreeMap<Key, u64>>,
+    /// Each group's generation when `told` was taken (unchanged: nothing to tell).
+    told_generations: Vec<u64>,
     listener: ListenerSlot,
     /// A listener runs now (`poll` is refused).
     in_listener: bool,
@@ -302,6 +304,7 @@ impl Consumer {
             spare: Vec::new(),
             paused: BTreeSet::new(),
             told: None,
+            told_generations: Vec::new(),
             listener: ListenerSlot::default(),
             in_listener: false,
             revoking: BTreeSet::new(),
@@ -584,6 +587,15 @@ impl Consumer {
         if self.member.is_none() {
             return Ok(());
         }
+        let generations: Vec<u64> = self
+            .groups()
+            .map(|(_, g)| g.state.read().generation)
+            .collect();
+        if self.told.is_some() && generations == self.told_generations {
+            return Ok(());
+        }
+        // Read before the assignment: a rebalance in between is seen next time.
+        self.told_generations = generations;
         let now = self.owned_epochs();
         let first = self.told.is_none();
         let told = self.told.take().unwrap_or_default();
@@ -639,16 +651,12 @@ impl Consumer {
     /// The partitions `poll` may read now: assigned (for a member, also told to the
     /// listener), not paused.
     fn readable(&self) -> Vec<Key> {
+        // A member's: `fetch` checks under the group's lock that each is still owned at
+        // the epoch told.
         let mut keys = match (&self.member, &self.told) {
             (None, _) => self.current(),
             (Some(_), None) => Vec::new(),
-            (Some(_), Some(told)) => {
-                let now = self.owned_epochs();
-                told.iter()
-                    .filter(|(k, e)| now.get(k) == Some(e))
-                    .map(|(k, _)| *k)
-                    .collect()
-            }
+            (Some(_), Some(told)) => told.keys().copied().collect(),
         };
         keys.retain(|k| !self.paused.contains(k));
         keys
