@@ -222,6 +222,44 @@ pub enum Error {
         /// What failed, naming the topic and partition and Kafka's error code.
         reason: String,
     },
+    /// A consumer's `poll` was interrupted by
+    /// [`ConsumerWakeup::wakeup`](crate::ConsumerWakeup::wakeup) (Kafka's
+    /// `WakeupException`): one wakeup makes one such error, from the poll blocked then or
+    /// else from the next one. Nothing was read or lost; poll again to go on.
+    #[error("consumer woken up: poll interrupted by ConsumerWakeup::wakeup")]
+    Wakeup,
+    /// A consumer call named a partition not assigned to this consumer now (Kafka's
+    /// `IllegalStateException` for `pause`, `resume` and commits of unowned partitions),
+    /// or of a topic it does not read.
+    #[error("{operation} of {partition}: the partition is not assigned to this consumer")]
+    NotAssigned {
+        /// The call (`"pause"`, `"commit_offsets"`, ...).
+        operation: &'static str,
+        /// `<topic>-<partition>`.
+        partition: String,
+    },
+    /// A bare partition number given to a consumer of several topics, where it could be a
+    /// partition of any of them: name the topic (`(topic, partition)` or a
+    /// [`TopicPartition`](crate::TopicPartition)).
+    #[error("{operation}: partition number {partition} is ambiguous on a consumer of topics {topics:?}; name the topic with (topic, partition) or a TopicPartition")]
+    AmbiguousPartition {
+        /// The call.
+        operation: &'static str,
+        /// The number given.
+        partition: u32,
+        /// The topics the consumer reads.
+        topics: Vec<String>,
+    },
+    /// A call that the object's state does not allow now (Kafka's
+    /// `IllegalStateException`), such as `commit_offsets` on a consumer outside any group,
+    /// or `poll` from inside a rebalance listener.
+    #[error("{operation} not allowed: {reason}")]
+    IllegalState {
+        /// The call.
+        operation: &'static str,
+        /// Why not.
+        reason: String,
+    },
     /// The partition, topic or store was closed or deleted.
     #[error("{0} is closed")]
     Closed(String),

@@ -103,8 +103,9 @@ pub use config::{
     TopicConfig, MAX_PARTITIONS,
 };
 pub use consumer::{
-    Assignor, Consumer, ConsumerConfig, ConsumerRecord, Isolation, OffsetAndMetadata, OffsetReset,
-    PartitionLag, OFFSETS_TOPIC,
+    Assignor, Consumer, ConsumerConfig, ConsumerRecord, ConsumerWakeup, Isolation,
+    OffsetAndMetadata, OffsetReset, PartitionLag, PartitionRef, RebalanceListener, TopicPartition,
+    OFFSETS_TOPIC,
 };
 pub use error::{Error, Result};
 #[cfg(feature = "fault-injection")]

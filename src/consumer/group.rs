@@ -171,38 +171,44 @@ pub(crate) fn forget_topic(committed: &mut Committed, topic: &str, now_ms: i64) 
     Ok(())
 }
 
-/// Writes `positions` of `group` on `topic` as committed, durably, each with its entry
-/// of `metadata` (none: the empty string).
+/// One committed offset to write: see [`commit`].
+#[derive(Debug)]
+pub(crate) struct Commit<'a> {
+    pub(crate) topic: &'a str,
+    pub(crate) partition: u32,
+    pub(crate) offset: u64,
+    /// Stored beside the offset ("" when none).
+    pub(crate) metadata: &'a str,
+}
+
+/// Writes `entries` of `group` as committed, durably, in one append and flush.
 pub(crate) fn commit(
     committed: &mut Committed,
     group: &str,
-    topic: &str,
-    positions: &[(u32, u64)],
-    metadata: &BTreeMap<u32, String>,
+    entries: &[Commit<'_>],
     now_ms: i64,
 ) -> Result<()> {
-    if positions.is_empty() {
+    if entries.is_empty() {
         return Ok(());
     }
-    let meta = |p: u32| metadata.get(&p).map_or("", String::as_str);
-    let records: Vec<Record> = positions
+    let records: Vec<Record> = entries
         .iter()
-        .map(|&(p, offset)| {
-            Record::new(offsets::encode_value(offset, meta(p), now_ms))
-                .with_key(offsets::encode_key(group, topic, p))
+        .map(|e| {
+            Record::new(offsets::encode_value(e.offset, e.metadata, now_ms))
+                .with_key(offsets::encode_key(group, e.topic, e.partition))
                 .with_timestamp(now_ms)
         })
         .collect();
     let p = committed.topic.partition(0)?;
     p.append(&records)?;
     p.flush()?;
-    for &(partition, offset) in positions {
-        let key = (group.to_string(), topic.to_string(), partition);
-        match meta(partition) {
+    for e in entries {
+        let key = (group.to_string(), e.topic.to_string(), e.partition);
+        match e.metadata {
             "" => committed.metadata.remove(&key),
             m => committed.metadata.insert(key.clone(), m.to_string()),
         };
-        committed.offsets.insert(key, offset);
+        committed.offsets.insert(key, e.offset);
     }
     Ok(())
 }
@@ -229,6 +235,9 @@ pub(crate) struct Assignment {
     pub(crate) members: Vec<u64>,
     /// Per partition, the owning member.
     pub(crate) owner: Vec<Option<u64>>,
+    /// Per partition, bumped whenever its owner changes: a member that sees the same
+    /// epoch owned the partition all along.
+    pub(crate) epoch: Vec<u64>,
 }
 
 impl Group {
@@ -242,6 +251,7 @@ impl Group {
                 generation: 0,
                 members: Vec::new(),
                 owner: vec![None; n],
+                epoch: vec![0; n],
             }),
             topic,
         }
@@ -271,8 +281,12 @@ impl Group {
         state.generation += 1;
         let n = state.owner.len();
         let m = state.members.len();
-        for (p, owner) in state.owner.iter_mut().enumerate() {
-            *owner = (m > 0).then(|| state.members[self.assignor.member_for(p, n, m)]);
+        for p in 0..n {
+            let owner = (m > 0).then(|| state.members[self.assignor.member_for(p, n, m)]);
+            if state.owner[p] != owner {
+                state.owner[p] = owner;
+                state.epoch[p] += 1;
+            }
         }
         // Members waiting in `poll` may have new partitions with data.
         self.topic.notify().notify();

@@ -5,23 +5,33 @@
 //! on its own; one made by [`Store::join_group`](crate::Store::join_group) is a member of
 //! a named group: the group's members share the topic's partitions (each partition has one
 //! owner, reassigned whenever a member joins or leaves), and commit their positions to the
-//! internal topic `__consumer_offsets`, from which a restarted group resumes.
+//! internal topic `__consumer_offsets`, from which a restarted group resumes. One consumer
+//! can read several topics ([`Store::consumer_of_topics`](crate::Store::consumer_of_topics),
+//! [`Store::join_group_topics`](crate::Store::join_group_topics)); its calls then name
+//! partitions with their topic ([`TopicPartition`], [`PartitionRef`]). Beside `poll`:
+//! [`Consumer::pause`] / [`Consumer::resume`], [`Consumer::commit_offsets`], a
+//! [`RebalanceListener`], and [`ConsumerWakeup`] to interrupt a blocked poll from another
+//! thread.
 
+mod controls;
 mod group;
 mod offsets;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use controls::{ConsumerWakeup, PartitionRef, RebalanceListener, TopicPartition};
 pub(crate) use group::{committed_of, committed_with_metadata_of, forget_topic, Coordinator};
 pub use offsets::OFFSETS_TOPIC;
 
 use crate::config::Clock;
 use crate::error::{Error, Result};
+use crate::notify::Sleeper;
 use crate::partition::{Fetch, Partition};
 use crate::record::{Header, RecordView};
 use crate::topic::Topic;
+use controls::WakeupState;
 use group::Group;
 
 /// Where a consumer starts, or goes on, when it has no valid position: no committed
@@ -58,7 +68,9 @@ pub struct ConsumerConfig {
     /// For group members: commit the positions of the records returned so far every
     /// this often, from `poll`, and when leaving the group (Kafka's
     /// `enable.auto.commit` with `auto.commit.interval.ms`, default 5 s). `None`: only
-    /// [`Consumer::commit`] commits.
+    /// [`Consumer::commit`] and [`Consumer::commit_offsets`] commit. A standalone
+    /// consumer (not in a group) has nothing to commit: it sets this to `None`, which its
+    /// [`Consumer::config`] shows.
     pub auto_commit: Option<Duration>,
     /// Read only durable (flushed) records, which survive a crash
     /// ([`Partition::read_durable`]). Default false: everything appended.
@@ -198,31 +210,60 @@ pub struct PartitionLag {
     pub lag: u64,
 }
 
-/// What the consumer reads and where it stands.
+/// One topic a consumer reads, and how.
 #[derive(Debug)]
-enum Mode {
-    /// Its own partitions and positions.
-    Standalone {
+struct Source {
+    topic: Topic,
+    /// The topic's name, shared by the [`TopicPartition`]s handed out.
+    name: Arc<str>,
+    reads: Reads,
+}
+
+/// Which partitions of a source are read, and where the positions are kept.
+#[derive(Debug)]
+enum Reads {
+    /// A standalone consumer's own partitions and positions.
+    Own {
         partitions: Vec<u32>,
         positions: BTreeMap<u32, u64>,
     },
-    /// A member of a group: partitions and positions are the group's.
-    Member {
-        group: Arc<Group>,
-        id: u64,
-        coordinator: Arc<Coordinator>,
-        clock: Arc<dyn Clock>,
-    },
+    /// A group member's: partitions and positions are the group's.
+    Group(Arc<Group>),
 }
 
-/// Reads records from a topic's partitions, blocking in [`Consumer::poll`] until some are
-/// appended. Not `Sync` (one thread polls); make one consumer per thread.
+/// A group member's identity, the same in the group of each topic it reads.
+#[derive(Debug)]
+struct Membership {
+    name: String,
+    id: u64,
+    coordinator: Arc<Coordinator>,
+    clock: Arc<dyn Clock>,
+}
+
+/// A partition as the consumer keeps it: (index in `sources`, partition number).
+type Key = (usize, u32);
+
+/// The listener slot (a trait object has no `Debug`).
+#[derive(Default)]
+struct ListenerSlot(Option<Box<dyn RebalanceListener>>);
+
+impl std::fmt::Debug for ListenerSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(..)" } else { "None" })
+    }
+}
+
+/// Reads records from the partitions of one or several topics, blocking in
+/// [`Consumer::poll`] until some are appended. Not `Sync` (one thread polls); make one
+/// consumer per thread. Another thread can interrupt a blocked poll through
+/// [`Consumer::wakeup_handle`].
 #[derive(Debug)]
 pub struct Consumer {
-    topic: Topic,
+    /// Sorted by topic name, each topic once (group locks are taken in this order).
+    sources: Vec<Source>,
     config: ConsumerConfig,
-    mode: Mode,
-    /// Where the next poll starts among the assigned partitions (fairness).
+    member: Option<Membership>,
+    /// Where the next poll starts among the readable partitions (fairness).
     next_partition: usize,
     last_commit: Instant,
     /// Positions reached by the records returned so far, not yet committed (members).
@@ -230,93 +271,230 @@ pub struct Consumer {
     /// `close` ran (dropping then does nothing more).
     left: bool,
     /// Per partition, records read but not returned yet.
-    pending: BTreeMap<u32, Pending>,
+    pending: BTreeMap<Key, Pending>,
     /// A fetch buffer to read into next.
     spare: Vec<u8>,
+    /// Partitions `poll` skips until resumed.
+    paused: BTreeSet<Key>,
+    /// Members: the assignment as last told to the listener, with each partition's
+    /// ownership epoch; `poll` reads only these (and only while still owned). `None`
+    /// before the first poll.
+    told: Option<BTreeMap<Key, u64>>,
+    /// Each group's generation when `told` was taken (unchanged: nothing to tell).
+    told_generations: Vec<u64>,
+    listener: ListenerSlot,
+    /// A listener runs now (`poll` is refused).
+    in_listener: bool,
+    /// In `on_revoked`: the partitions being revoked, which `commit_offsets` still takes.
+    revoking: BTreeSet<Key>,
+    wakeup: Arc<WakeupState>,
 }
 
 impl Consumer {
-    fn new(topic: Topic, config: ConsumerConfig, mode: Mode) -> Self {
+    fn new(sources: Vec<Source>, config: ConsumerConfig, member: Option<Membership>) -> Self {
         Consumer {
-            topic,
+            sources,
             config,
-            mode,
+            member,
             next_partition: 0,
             last_commit: Instant::now(),
             dirty: false,
             left: false,
             pending: BTreeMap::new(),
             spare: Vec::new(),
+            paused: BTreeSet::new(),
+            told: None,
+            told_generations: Vec::new(),
+            listener: ListenerSlot::default(),
+            in_listener: false,
+            revoking: BTreeSet::new(),
+            wakeup: Arc::default(),
         }
     }
 
-    pub(crate) fn standalone(topic: Topic, partitions: Vec<u32>, config: ConsumerConfig) -> Self {
-        let mode = Mode::Standalone {
-            partitions,
-            positions: BTreeMap::new(),
-        };
-        Consumer::new(topic, config, mode)
+    /// A standalone consumer of `assigned` (topic, partitions), topics distinct. It has
+    /// nothing to commit: its config's `auto_commit` is set to `None`.
+    pub(crate) fn standalone(assigned: Vec<(Topic, Vec<u32>)>, mut config: ConsumerConfig) -> Self {
+        config.auto_commit = None;
+        let mut sources: Vec<Source> = assigned
+            .into_iter()
+            .map(|(topic, partitions)| Source {
+                name: Arc::from(topic.name()),
+                topic,
+                reads: Reads::Own {
+                    partitions,
+                    positions: BTreeMap::new(),
+                },
+            })
+            .collect();
+        sources.sort_by(|a, b| a.topic.name().cmp(b.topic.name()));
+        Consumer::new(sources, config, None)
     }
 
+    /// A member of group `name` on each of `groups` (one per topic, topics distinct),
+    /// joining each.
     pub(crate) fn member(
-        topic: Topic,
-        group: Arc<Group>,
+        name: &str,
+        mut groups: Vec<Arc<Group>>,
         coordinator: Arc<Coordinator>,
         clock: Arc<dyn Clock>,
         config: ConsumerConfig,
     ) -> Self {
+        groups.sort_by(|a, b| a.topic.name().cmp(b.topic.name()));
         let id = coordinator.member_id();
-        group.join(id);
-        let mode = Mode::Member {
-            group,
+        for g in &groups {
+            g.join(id);
+        }
+        let sources = groups
+            .into_iter()
+            .map(|g| Source {
+                name: Arc::from(g.topic.name()),
+                topic: g.topic.clone(),
+                reads: Reads::Group(g),
+            })
+            .collect();
+        let member = Membership {
+            name: name.to_string(),
             id,
             coordinator,
             clock,
         };
-        Consumer::new(topic, config, mode)
+        Consumer::new(sources, config, Some(member))
     }
 
-    /// The topic read.
+    /// The topic read; for a consumer of several topics, the first by name (see
+    /// [`Consumer::topics`]).
     pub fn topic(&self) -> &Topic {
-        &self.topic
+        &self.sources[0].topic
+    }
+
+    /// The topics read, by name.
+    pub fn topics(&self) -> impl Iterator<Item = &Topic> + '_ {
+        self.sources.iter().map(|s| &s.topic)
     }
 
     /// The group's name, for a group member.
     pub fn group(&self) -> Option<&str> {
-        match &self.mode {
-            Mode::Member { group, .. } => Some(&group.name),
-            Mode::Standalone { .. } => None,
+        self.member.as_ref().map(|m| m.name.as_str())
+    }
+
+    /// The settings in force. A standalone consumer ([`Store::consumer`](crate::Store::consumer)
+    /// and its siblings) commits nothing, so its `auto_commit` is `None` whatever it was
+    /// given.
+    pub fn config(&self) -> &ConsumerConfig {
+        &self.config
+    }
+
+    /// The partitions this consumer reads now, by number (a member's change at once when
+    /// others join or leave its group; its next `poll` tells its
+    /// [`RebalanceListener`] and reads accordingly). Meant for a consumer of one topic: on a
+    /// consumer of several, the numbers of every topic's partitions follow each other in
+    /// topic order, so use [`Consumer::assigned_partitions`] to know which is which.
+    pub fn assignment(&self) -> Vec<u32> {
+        self.current().into_iter().map(|(_, p)| p).collect()
+    }
+
+    /// The partitions this consumer reads now, with their topics (Kafka's `assignment()`).
+    pub fn assigned_partitions(&self) -> Vec<TopicPartition> {
+        self.current()
+            .into_iter()
+            .map(|k| self.topic_partition(k))
+            .collect()
+    }
+
+    /// Every partition assigned now, in source order (a standalone consumer's in the
+    /// order given).
+    fn current(&self) -> Vec<Key> {
+        let mut out = Vec::new();
+        for (s, source) in self.sources.iter().enumerate() {
+            match &source.reads {
+                Reads::Own { partitions, .. } => out.extend(partitions.iter().map(|&p| (s, p))),
+                Reads::Group(g) => {
+                    let id = self.member_id();
+                    let mine = Group::assigned(&g.state.read(), id);
+                    out.extend(mine.into_iter().map(|p| (s, p)));
+                }
+            }
+        }
+        out
+    }
+
+    fn member_id(&self) -> u64 {
+        self.member.as_ref().map_or(u64::MAX, |m| m.id)
+    }
+
+    fn topic_partition(&self, (s, p): Key) -> TopicPartition {
+        TopicPartition {
+            topic: Arc::clone(&self.sources[s].name),
+            partition: p,
         }
     }
 
-    /// The partitions this consumer reads now (a member's change when others join or
-    /// leave its group).
-    pub fn assignment(&self) -> Vec<u32> {
-        match &self.mode {
-            Mode::Standalone { partitions, .. } => partitions.clone(),
-            Mode::Member { group, id, .. } => Group::assigned(&group.state.read(), *id),
+    /// Finds the partition `which` names among the topics read.
+    fn resolve(&self, which: &impl PartitionRef, operation: &'static str) -> Result<Key> {
+        let (topic, p) = which.topic_and_partition();
+        let s = match topic {
+            None if self.sources.len() == 1 => 0,
+            None => {
+                return Err(Error::AmbiguousPartition {
+                    operation,
+                    partition: p,
+                    topics: self.topics().map(|t| t.name().to_string()).collect(),
+                })
+            }
+            Some(t) => match self.sources.iter().position(|s| s.topic.name() == t) {
+                Some(s) => s,
+                None => {
+                    return Err(Error::NotAssigned {
+                        operation,
+                        partition: format!("{t}-{p}"),
+                    })
+                }
+            },
+        };
+        self.sources[s].topic.partition(p)?;
+        Ok((s, p))
+    }
+
+    /// True when partition `k` is assigned to this consumer now.
+    fn owns(&self, (s, p): Key) -> bool {
+        match &self.sources[s].reads {
+            Reads::Own { partitions, .. } => partitions.contains(&p),
+            Reads::Group(g) => {
+                g.state.read().owner.get(p as usize).copied().flatten() == Some(self.member_id())
+            }
         }
     }
 
     /// Returns up to `max_records` records as soon as any are available in the assigned
-    /// partitions, waiting up to `timeout` for an append (no busy waiting: appends wake
-    /// the consumer). An empty result means the timeout passed. Records of one partition
-    /// come in offset order. A group member with auto-commit commits here when due: the
-    /// positions of the records earlier polls returned.
+    /// partitions (paused ones skipped), waiting up to `timeout` for an append to any
+    /// topic read (no busy waiting: appends wake the consumer). An empty result means the
+    /// timeout passed. Records of one partition come in offset order; each poll starts
+    /// with the partition after the one the last poll started with, across topics, so
+    /// none is starved. A group member first runs its [`RebalanceListener`] when its
+    /// partitions changed, and commits when auto-commit is due: the positions of the
+    /// records earlier polls returned.
     ///
     /// # Errors
+    /// [`Error::Wakeup`] when [`ConsumerWakeup::wakeup`] was called (during this poll or
+    /// before it); [`Error::IllegalState`] when called from a rebalance listener;
     /// [`Error::OffsetOutOfRange`] / [`Error::NoCommittedOffset`] when a position is
     /// invalid and the reset policy is [`OffsetReset::None`]; read errors
-    /// ([`Error::Corrupt`], I/O); commit errors.
+    /// ([`Error::Corrupt`], I/O); commit errors; the listener's errors.
     pub fn poll(&mut self, max_records: usize, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        if self.in_listener {
+            return Err(Error::IllegalState {
+                operation: "poll",
+                reason: "called from a rebalance listener".to_string(),
+            });
+        }
         // `None`: a timeout too long to represent, which is waiting without one.
         let deadline = Instant::now().checked_add(timeout);
-        let notify = self.topic.clone();
         loop {
-            // Before fetching: what earlier polls returned has been handled by now (as
-            // Kafka's auto-commit, which commits the previous poll's positions).
-            self.maybe_auto_commit()?;
-            let seen = notify.notify().seq();
+            // Before `prepare`: a rebalance after the listener ran (it notifies the topic)
+            // must end the wait, or the partitions it gave would wait for an append.
+            let seqs = self.seqs();
+            self.prepare()?;
             let (records, moved) = self.fetch(max_records.max(1))?;
             if !records.is_empty() {
                 self.dirty = true;
@@ -324,86 +502,238 @@ impl Consumer {
             }
             // Positions that moved past record-less batches (compaction's) may have more
             // to read right away.
-            if !moved && !notify.notify().wait(seen, deadline) {
+            if !moved && !self.wait(&seqs, deadline) {
                 return Ok(Vec::new());
             }
         }
     }
 
-    /// One round over the assigned partitions, starting after the one the last round
-    /// started with. Returns the records and whether any position moved. An error on one
-    /// partition after records of others were taken returns those records (they are
-    /// delivered; the error comes again at the next poll).
+    /// What comes before each fetch of a poll: a pending wakeup, the auto-commit, the
+    /// rebalance listener.
+    fn prepare(&mut self) -> Result<()> {
+        if self.wakeup.take() {
+            return Err(Error::Wakeup);
+        }
+        // Before fetching: what earlier polls returned has been handled by now (as
+        // Kafka's auto-commit, which commits the previous poll's positions).
+        self.maybe_auto_commit()?;
+        self.tell_listener()
+    }
+
+    /// The change counters of the topics read, taken before a fetch.
+    fn seqs(&self) -> Vec<u64> {
+        self.sources
+            .iter()
+            .map(|s| s.topic.notify().seq())
+            .collect()
+    }
+
+    /// Waits until a topic's counter differs from `seqs`, a wakeup, or `deadline`; true
+    /// unless the deadline passed.
+    fn wait(&self, seqs: &[u64], deadline: Option<Instant>) -> bool {
+        let sleeper = Sleeper::new();
+        let _watches: Vec<_> = self
+            .sources
+            .iter()
+            .map(|s| sleeper.watch(s.topic.notify()))
+            .collect();
+        let _armed = self.wakeup.arm(sleeper.waker());
+        sleeper.sleep_until(deadline, || {
+            self.wakeup.requested()
+                || self
+                    .sources
+                    .iter()
+                    .zip(seqs)
+                    .any(|(s, &seen)| s.topic.notify().seq() != seen)
+        })
+    }
+
+    /// A handle that wakes this consumer from another thread (see [`ConsumerWakeup`]).
+    pub fn wakeup_handle(&self) -> ConsumerWakeup {
+        ConsumerWakeup(Arc::clone(&self.wakeup))
+    }
+
+    /// Makes the next `poll` return [`Error::Wakeup`] (from another thread, use
+    /// [`Consumer::wakeup_handle`]).
+    pub fn wakeup(&self) {
+        self.wakeup_handle().wakeup();
+    }
+
+    /// Sets the listener told when this group member's partitions change (replacing any
+    /// earlier one); see [`RebalanceListener`] for when it runs and what it may do.
+    pub fn set_rebalance_listener(&mut self, listener: impl RebalanceListener + 'static) {
+        self.listener.0 = Some(Box::new(listener));
+    }
+
+    /// Every partition a member owns now, with its ownership epoch.
+    fn owned_epochs(&self) -> BTreeMap<Key, u64> {
+        let id = self.member_id();
+        let mut out = BTreeMap::new();
+        for (s, g) in self.groups() {
+            let state = g.state.read();
+            for (p, owner) in state.owner.iter().enumerate() {
+                if *owner == Some(id) {
+                    out.insert((s, p as u32), state.epoch[p]);
+                }
+            }
+        }
+        out
+    }
+
+    /// Tells the listener what changed since it was last told (members only). A partition
+    /// whose ownership epoch changed was taken away and given back meanwhile: it is
+    /// reported revoked and assigned.
+    fn tell_listener(&mut self) -> Result<()> {
+        if self.member.is_none() {
+            return Ok(());
+        }
+        let generations: Vec<u64> = self
+            .groups()
+            .map(|(_, g)| g.state.read().generation)
+            .collect();
+        if self.told.is_some() && generations == self.told_generations {
+            return Ok(());
+        }
+        // Read before the assignment: a rebalance in between is seen next time.
+        self.told_generations = generations;
+        let now = self.owned_epochs();
+        let first = self.told.is_none();
+        let told = self.told.take().unwrap_or_default();
+        let revoked: Vec<Key> = told
+            .iter()
+            .filter(|(k, e)| now.get(k) != Some(e))
+            .map(|(k, _)| *k)
+            .collect();
+        let assigned: Vec<Key> = now
+            .iter()
+            .filter(|(k, e)| told.get(k) != Some(e))
+            .map(|(k, _)| *k)
+            .collect();
+        self.told = Some(now);
+        for k in &revoked {
+            // Forgotten with the partition (Kafka); buffered records are the next
+            // owner's to read from the group's position.
+            self.paused.remove(k);
+            self.pending.remove(k);
+        }
+        let mut result = Ok(());
+        if !revoked.is_empty() {
+            result = self.call_listener(revoked, true);
+        }
+        if first || !assigned.is_empty() {
+            result = result.and(self.call_listener(assigned, false));
+        }
+        result
+    }
+
+    /// Calls the listener's `on_revoked` (`revoked`) or `on_assigned` with `keys`.
+    fn call_listener(&mut self, keys: Vec<Key>, revoked: bool) -> Result<()> {
+        let Some(mut listener) = self.listener.0.take() else {
+            return Ok(());
+        };
+        let parts: Vec<TopicPartition> = keys.iter().map(|&k| self.topic_partition(k)).collect();
+        self.in_listener = true;
+        let result = if revoked {
+            self.revoking = keys.into_iter().collect();
+            listener.on_revoked(self, &parts)
+        } else {
+            listener.on_assigned(self, &parts)
+        };
+        self.in_listener = false;
+        self.revoking.clear();
+        // Unless the listener set another one.
+        if self.listener.0.is_none() {
+            self.listener.0 = Some(listener);
+        }
+        result
+    }
+
+    /// The partitions `poll` may read now: assigned (for a member, also told to the
+    /// listener), not paused.
+    fn readable(&self) -> Vec<Key> {
+        // A member's: `fetch` checks under the group's lock that each is still owned at
+        // the epoch told.
+        let mut keys = match (&self.member, &self.told) {
+            (None, _) => self.current(),
+            (Some(_), None) => Vec::new(),
+            (Some(_), Some(told)) => told.keys().copied().collect(),
+        };
+        keys.retain(|k| !self.paused.contains(k));
+        keys
+    }
+
+    /// One non-blocking round over the readable partitions, starting after the one the
+    /// last round started with. Returns the records and whether any position moved. An
+    /// error on one partition after records of others were taken returns those records
+    /// (they are delivered; the error comes again at the next poll).
     fn fetch(&mut self, max_records: usize) -> Result<(Vec<ConsumerRecord>, bool)> {
+        let keys = self.readable();
+        let n = keys.len();
+        let first = self.next_partition % n.max(1);
         let mut out = Vec::new();
         let mut moved = false;
         let mut reader = Reader {
-            topic: &self.topic,
             config: &self.config,
             pending: &mut self.pending,
             spare: &mut self.spare,
         };
-        let first = self.next_partition;
-        let n = match &mut self.mode {
-            Mode::Standalone {
-                partitions,
-                positions,
-            } => {
-                round(partitions, first, max_records, &mut out, |p, out| {
-                    let part = reader.topic.partition(p)?;
+        let sources = &mut self.sources;
+        let member = self.member.as_ref();
+        let told = self.told.as_ref();
+        round(&keys, first, max_records, &mut out, |(s, p), out| {
+            let Source { topic, reads, .. } = &mut sources[s];
+            let part = topic.partition(p)?;
+            match reads {
+                Reads::Own { positions, .. } => {
                     let pos = positions.get(&p).copied();
                     let start = match pos {
                         Some(pos) => pos,
                         None => initial_position(part, reader.config.reset, None, "")?,
                     };
-                    let next = reader.read(part, start, max_records, out)?;
+                    let next = reader.read((s, p), part, start, max_records, out)?;
                     moved |= pos != Some(next);
                     positions.insert(p, next);
-                    Ok(())
-                })?;
-                partitions.len()
-            }
-            Mode::Member {
-                group,
-                id,
-                coordinator,
-                ..
-            } => {
-                // Held while reading: a rebalance waits, so a partition never has two
-                // readers and moves exactly at a delivered position.
-                let state = group.state.read();
-                let mine = Group::assigned(&state, *id);
-                round(&mine, first, max_records, &mut out, |p, out| {
-                    let part = reader.topic.partition(p)?;
+                }
+                Reads::Group(group) => {
+                    let m = member.expect("a group source has a membership");
+                    // Held while reading: a rebalance waits, so a partition never has two
+                    // readers and moves exactly at a delivered position.
+                    let state = group.state.read();
+                    let epoch = told.and_then(|t| t.get(&(s, p)));
+                    if state.owner.get(p as usize).copied().flatten() != Some(m.id)
+                        || epoch != state.epoch.get(p as usize)
+                    {
+                        // Moved since the listener was told: the next round tells it.
+                        return Ok(());
+                    }
                     let mut slot = group.positions[p as usize].lock();
                     let start = match *slot {
                         Some(pos) => pos,
                         None => {
-                            let key = (group.name.clone(), reader.topic.name().to_string(), p);
-                            let committed = coordinator.loaded()?.offsets.get(&key).copied();
+                            let key = (group.name.clone(), topic.name().to_string(), p);
+                            let committed = m.coordinator.loaded()?.offsets.get(&key).copied();
                             initial_position(part, reader.config.reset, committed, &group.name)?
                         }
                     };
-                    let next = reader.read(part, start, max_records, out)?;
+                    let next = reader.read((s, p), part, start, max_records, out)?;
                     moved |= *slot != Some(next);
                     *slot = Some(next);
-                    Ok(())
-                })?;
-                mine.len()
+                }
             }
-        };
+            Ok(())
+        })?;
         self.next_partition = (first + 1) % n.max(1);
         Ok((out, moved))
     }
 
-    /// The next offset this consumer will read from `partition`, if it has one yet.
-    pub fn position(&self, partition: u32) -> Option<u64> {
-        match &self.mode {
-            Mode::Standalone { positions, .. } => positions.get(&partition).copied(),
-            Mode::Member { group, .. } => group
-                .positions
-                .get(partition as usize)
-                .and_then(|p| *p.lock()),
+    /// The next offset this consumer will read from `partition`, if it has one yet
+    /// (`None` too for a partition this consumer cannot name: a bare number on a
+    /// consumer of several topics, or a topic it does not read).
+    pub fn position(&self, partition: impl PartitionRef) -> Option<u64> {
+        let (s, p) = self.resolve(&partition, "position").ok()?;
+        match &self.sources[s].reads {
+            Reads::Own { positions, .. } => positions.get(&p).copied(),
+            Reads::Group(group) => group.positions.get(p as usize).and_then(|p| *p.lock()),
         }
     }
 
@@ -412,23 +742,29 @@ impl Consumer {
     ///
     /// # Errors
     /// [`Error::UnknownPartition`]; [`Error::InvalidConfig`] when a group member seeks a
-    /// partition it does not own.
-    pub fn seek(&mut self, partition: u32, offset: u64) -> Result<()> {
-        self.topic.partition(partition)?;
-        match &mut self.mode {
-            Mode::Standalone { positions, .. } => {
-                positions.insert(partition, offset);
+    /// partition it does not own; [`Error::AmbiguousPartition`] for a bare number on a
+    /// consumer of several topics; [`Error::NotAssigned`] for a topic it does not read.
+    pub fn seek(&mut self, partition: impl PartitionRef, offset: u64) -> Result<()> {
+        let key = self.resolve(&partition, "seek")?;
+        self.seek_key(key, offset)
+    }
+
+    fn seek_key(&mut self, (s, p): Key, offset: u64) -> Result<()> {
+        let id = self.member_id();
+        match &mut self.sources[s].reads {
+            Reads::Own { positions, .. } => {
+                positions.insert(p, offset);
             }
-            Mode::Member { group, id, .. } => {
+            Reads::Group(group) => {
                 let state = group.state.read();
-                if state.owner.get(partition as usize).copied().flatten() != Some(*id) {
+                if state.owner.get(p as usize).copied().flatten() != Some(id) {
                     return Err(Error::config(
                         "seek partition",
-                        partition,
+                        p,
                         "a partition assigned to this member",
                     ));
                 }
-                *group.positions[partition as usize].lock() = Some(offset);
+                *group.positions[p as usize].lock() = Some(offset);
             }
         }
         Ok(())
@@ -463,11 +799,66 @@ impl Consumer {
     }
 
     fn seek_each(&mut self, to: impl Fn(&Partition) -> Result<u64>) -> Result<()> {
-        for p in self.assignment() {
-            let offset = to(self.topic.partition(p)?)?;
-            self.seek(p, offset)?;
+        for (s, p) in self.current() {
+            let offset = to(self.sources[s].topic.partition(p)?)?;
+            self.seek_key((s, p), offset)?;
         }
         Ok(())
+    }
+
+    /// Stops returning records of `partitions` (Kafka's `pause`): `poll` skips them, and
+    /// records already read ahead for them wait, until [`Consumer::resume`]. A group
+    /// member's pause of a partition is forgotten when a rebalance takes the partition
+    /// away. Pausing a paused partition does nothing.
+    ///
+    /// # Errors
+    /// [`Error::NotAssigned`] for a partition not assigned to this consumer now (nothing
+    /// is paused then); [`Error::AmbiguousPartition`], [`Error::UnknownPartition`].
+    pub fn pause<P: PartitionRef>(&mut self, partitions: &[P]) -> Result<()> {
+        let keys = self.assigned_keys(partitions, "pause")?;
+        self.paused.extend(keys);
+        Ok(())
+    }
+
+    /// Reads `partitions` again from where they stopped (Kafka's `resume`). Resuming a
+    /// partition that is not paused does nothing.
+    ///
+    /// # Errors
+    /// As [`Consumer::pause`].
+    pub fn resume<P: PartitionRef>(&mut self, partitions: &[P]) -> Result<()> {
+        for k in self.assigned_keys(partitions, "resume")? {
+            self.paused.remove(&k);
+        }
+        Ok(())
+    }
+
+    /// The paused partitions (Kafka's `paused()`).
+    pub fn paused(&self) -> Vec<TopicPartition> {
+        self.paused
+            .iter()
+            .map(|&k| self.topic_partition(k))
+            .collect()
+    }
+
+    /// Resolves `partitions`, each assigned to this consumer now.
+    fn assigned_keys<P: PartitionRef>(
+        &self,
+        partitions: &[P],
+        operation: &'static str,
+    ) -> Result<Vec<Key>> {
+        partitions
+            .iter()
+            .map(|which| {
+                let k = self.resolve(which, operation)?;
+                if !self.owns(k) {
+                    return Err(Error::NotAssigned {
+                        operation,
+                        partition: self.topic_partition(k).to_string(),
+                    });
+                }
+                Ok(k)
+            })
+            .collect()
     }
 
     /// Commits the positions of the records returned so far for every partition this
@@ -477,7 +868,7 @@ impl Consumer {
     /// # Errors
     /// [`Error::InvalidConfig`] for a consumer that is not a group member; write errors.
     pub fn commit(&mut self) -> Result<()> {
-        self.commit_inner(&BTreeMap::new())
+        self.commit_positions(&BTreeMap::new())
     }
 
     /// As [`Consumer::commit`], with a metadata string per partition stored beside the
@@ -487,7 +878,9 @@ impl Consumer {
     ///
     /// # Errors
     /// As [`Consumer::commit`]; [`Error::InvalidConfig`] for a metadata string over
-    /// 32,767 bytes (Kafka's strings are `int16`-length-prefixed).
+    /// 32,767 bytes (Kafka's strings are `int16`-length-prefixed);
+    /// [`Error::AmbiguousPartition`] for metadata on a consumer of several topics (the
+    /// map's keys are bare partition numbers).
     pub fn commit_with_metadata(&mut self, metadata: &BTreeMap<u32, String>) -> Result<()> {
         if let Some(m) = metadata.values().find(|m| m.len() > i16::MAX as usize) {
             return Err(Error::config(
@@ -496,17 +889,18 @@ impl Consumer {
                 format!("at most {} bytes", i16::MAX),
             ));
         }
-        self.commit_inner(metadata)
+        if let (Some(&p), true) = (metadata.keys().next(), self.sources.len() > 1) {
+            return Err(Error::AmbiguousPartition {
+                operation: "commit_with_metadata",
+                partition: p,
+                topics: self.topics().map(|t| t.name().to_string()).collect(),
+            });
+        }
+        self.commit_positions(metadata)
     }
 
-    fn commit_inner(&mut self, metadata: &BTreeMap<u32, String>) -> Result<()> {
-        let Mode::Member {
-            group,
-            id,
-            coordinator,
-            clock,
-        } = &self.mode
-        else {
+    fn commit_positions(&mut self, metadata: &BTreeMap<u32, String>) -> Result<()> {
+        let Some(m) = &self.member else {
             return Err(Error::config(
                 "commit",
                 "standalone consumer",
@@ -514,56 +908,140 @@ impl Consumer {
             ));
         };
         // Held until the commit is written: a rebalance waits, so a commit of this
-        // member's positions never lands after the next owner's.
-        let state = group.state.read();
-        let mut committed = coordinator.loaded()?;
-        let topic = self.topic.name();
-        // Checked under the coordinator's lock, under which `delete_topic` sets it and
-        // forgets the topic's offsets: nothing is committed on a deleted topic.
-        if self.topic.is_deleted() {
-            return Err(Error::UnknownTopic(topic.to_string()));
-        }
-        let positions: Vec<(u32, u64)> = Group::assigned(&state, *id)
-            .into_iter()
-            .filter_map(|p| group.positions[p as usize].lock().map(|o| (p, o)))
-            .filter(|&(p, o)| {
+        // member's positions never lands after the next owner's. Taken in source (topic
+        // name) order, as by every member, and a rebalance takes one at a time.
+        let states: Vec<_> = self.groups().map(|(_, g)| g.state.read()).collect();
+        let mut committed = m.coordinator.loaded()?;
+        self.check_not_deleted()?;
+        let mut entries = Vec::new();
+        for ((s, group), state) in self.groups().zip(&states) {
+            let topic = self.sources[s].topic.name();
+            for p in Group::assigned(state, m.id) {
+                let Some(o) = *group.positions[p as usize].lock() else {
+                    continue;
+                };
                 let key = (group.name.clone(), topic.to_string(), p);
                 let meta = metadata.get(&p).map_or("", String::as_str);
-                committed.offsets.get(&key) != Some(&o)
+                if committed.offsets.get(&key) != Some(&o)
                     || committed.metadata.get(&key).map_or("", String::as_str) != meta
-            })
-            .collect();
-        group::commit(
-            &mut committed,
-            &group.name,
-            topic,
-            &positions,
-            metadata,
-            clock.now_ms(),
-        )?;
+                {
+                    entries.push(group::Commit {
+                        topic,
+                        partition: p,
+                        offset: o,
+                        metadata: meta,
+                    });
+                }
+            }
+        }
+        group::commit(&mut committed, &m.name, &entries, m.clock.now_ms())?;
         drop(committed);
-        drop(state);
+        drop(states);
         self.dirty = false;
         self.last_commit = Instant::now();
         Ok(())
     }
 
+    /// Commits exactly `offsets` (Kafka's `commitSync(offsets)`): each the offset of the
+    /// next record to read from its partition (the last processed one's plus one), durable
+    /// (flushed to `__consumer_offsets`) when this returns, with an empty metadata string.
+    /// Positions do not move, and other partitions' committed offsets stay as they are.
+    /// Only partitions this member owns now may be committed (and, inside
+    /// [`RebalanceListener::on_revoked`], those being revoked). As Kafka, any offset is
+    /// accepted, also one outside the log: a group that resumes from an offset outside
+    /// the log goes on per its [`OffsetReset`]. With auto-commit on, the next auto-commit
+    /// overwrites these with the positions (turn it off to commit by hand). A partition
+    /// named twice gets its last offset.
+    ///
+    /// # Errors
+    /// [`Error::IllegalState`] for a standalone consumer; [`Error::NotAssigned`] for a
+    /// partition this member does not own; [`Error::InvalidConfig`] for an offset over
+    /// `i64::MAX` (Kafka's offsets are `int64`); [`Error::AmbiguousPartition`],
+    /// [`Error::UnknownPartition`]; [`Error::UnknownTopic`] once the topic is deleted;
+    /// write errors. Nothing is committed when any of these is returned.
+    pub fn commit_offsets<P: PartitionRef>(&mut self, offsets: &[(P, u64)]) -> Result<()> {
+        let Some(m) = &self.member else {
+            return Err(Error::IllegalState {
+                operation: "commit_offsets",
+                reason: "a standalone consumer belongs to no group, so it has nothing to \
+                         commit to (use Store::join_group)"
+                    .to_string(),
+            });
+        };
+        let mut wanted: BTreeMap<Key, u64> = BTreeMap::new();
+        for (which, offset) in offsets {
+            let k = self.resolve(which, "commit_offsets")?;
+            if *offset > i64::MAX as u64 {
+                return Err(Error::config(
+                    "commit_offsets offset",
+                    offset,
+                    format!("at most {} (Kafka's offsets are int64)", i64::MAX),
+                ));
+            }
+            wanted.insert(k, *offset);
+        }
+        // As in `commit_positions`; ownership is checked under these locks.
+        let states: Vec<_> = self.groups().map(|(s, g)| (s, g.state.read())).collect();
+        for &(s, p) in wanted.keys() {
+            let owned = states.iter().any(|(gs, state)| {
+                *gs == s && state.owner.get(p as usize).copied().flatten() == Some(m.id)
+            });
+            if !owned && !self.revoking.contains(&(s, p)) {
+                return Err(Error::NotAssigned {
+                    operation: "commit_offsets",
+                    partition: self.topic_partition((s, p)).to_string(),
+                });
+            }
+        }
+        let mut committed = m.coordinator.loaded()?;
+        self.check_not_deleted()?;
+        let entries: Vec<group::Commit<'_>> = wanted
+            .iter()
+            .map(|(&(s, p), &offset)| group::Commit {
+                topic: self.sources[s].topic.name(),
+                partition: p,
+                offset,
+                metadata: "",
+            })
+            .collect();
+        group::commit(&mut committed, &m.name, &entries, m.clock.now_ms())
+    }
+
+    /// The group of each source, with its index (members only).
+    fn groups(&self) -> impl Iterator<Item = (usize, &Arc<Group>)> + '_ {
+        self.sources
+            .iter()
+            .enumerate()
+            .filter_map(|(s, source)| match &source.reads {
+                Reads::Group(g) => Some((s, g)),
+                Reads::Own { .. } => None,
+            })
+    }
+
+    /// Checked under the coordinator's lock, under which `delete_topic` sets it and
+    /// forgets the topic's offsets: nothing is committed on a deleted topic.
+    fn check_not_deleted(&self) -> Result<()> {
+        match self.topics().find(|t| t.is_deleted()) {
+            Some(t) => Err(Error::UnknownTopic(t.name().to_string())),
+            None => Ok(()),
+        }
+    }
+
     /// Commits when auto-commit is due. Positions that differ from the committed ones
     /// are written, whoever moved them (partitions handed over by a rebalance too).
     fn maybe_auto_commit(&mut self) -> Result<()> {
-        match (&self.mode, self.config.auto_commit) {
-            (Mode::Member { .. }, Some(every)) if self.last_commit.elapsed() >= every => {
-                self.commit()
-            }
+        match (&self.member, self.config.auto_commit) {
+            (Some(_), Some(every)) if self.last_commit.elapsed() >= every => self.commit(),
             _ => Ok(()),
         }
     }
 
-    /// Leaves the group (for a member), committing first when auto-commit is on.
-    /// Dropping the consumer does the same but cannot report a failed commit.
+    /// Leaves the group (for a member): tells the rebalance listener that every partition
+    /// it was told about is revoked, commits when auto-commit is on, then leaves.
+    /// Dropping the consumer does the same but cannot report an error.
     ///
     /// # Errors
-    /// The commit's.
+    /// The listener's, then the commit's (the consumer leaves its group either way).
     pub fn close(mut self) -> Result<()> {
         self.leave()
     }
@@ -572,26 +1050,42 @@ impl Consumer {
         if std::mem::replace(&mut self.left, true) {
             return Ok(());
         }
-        let result = match (&self.mode, self.config.auto_commit) {
-            (Mode::Member { .. }, Some(_)) => self.commit(),
-            _ => Ok(()),
-        };
-        if let Mode::Member { group, id, .. } = &self.mode {
-            group.leave(*id);
+        let mut result = Ok(());
+        if self.member.is_some() {
+            let told: Vec<Key> = self.told.take().unwrap_or_default().into_keys().collect();
+            if !told.is_empty() {
+                result = self.call_listener(told, true);
+            }
+            if self.config.auto_commit.is_some() {
+                result = result.and(self.commit());
+            }
+        }
+        if let Some(m) = &self.member {
+            for (_, g) in self.groups() {
+                g.leave(m.id);
+            }
         }
         result
     }
 
-    /// For each assigned partition: log end offset minus this consumer's position.
+    /// For each assigned partition: log end offset minus this consumer's position (by
+    /// number, in the order of [`Consumer::assignment`]).
     pub fn lag(&self) -> Vec<(u32, u64)> {
-        self.assignment()
+        self.current()
             .into_iter()
-            .filter_map(|p| {
-                let part = self.topic.partition(p).ok()?;
-                let pos = self.position(p).unwrap_or(part.log_start_offset());
+            .filter_map(|(s, p)| {
+                let part = self.sources[s].topic.partition(p).ok()?;
+                let pos = self.position_of((s, p)).unwrap_or(part.log_start_offset());
                 Some((p, part.log_end_offset().saturating_sub(pos)))
             })
             .collect()
+    }
+
+    fn position_of(&self, (s, p): Key) -> Option<u64> {
+        match &self.sources[s].reads {
+            Reads::Own { positions, .. } => positions.get(&p).copied(),
+            Reads::Group(group) => group.positions.get(p as usize).and_then(|p| *p.lock()),
+        }
     }
 }
 
@@ -601,29 +1095,28 @@ impl Drop for Consumer {
     }
 }
 
-/// What one `fetch` reads with: the topic, the settings, records held over from the last
-/// poll, and a buffer to read into.
+/// What one `fetch` reads with: the settings, records held over from the last poll, and
+/// a buffer to read into.
 struct Reader<'a> {
-    topic: &'a Topic,
     config: &'a ConsumerConfig,
-    pending: &'a mut BTreeMap<u32, Pending>,
+    pending: &'a mut BTreeMap<Key, Pending>,
     spare: &'a mut Vec<u8>,
 }
 
 impl Reader<'_> {
-    /// [`read_into`] for `part`, with the records it held over for that partition.
+    /// [`read_into`] for `part` (partition `key`), with the records it held over for it.
     fn read(
         &mut self,
+        key: Key,
         part: &Partition,
         start: u64,
         max: usize,
         out: &mut Vec<ConsumerRecord>,
     ) -> Result<u64> {
-        let p = part.number();
-        let mut held = self.pending.remove(&p);
+        let mut held = self.pending.remove(&key);
         let next = read_into(part, start, self.config, max, out, &mut held, self.spare)?;
         if let Some(held) = held {
-            self.pending.insert(p, held);
+            self.pending.insert(key, held);
         }
         Ok(next)
     }
@@ -633,11 +1126,11 @@ impl Reader<'_> {
 /// error after records were taken ends the round with them (the error comes again at the
 /// next poll); an error before that is returned.
 fn round(
-    partitions: &[u32],
+    partitions: &[Key],
     first: usize,
     max: usize,
     out: &mut Vec<ConsumerRecord>,
-    mut visit: impl FnMut(u32, &mut Vec<ConsumerRecord>) -> Result<()>,
+    mut visit: impl FnMut(Key, &mut Vec<ConsumerRecord>) -> Result<()>,
 ) -> Result<()> {
     let n = partitions.len();
     for i in 0..n {

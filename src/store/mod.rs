@@ -568,7 +568,8 @@ impl Store {
     }
 
     /// A consumer of every partition of `topic`, on its own (no group): positions start
-    /// per `config.reset` and are not committed.
+    /// per `config.reset` and are not committed. It has nothing to auto-commit, so its
+    /// [`Consumer::config`] says `auto_commit: None` whatever `config` said.
     ///
     /// ```
     /// # fn main() -> seglog::Result<()> {
@@ -582,18 +583,18 @@ impl Store {
     /// topic.send(Record::new("hello"))?;
     /// let records = consumer.poll(100, Duration::from_secs(1))?;
     /// assert_eq!(records[0].value.as_deref(), Some(&b"hello"[..]));
+    /// assert_eq!(consumer.config().auto_commit, None);
     /// # Ok(()) }
     /// ```
     ///
     /// # Errors
     /// [`Error::UnknownTopic`].
     pub fn consumer(&self, topic: &str, config: ConsumerConfig) -> Result<Consumer> {
-        let topic = self.topic(topic)?;
-        let all = (0..topic.partition_count()).collect();
-        Ok(Consumer::standalone(topic, all, config))
+        self.consumer_of_topics([topic], config)
     }
 
-    /// A consumer of some partitions of `topic`, on its own (Kafka's `assign`).
+    /// A consumer of some partitions of `topic`, on its own (Kafka's `assign`); as
+    /// [`Store::consumer`] otherwise.
     ///
     /// # Errors
     /// [`Error::UnknownTopic`], [`Error::UnknownPartition`].
@@ -607,7 +608,113 @@ impl Store {
         for &p in partitions {
             topic.partition(p)?;
         }
-        Ok(Consumer::standalone(topic, partitions.to_vec(), config))
+        Ok(Consumer::standalone(
+            vec![(topic, partitions.to_vec())],
+            config,
+        ))
+    }
+
+    /// A consumer of every partition of each of `topics`, on its own (no group); as
+    /// [`Store::consumer`] otherwise. Its records say their topic
+    /// ([`ConsumerRecord::topic`](crate::ConsumerRecord::topic)); calls that name a
+    /// partition take it with its topic (`("events", 0)` or a
+    /// [`TopicPartition`](crate::TopicPartition)). A topic named twice is read once.
+    ///
+    /// ```
+    /// # fn main() -> seglog::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use std::time::Duration;
+    /// use seglog::{ConsumerConfig, OffsetReset, Record, Store, TopicConfig};
+    /// let store = Store::open(dir.path())?;
+    /// let clicks = store.create_topic("clicks", TopicConfig::default())?;
+    /// let views = store.create_topic("views", TopicConfig::default())?;
+    /// let config = ConsumerConfig::default().reset(OffsetReset::Earliest);
+    /// let mut consumer = store.consumer_of_topics(["clicks", "views"], config)?;
+    /// clicks.send(Record::new("c"))?;
+    /// views.send(Record::new("v"))?;
+    /// let mut got = Vec::new();
+    /// while got.len() < 2 {
+    ///     got.extend(consumer.poll(100, Duration::from_secs(1))?);
+    /// }
+    /// consumer.seek(("views", 0), 0)?;
+    /// assert!(got.iter().any(|r| &*r.topic == "views"));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::UnknownTopic`]; [`Error::InvalidConfig`] for no topics.
+    pub fn consumer_of_topics<S: AsRef<str>>(
+        &self,
+        topics: impl IntoIterator<Item = S>,
+        config: ConsumerConfig,
+    ) -> Result<Consumer> {
+        let assigned = self
+            .distinct_topics(topics)?
+            .into_iter()
+            .map(|t| {
+                let all = (0..t.partition_count()).collect();
+                (t, all)
+            })
+            .collect();
+        Ok(Consumer::standalone(assigned, config))
+    }
+
+    /// A consumer of the given partitions of one or several topics, on its own (Kafka's
+    /// `assign(Collection<TopicPartition>)`); as [`Store::consumer`] otherwise.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTopic`], [`Error::UnknownPartition`]; [`Error::InvalidConfig`] for
+    /// no partitions.
+    pub fn consumer_of_partitions(
+        &self,
+        partitions: &[crate::TopicPartition],
+        config: ConsumerConfig,
+    ) -> Result<Consumer> {
+        let mut assigned: Vec<(Topic, Vec<u32>)> = Vec::new();
+        for tp in partitions {
+            let i = match assigned.iter().position(|(t, _)| t.name() == &*tp.topic) {
+                Some(i) => i,
+                None => {
+                    assigned.push((self.topic(&tp.topic)?, Vec::new()));
+                    assigned.len() - 1
+                }
+            };
+            let (topic, parts) = &mut assigned[i];
+            topic.partition(tp.partition)?;
+            if !parts.contains(&tp.partition) {
+                parts.push(tp.partition);
+            }
+        }
+        if assigned.is_empty() {
+            return Err(Error::config(
+                "partitions",
+                "none",
+                "at least one partition to consume",
+            ));
+        }
+        Ok(Consumer::standalone(assigned, config))
+    }
+
+    /// The topics of `names`, each once; at least one.
+    fn distinct_topics<S: AsRef<str>>(
+        &self,
+        names: impl IntoIterator<Item = S>,
+    ) -> Result<Vec<Topic>> {
+        let mut topics: Vec<Topic> = Vec::new();
+        for name in names {
+            let name = name.as_ref();
+            if !topics.iter().any(|t| t.name() == name) {
+                topics.push(self.topic(name)?);
+            }
+        }
+        if topics.is_empty() {
+            return Err(Error::config(
+                "topics",
+                "none",
+                "at least one topic to consume",
+            ));
+        }
+        Ok(topics)
     }
 
     /// Joins the consumer group `group` on `topic`: the group's members (in this store)
@@ -621,6 +728,24 @@ impl Store {
     /// [`Error::InvalidConfig`] for an empty group name or one over 32,767 bytes;
     /// [`Error::UnknownTopic`]; errors opening or reading the offsets topic.
     pub fn join_group(&self, group: &str, topic: &str, config: ConsumerConfig) -> Result<Consumer> {
+        self.join_group_topics(group, [topic], config)
+    }
+
+    /// Joins the consumer group `group` on each of `topics` (Kafka's `subscribe` to
+    /// several topics), as [`Store::join_group`] does for one. The member belongs to the
+    /// group of each topic, and each topic's partitions are spread over that topic's
+    /// members on their own: the assignor (range or round-robin) runs per topic, as
+    /// Kafka's `RangeAssignor` does (unlike Kafka's `RoundRobinAssignor`, which deals the
+    /// partitions of all topics together). A topic named twice is joined once.
+    ///
+    /// # Errors
+    /// As [`Store::join_group`]; [`Error::InvalidConfig`] for no topics.
+    pub fn join_group_topics<S: AsRef<str>>(
+        &self,
+        group: &str,
+        topics: impl IntoIterator<Item = S>,
+        config: ConsumerConfig,
+    ) -> Result<Consumer> {
         // Kafka's strings are int16-length-prefixed (the offsets topic's keys).
         if group.is_empty() || group.len() > i16::MAX as usize {
             return Err(Error::config(
@@ -629,12 +754,15 @@ impl Store {
                 format!("a name of 1..={} bytes", i16::MAX),
             ));
         }
-        let topic = self.topic(topic)?;
+        let topics = self.distinct_topics(topics)?;
         drop(self.groups.committed(|| self.offsets_topic())?);
-        let g = self.groups.group(group, &topic, config.assignor);
+        let groups = topics
+            .iter()
+            .map(|t| self.groups.group(group, t, config.assignor))
+            .collect();
         Ok(Consumer::member(
-            topic,
-            g,
+            group,
+            groups,
             Arc::clone(&self.groups),
             self.config.clock.clone(),
             config,
