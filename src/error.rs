@@ -410,6 +410,27 @@ impl Error {
                 broker: broker.clone(),
                 reason: reason.clone(),
             },
+            Wakeup => Wakeup,
+            NotAssigned {
+                operation,
+                partition,
+            } => NotAssigned {
+                operation,
+                partition: partition.clone(),
+            },
+            AmbiguousPartition {
+                operation,
+                partition,
+                topics,
+            } => AmbiguousPartition {
+                operation,
+                partition: *partition,
+                topics: topics.clone(),
+            },
+            IllegalState { operation, reason } => IllegalState {
+                operation,
+                reason: reason.clone(),
+            },
             Closed(what) => Closed(what.clone()),
         }
     }

@@ -102,6 +102,8 @@ pub use config::{
     CleanupPolicy, Clock, FlushPolicy, StoreConfig, SystemClock, TimestampType, TopicCompression,
     TopicConfig, MAX_PARTITIONS,
 };
+#[cfg(feature = "async")]
+pub use consumer::RecordStream;
 pub use consumer::{
     Assignor, Consumer, ConsumerConfig, ConsumerRecord, ConsumerWakeup, Isolation,
     OffsetAndMetadata, OffsetReset, PartitionLag, PartitionRef, RebalanceListener, TopicPartition,

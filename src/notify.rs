@@ -119,14 +119,6 @@ impl Notify {
         }
     }
 
-    /// Blocks until the counter differs from `seen` or `deadline` passes (`None`: no
-    /// deadline); true when it changed.
-    pub(crate) fn wait(&self, seen: u64, deadline: Option<Instant>) -> bool {
-        let sleeper = Sleeper::new();
-        let _registered = sleeper.watch(self);
-        sleeper.sleep_until(deadline, || self.seq() != seen)
-    }
-
     #[cfg(feature = "async")]
     /// A future that is ready once the counter differs from `seen`.
     pub(crate) fn changed(&self, seen: u64) -> Changed<'_> {
@@ -167,7 +159,6 @@ impl Sleeper {
     }
 
     /// The waker that ends a sleep.
-    #[allow(dead_code)] // the consumer's wakeup handle will keep it
     pub(crate) fn waker(&self) -> &Waker {
         &self.waker
     }
@@ -302,8 +293,14 @@ impl<T> Completion<T> {
     }
 }
 
+/// What ends an [`AnyChanged`] wait besides a counter (a consumer's wakeup).
+#[cfg(feature = "async")]
+pub(crate) trait Stop {
+    fn stop(&self) -> bool;
+}
+
 /// A future ready once any of several counters differs from what was seen (a consumer of
-/// several topics), or once `stop()` is true (a wakeup).
+/// several topics), or once `stop.stop()` is true (a wakeup).
 #[cfg(feature = "async")]
 pub(crate) struct AnyChanged<'a, F> {
     watched: Vec<(&'a Notify, u64, Option<usize>)>,
@@ -311,8 +308,8 @@ pub(crate) struct AnyChanged<'a, F> {
 }
 
 #[cfg(feature = "async")]
-impl<'a, F: Fn() -> bool + Unpin> AnyChanged<'a, F> {
-    /// Waits for any `(notify, seen)` pair's counter to move, or for `stop()`.
+impl<'a, F: Stop + Unpin> AnyChanged<'a, F> {
+    /// Waits for any `(notify, seen)` pair's counter to move, or for `stop`.
     pub(crate) fn new(watched: impl IntoIterator<Item = (&'a Notify, u64)>, stop: F) -> Self {
         AnyChanged {
             watched: watched.into_iter().map(|(n, s)| (n, s, None)).collect(),
@@ -322,7 +319,7 @@ impl<'a, F: Fn() -> bool + Unpin> AnyChanged<'a, F> {
 }
 
 #[cfg(feature = "async")]
-impl<F: Fn() -> bool + Unpin> std::future::Future for AnyChanged<'_, F> {
+impl<F: Stop + Unpin> std::future::Future for AnyChanged<'_, F> {
     type Output = ();
 
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -334,7 +331,7 @@ impl<F: Fn() -> bool + Unpin> std::future::Future for AnyChanged<'_, F> {
                 .poll_until(key, cx, || notify.seq() != *seen)
                 .is_ready();
         }
-        if ready || (this.stop)() {
+        if ready || this.stop.stop() {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -420,11 +417,16 @@ mod tests {
     fn wait_times_out_when_nothing_changes() {
         let n = Notify::default();
         let seen = n.seq();
+        let wait = |deadline| {
+            let sleeper = Sleeper::new();
+            let _watch = sleeper.watch(&n);
+            sleeper.sleep_until(Some(deadline), || n.seq() != seen)
+        };
         let deadline = Instant::now() + Duration::from_millis(10);
-        assert!(!n.wait(seen, Some(deadline)));
+        assert!(!wait(deadline));
         assert!(Instant::now() >= deadline);
         n.notify();
-        assert!(n.wait(seen, Some(Instant::now())));
+        assert!(wait(Instant::now()));
     }
 
     #[cfg(feature = "async")]

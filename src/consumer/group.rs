@@ -187,6 +187,7 @@ pub(crate) fn commit(
     group: &str,
     entries: &[Commit<'_>],
     now_ms: i64,
+    flush: Flush,
 ) -> Result<()> {
     if entries.is_empty() {
         return Ok(());
@@ -201,7 +202,9 @@ pub(crate) fn commit(
         .collect();
     let p = committed.topic.partition(0)?;
     p.append(&records)?;
-    p.flush()?;
+    if flush == Flush::Now {
+        p.flush()?;
+    }
     for e in entries {
         let key = (group.to_string(), e.topic.to_string(), e.partition);
         match e.metadata {
@@ -211,6 +214,15 @@ pub(crate) fn commit(
         committed.offsets.insert(key, e.offset);
     }
     Ok(())
+}
+
+/// Whether a commit flushes the offsets topic before it returns, or leaves that to its
+/// caller (an async commit awaits the flush on seglog's flush thread).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Flush {
+    Now,
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
+    Later,
 }
 
 /// One group consuming one topic.

@@ -16,6 +16,8 @@
 mod controls;
 mod group;
 mod offsets;
+#[cfg(feature = "async")]
+mod stream;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -24,6 +26,8 @@ use std::time::{Duration, Instant};
 pub use controls::{ConsumerWakeup, PartitionRef, RebalanceListener, TopicPartition};
 pub(crate) use group::{committed_of, committed_with_metadata_of, forget_topic, Coordinator};
 pub use offsets::OFFSETS_TOPIC;
+#[cfg(feature = "async")]
+pub use stream::RecordStream;
 
 use crate::config::Clock;
 use crate::error::{Error, Result};
@@ -32,7 +36,7 @@ use crate::partition::{Fetch, Partition};
 use crate::record::{Header, RecordView};
 use crate::topic::Topic;
 use controls::WakeupState;
-use group::Group;
+use group::{Flush, Group};
 
 /// Where a consumer starts, or goes on, when it has no valid position: no committed
 /// offset yet, or its position left the log (retention deleted it, or a truncation
@@ -482,19 +486,14 @@ impl Consumer {
     /// invalid and the reset policy is [`OffsetReset::None`]; read errors
     /// ([`Error::Corrupt`], I/O); commit errors; the listener's errors.
     pub fn poll(&mut self, max_records: usize, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
-        if self.in_listener {
-            return Err(Error::IllegalState {
-                operation: "poll",
-                reason: "called from a rebalance listener".to_string(),
-            });
-        }
+        self.check_not_in_listener("poll")?;
         // `None`: a timeout too long to represent, which is waiting without one.
         let deadline = Instant::now().checked_add(timeout);
         loop {
             // Before `prepare`: a rebalance after the listener ran (it notifies the topic)
             // must end the wait, or the partitions it gave would wait for an append.
             let seqs = self.seqs();
-            self.prepare()?;
+            self.prepare(Flush::Now)?;
             let (records, moved) = self.fetch(max_records.max(1))?;
             if !records.is_empty() {
                 self.dirty = true;
@@ -508,16 +507,29 @@ impl Consumer {
         }
     }
 
+    /// A poll from a rebalance listener is refused.
+    fn check_not_in_listener(&self, operation: &'static str) -> Result<()> {
+        if self.in_listener {
+            return Err(Error::IllegalState {
+                operation,
+                reason: "called from a rebalance listener".to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// What comes before each fetch of a poll: a pending wakeup, the auto-commit, the
-    /// rebalance listener.
-    fn prepare(&mut self) -> Result<()> {
+    /// rebalance listener. True when an auto-commit was written and, with `Flush::Later`,
+    /// waits for its flush.
+    fn prepare(&mut self, flush: Flush) -> Result<bool> {
         if self.wakeup.take() {
             return Err(Error::Wakeup);
         }
         // Before fetching: what earlier polls returned has been handled by now (as
         // Kafka's auto-commit, which commits the previous poll's positions).
-        self.maybe_auto_commit()?;
-        self.tell_listener()
+        let committed = self.maybe_auto_commit(flush)?;
+        self.tell_listener()?;
+        Ok(committed)
     }
 
     /// The change counters of the topics read, taken before a fetch.
@@ -868,7 +880,7 @@ impl Consumer {
     /// # Errors
     /// [`Error::InvalidConfig`] for a consumer that is not a group member; write errors.
     pub fn commit(&mut self) -> Result<()> {
-        self.commit_positions(&BTreeMap::new())
+        self.commit_positions(&BTreeMap::new(), Flush::Now)
     }
 
     /// As [`Consumer::commit`], with a metadata string per partition stored beside the
@@ -896,10 +908,10 @@ impl Consumer {
                 topics: self.topics().map(|t| t.name().to_string()).collect(),
             });
         }
-        self.commit_positions(metadata)
+        self.commit_positions(metadata, Flush::Now)
     }
 
-    fn commit_positions(&mut self, metadata: &BTreeMap<u32, String>) -> Result<()> {
+    fn commit_positions(&mut self, metadata: &BTreeMap<u32, String>, flush: Flush) -> Result<()> {
         let Some(m) = &self.member else {
             return Err(Error::config(
                 "commit",
@@ -934,7 +946,7 @@ impl Consumer {
                 }
             }
         }
-        group::commit(&mut committed, &m.name, &entries, m.clock.now_ms())?;
+        group::commit(&mut committed, &m.name, &entries, m.clock.now_ms(), flush)?;
         drop(committed);
         drop(states);
         self.dirty = false;
@@ -1004,7 +1016,13 @@ impl Consumer {
                 metadata: "",
             })
             .collect();
-        group::commit(&mut committed, &m.name, &entries, m.clock.now_ms())
+        group::commit(
+            &mut committed,
+            &m.name,
+            &entries,
+            m.clock.now_ms(),
+            Flush::Now,
+        )
     }
 
     /// The group of each source, with its index (members only).
@@ -1029,10 +1047,13 @@ impl Consumer {
 
     /// Commits when auto-commit is due. Positions that differ from the committed ones
     /// are written, whoever moved them (partitions handed over by a rebalance too).
-    fn maybe_auto_commit(&mut self) -> Result<()> {
+    fn maybe_auto_commit(&mut self, flush: Flush) -> Result<bool> {
         match (&self.member, self.config.auto_commit) {
-            (Some(_), Some(every)) if self.last_commit.elapsed() >= every => self.commit(),
-            _ => Ok(()),
+            (Some(_), Some(every)) if self.last_commit.elapsed() >= every => {
+                self.commit_positions(&BTreeMap::new(), flush)?;
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 
