@@ -1,5 +1,5 @@
 //! A small tokio service on seglog's async API:
-//! `cargo run --release --example tokio_service --features async -- [RECORDS]`.
+//! `cargo run --release --example tokio_service -- [ORDERS]`.
 //!
 //! Request handlers (tokio tasks) each take an order, send it with a durable
 //! [`seglog::Producer`] and await its delivery before "replying": the reply is sent only
