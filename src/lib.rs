@@ -112,7 +112,7 @@ pub use fs::FaultOp;
 pub use partition::txn;
 pub use partition::{
     AppendInfo, BatchProblem, CompactionReport, Fetch, FetchRef, ForwardError, OffsetMode,
-    Partition, PartitionStats, RetentionReport, TimestampOffset,
+    Partition, PartitionStats, Records, RetentionReport, TimestampOffset,
 };
 pub use record::{AsRecord, Compression, Header, Record, RecordRef, RecordView};
 pub use segment::Segment;
