@@ -82,6 +82,9 @@ impl Partition {
     ///
     /// [`Records::read_committed`] and [`Records::durable_only`] narrow what it yields.
     ///
+    /// [`Error::OffsetOutOfRange`]: crate::Error::OffsetOutOfRange
+    /// [`Error::Corrupt`]: crate::Error::Corrupt
+    ///
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// # let store = seglog::Store::open(dir.path())?;
