@@ -624,3 +624,15 @@ fn the_position_moves_past_what_is_stepped_over() {
     assert!(it.next().is_none());
     assert_eq!(it.position(), 5);
 }
+
+#[test]
+fn debug_names_the_partition_and_position_not_the_bytes() {
+    let _shared = common::shared();
+    let (_dir, _store, p) = setup(TopicConfig::default());
+    append(&p, &["a", "b"]);
+    let mut it = p.records_from(0);
+    it.next().unwrap().unwrap();
+    let s = format!("{it:?}");
+    assert!(s.contains("t-0") && s.contains("position: 1"), "{s}");
+    assert!(s.len() < 300, "{s}");
+}

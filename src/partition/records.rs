@@ -18,7 +18,6 @@ const DEFAULT_FETCH_BYTES: usize = 1 << 20;
 ///
 /// It owns a handle to the partition, so it is `'static` and `Send`: it can be moved to
 /// another thread or kept between calls.
-#[derive(Debug)]
 #[must_use = "an iterator does nothing unless it is iterated"]
 pub struct Records {
     part: Partition,
@@ -40,8 +39,22 @@ pub struct Records {
     failed: bool,
 }
 
+/// Not derived: the buffers would print every byte.
+impl std::fmt::Debug for Records {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Records")
+            .field("partition", &self.part.name())
+            .field("position", &self.next)
+            .field("fetch_bytes", &self.fetch_bytes)
+            .field("durable", &self.durable)
+            .field("isolation", &self.isolation)
+            .field("ready", &self.ready.len())
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A fetch and how far its batches have been handed out.
-#[derive(Debug)]
 struct Chunk {
     fetch: Fetch,
     /// Per batch, whether a reader gets its records (no control batch; for a
