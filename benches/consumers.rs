@@ -31,7 +31,8 @@
 //!     batch, in every case. Records/s, MB/s of values, the ratio to k = 1 in the same mode
 //!     and the minor page faults per 1,000 records. Each case is the median of 5 runs
 //!     (quick: 1), taken in rounds of one run of every case. References in the same run: a
-//!     plain `Partition::read` loop (1 thread, no per-record copies) and a single consumer
+//!     plain `Partition::read` loop (1 thread, no per-record copies), `Partition::records_from`
+//!     over every partition (1 thread, owned records as a consumer's) and a single consumer
 //!     swept over `max_records` 500 (Kafka's `max.poll.records` default), 10,000 and 100,000
 //!     × `fetch_bytes` 64 KiB and 1 MiB (the default).
 //!
@@ -543,6 +544,8 @@ struct ThroughputResults {
     each_reads_all: Vec<(usize, Rate)>,
     group_splits: Vec<(usize, Rate)>,
     raw_read: Rate,
+    /// One thread iterating `Partition::records_from` over every partition.
+    records_from: Rate,
     /// One consumer reading everything, by (max_records, fetch_bytes).
     sweep: Vec<(usize, usize, Rate)>,
 }
@@ -589,6 +592,7 @@ fn measure_throughput(scale: Scale) -> ThroughputResults {
         EachReadsAll(usize),
         Group(usize),
         Raw,
+        RecordsFrom,
         Sweep(usize, usize),
     }
     let mut cases: Vec<Case> = READER_COUNTS
@@ -597,6 +601,7 @@ fn measure_throughput(scale: Scale) -> ThroughputResults {
         .collect();
     cases.extend(READER_COUNTS.iter().map(|&k| Case::Group(k)));
     cases.push(Case::Raw);
+    cases.push(Case::RecordsFrom);
     for m in SWEEP_POLLS {
         cases.extend(SWEEP_FETCHES.iter().map(|&f| Case::Sweep(m, f)));
     }
@@ -611,6 +616,9 @@ fn measure_throughput(scale: Scale) -> ThroughputResults {
                     group_split(&store, &format!("bench-{group_seq}"), k, records)
                 }
                 Case::Raw => measured(records, || raw_scan(topic.partitions(), records)),
+                Case::RecordsFrom => {
+                    measured(records, || records_scan(topic.partitions(), records))
+                }
                 Case::Sweep(max_records, fetch_bytes) => {
                     let config = standalone().fetch_bytes(fetch_bytes);
                     let c = store.consumer("reads", config).expect("consumer");
@@ -619,18 +627,20 @@ fn measure_throughput(scale: Scale) -> ThroughputResults {
             });
         }
     }
-    let (mut each_reads_all, mut group_splits, mut raw_read, mut sweep) =
-        (Vec::new(), Vec::new(), None, Vec::new());
+    let (mut each_reads_all, mut group_splits, mut raw_read, mut records_from, mut sweep) =
+        (Vec::new(), Vec::new(), None, None, Vec::new());
     for (case, runs) in cases.into_iter().zip(runs) {
         let rate = median(runs);
         match case {
             Case::EachReadsAll(k) => each_reads_all.push((k, rate)),
             Case::Group(k) => group_splits.push((k, rate)),
             Case::Raw => raw_read = Some(rate),
+            Case::RecordsFrom => records_from = Some(rate),
             Case::Sweep(m, f) => sweep.push((m, f, rate)),
         }
     }
     let raw_read = raw_read.expect("the raw case ran");
+    let records_from = records_from.expect("the records_from case ran");
     drop(topic);
     store.close().expect("close store");
     ThroughputResults {
@@ -639,6 +649,7 @@ fn measure_throughput(scale: Scale) -> ThroughputResults {
         each_reads_all,
         group_splits,
         raw_read,
+        records_from,
         sweep,
     }
 }
@@ -763,6 +774,20 @@ fn raw_scan(partitions: &[Partition], records: u64) {
     assert_eq!(n, records, "raw scan read every record");
 }
 
+/// One thread iterating `Partition::records_from` (1 MiB fetches) over every partition:
+/// owned records, as a consumer's, without the consumer.
+fn records_scan(partitions: &[Partition], records: u64) {
+    let mut n = 0u64;
+    for p in partitions {
+        for r in p.records_from(p.log_start_offset()) {
+            let r = r.expect("records_from");
+            assert_eq!(r.value.map(|v| v.len()), Some(VALUE_BYTES));
+            n += 1;
+        }
+    }
+    assert_eq!(n, records, "records_from read every record");
+}
+
 fn print_throughput(scale: Scale, cpus: usize, r: &ThroughputResults) {
     let w = 50;
     let line = "-".repeat(w + 49);
@@ -804,6 +829,11 @@ fn print_throughput(scale: Scale, cpus: usize, r: &ThroughputResults) {
     println!("{line}");
     let one = r.each_reads_all[0].1.records_per_s;
     print("ref: Partition::read loop, 1 thread", &r.raw_read, one);
+    print(
+        "ref: Partition::records_from, 1 thread",
+        &r.records_from,
+        one,
+    );
     for (m, f, rate) in &r.sweep {
         let fetch = if *f >= MIB {
             format!("{} MiB", f / MIB)

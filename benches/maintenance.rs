@@ -244,28 +244,27 @@ fn sequential_read(p: &Partition) -> f64 {
 fn check_compacted(p: &Partition, keys: u64, clean_to: u64) -> (u64, u64) {
     let mut last_seen = vec![u64::MAX; keys as usize];
     let mut records = 0u64;
-    let mut next = p.log_start_offset();
-    while next < p.log_end_offset() {
-        let fetch = p.read(next, FETCH_BYTES).expect("read");
-        for r in fetch.records() {
-            let k = r.key().expect("a key");
-            let k: usize = std::str::from_utf8(&k[4..])
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .expect("a key written by this bench");
-            if r.offset() < clean_to {
-                assert_eq!(
-                    last_seen[k],
-                    u64::MAX,
-                    "key {k} twice in the cleaned part (offsets {} and {})",
-                    last_seen[k],
-                    r.offset()
-                );
-            }
-            last_seen[k] = r.offset();
-            records += 1;
+    for r in p
+        .records_from(p.log_start_offset())
+        .fetch_bytes(FETCH_BYTES)
+    {
+        let r = r.expect("read");
+        let k = r.key.expect("a key");
+        let k: usize = std::str::from_utf8(&k[4..])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .expect("a key written by this bench");
+        if r.offset < clean_to {
+            assert_eq!(
+                last_seen[k],
+                u64::MAX,
+                "key {k} twice in the cleaned part (offsets {} and {})",
+                last_seen[k],
+                r.offset
+            );
         }
-        next = fetch.next_offset();
+        last_seen[k] = r.offset;
+        records += 1;
     }
     let distinct = last_seen.iter().filter(|&&o| o != u64::MAX).count() as u64;
     (records, distinct)

@@ -261,24 +261,20 @@ fn rebuild(p: &Partition) -> seglog::Result<(Map, Scan)> {
         tombstones: 0,
         tombstone_offsets: Vec::new(),
     };
-    let mut next = p.log_start_offset();
-    while next < p.log_end_offset() {
-        let fetch = p.read(next, 256 * 1024)?;
-        for r in fetch.records() {
-            scan.records += 1;
-            let key = r.key().expect("every changelog record has a key").to_vec();
-            match r.value() {
-                Some(v) => {
-                    map.insert(key, v.to_vec());
-                }
-                None => {
-                    scan.tombstones += 1;
-                    scan.tombstone_offsets.push(r.offset());
-                    map.remove(&key);
-                }
+    for r in p.records_from(p.log_start_offset()).fetch_bytes(256 * 1024) {
+        let r = r?;
+        scan.records += 1;
+        let key = r.key.expect("every changelog record has a key");
+        match r.value {
+            Some(v) => {
+                map.insert(key, v);
+            }
+            None => {
+                scan.tombstones += 1;
+                scan.tombstone_offsets.push(r.offset);
+                map.remove(&key);
             }
         }
-        next = fetch.next_offset();
     }
     Ok((map, scan))
 }

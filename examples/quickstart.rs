@@ -106,17 +106,13 @@ fn summarize(topic: &Topic) -> seglog::Result<Summary> {
     for p in topic.partitions() {
         let mut count = 0;
         let mut per_user = BTreeMap::new();
-        let mut next = p.log_start_offset();
-        while next < p.log_end_offset() {
-            let fetch = p.read(next, 64 * 1024)?;
-            for r in fetch.records() {
-                count += 1;
-                let user = String::from_utf8_lossy(r.key().unwrap_or_default()).into_owned();
-                *per_user.entry(user).or_insert(0) += 1;
-            }
-            next = fetch.next_offset();
+        let mut records = p.records_from(p.log_start_offset());
+        for r in records.by_ref() {
+            count += 1;
+            let user = String::from_utf8_lossy(&r?.key.unwrap_or_default()).into_owned();
+            *per_user.entry(user).or_insert(0) += 1;
         }
-        out.push((count, next, per_user));
+        out.push((count, records.position(), per_user));
     }
     Ok(out)
 }

@@ -116,7 +116,7 @@ pub use fs::FaultOp;
 pub use partition::txn;
 pub use partition::{
     AppendInfo, BatchProblem, CompactionReport, Fetch, FetchRef, ForwardError, OffsetMode,
-    Partition, PartitionStats, RetentionReport, TimestampOffset,
+    Partition, PartitionStats, Records, RetentionReport, TimestampOffset,
 };
 #[cfg(feature = "async")]
 pub use producer::DeliveryFuture;

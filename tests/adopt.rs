@@ -72,10 +72,10 @@ fn expected_records() -> Vec<Expected> {
 
 fn read_records(p: &seglog::Partition) -> Vec<Expected> {
     common::read_all(p, 1 << 20, |r| Expected {
-        offset: r.offset(),
-        timestamp: r.timestamp(),
-        key: r.key().map(<[u8]>::to_vec),
-        value: r.value().map(<[u8]>::to_vec),
+        offset: r.offset,
+        timestamp: r.timestamp,
+        key: r.key.clone(),
+        value: r.value.clone(),
         headers: common::read::header_pairs(r),
     })
 }

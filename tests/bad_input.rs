@@ -29,14 +29,12 @@ fn fill(p: &Partition, batches: u64) {
 /// Reads everything and checks that offsets are dense from 0 and values are `value(o)`.
 fn check_values(p: &Partition) {
     let mut next = 0;
-    while next < p.log_end_offset() {
-        let f = p.read(next, 700).unwrap();
-        for r in f.records() {
-            assert_eq!(r.offset(), next);
-            assert_eq!(r.value().unwrap(), &value(next)[..], "offset {next}");
-            assert_eq!(r.timestamp(), 1000 + next as i64);
-            next += 1;
-        }
+    for r in p.records_from(0).fetch_bytes(700) {
+        let r = r.unwrap();
+        assert_eq!(r.offset, next);
+        assert_eq!(r.value.unwrap(), value(next), "offset {next}");
+        assert_eq!(r.timestamp, 1000 + next as i64);
+        next += 1;
     }
     assert_eq!(next, p.log_end_offset());
 }

@@ -145,7 +145,12 @@ fn rec_of(r: &seglog::RecordView<'_>) -> Rec {
 
 /// Every record from the log start to the log end, in order.
 fn read_all(p: &Partition) -> Vec<Rec> {
-    common::read_all(p, 8192, rec_of)
+    common::read_all(p, 8192, |r| Rec {
+        offset: r.offset,
+        key: r.key.clone(),
+        value: r.value.clone(),
+        ts: r.timestamp,
+    })
 }
 
 /// Each record is the one appended at its offset; offsets strictly increase.

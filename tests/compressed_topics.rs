@@ -146,7 +146,7 @@ fn append_all(p: &Partition, batches: &[Vec<Record>]) -> Vec<Stored> {
 
 /// Every record from the log start, densely, reading `max_bytes` at a time.
 fn read_back(p: &Partition, max_bytes: usize, ctx: &str) -> Vec<Stored> {
-    read_dense(p, max_bytes, ctx, Stored::from_view)
+    read_dense(p, max_bytes, ctx, Stored::from_consumer)
 }
 
 /// The headers of every batch in the partition's `.log` files, with the file.
@@ -713,7 +713,7 @@ fn cleaned(history: &[(u64, Stored)], clean_end: u64) -> Vec<(u64, Stored)> {
 }
 
 fn read_sparse(p: &Partition) -> Vec<(u64, Stored)> {
-    common::read_all(p, 4096, |r| (r.offset(), Stored::from_view(r)))
+    common::read_all(p, 4096, |r| (r.offset, Stored::from_consumer(r)))
 }
 
 #[test]

@@ -301,13 +301,11 @@ fn truncation_racing_readers_never_panics() {
     }
     // The final log is dense and every record is intact.
     let mut next = 0;
-    while next < p.log_end_offset() {
-        let f = p.read(next, 1 << 16).unwrap();
-        for r in f.records() {
-            assert_eq!(check_value(r.value().unwrap()).0, next);
-            next += 1;
-        }
+    for r in p.records_from(0).fetch_bytes(1 << 16) {
+        assert_eq!(check_value(&r.unwrap().value.unwrap()).0, next);
+        next += 1;
     }
+    assert_eq!(next, p.log_end_offset());
     store.close().unwrap();
 }
 

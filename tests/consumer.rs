@@ -1396,16 +1396,11 @@ fn compacted_log(store: &Store) -> (Partition, Vec<(u64, Vec<u8>)>, u64) {
     let end = p.log_end_offset();
     let report = p.compact_now().unwrap();
     assert!(report.cleaned, "{report:?}");
-    let mut survivors = Vec::new();
-    let mut next = p.log_start_offset();
-    while next < end {
-        let f = p.read(next, 1 << 20).unwrap();
-        survivors.extend(
-            f.records()
-                .map(|r| (r.offset(), r.value().unwrap().to_vec())),
-        );
-        next = f.next_offset();
-    }
+    let survivors: Vec<(u64, Vec<u8>)> = p
+        .records_from(p.log_start_offset())
+        .map(|r| r.map(|r| (r.offset, r.value.unwrap())).unwrap())
+        .take_while(|(o, _)| *o < end)
+        .collect();
     assert!(
         survivors.len() < end as usize / 2,
         "compaction left {survivors:?}"

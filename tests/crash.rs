@@ -417,7 +417,7 @@ fn verify(dir: &Path, seed: u64, mode: Mode, acks: &[Ack], stats: &mut Stats) ->
     );
     stats.unacked_present += end - acked_end;
 
-    let got = read_dense(&p, 256 << 10, "after the crash", |r| r.to_record());
+    let got = read_dense(&p, 256 << 10, "after the crash", common::read::to_record);
     for (o, rec) in got.iter().enumerate() {
         if *rec != record_at(seed, mode, o as u64) {
             panic!("offset {o} does not hold what was written there");

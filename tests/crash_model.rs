@@ -339,7 +339,7 @@ fn read_all(
     max_bytes: usize,
 ) -> Result<Vec<(u64, Stored)>, TestCaseError> {
     common::try_read_range(p, p.log_start_offset(), end, max_bytes, |r| {
-        (r.offset(), Stored::from_view(r))
+        (r.offset, Stored::from_consumer(r))
     })
     .map_err(TestCaseError::fail)
 }

@@ -207,17 +207,19 @@ fn check_reopen(dir: &Path, acked: &Path, scenario: &str) {
 }
 
 fn read_all(p: &Partition) -> BTreeMap<u64, String> {
-    let mut out = BTreeMap::new();
-    let mut next = p.log_start_offset();
-    while next < p.log_end_offset() {
-        let f = p.read(next, 1 << 20).unwrap();
-        assert!(f.next_offset() > next, "read at {next} made no progress");
-        for r in f.records() {
-            let v = String::from_utf8(r.value().unwrap_or_default().to_vec()).unwrap();
-            out.insert(r.offset(), v);
-        }
-        next = f.next_offset();
-    }
+    let end = p.log_end_offset();
+    let mut records = p.records_from(p.log_start_offset());
+    let out = records
+        .by_ref()
+        .map(|r| {
+            let r = r.unwrap();
+            (
+                r.offset,
+                String::from_utf8(r.value.unwrap_or_default()).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(records.position(), end, "records stop below the log end");
     out
 }
 

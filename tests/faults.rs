@@ -263,20 +263,16 @@ fn waiters_for_a_failed_flush_do_not_retry_it() {
         "{failed:?}"
     );
     let durable = p.durable_offset();
-    let mut next = 0;
-    while next < p.log_end_offset() {
-        let f = p.read(next, 1 << 20).unwrap();
-        for r in f.records() {
-            let value = r.value().unwrap();
-            if let Some((_, e)) = failed.iter().find(|(v, _)| v.as_bytes() == value) {
-                assert!(
-                    r.offset() >= durable,
-                    "offset {} counted durable (durable offset {durable}) after its append failed: {e}",
-                    r.offset()
-                );
-            }
+    for r in p.records_from(0) {
+        let r = r.unwrap();
+        let value = r.value.unwrap();
+        if let Some((_, e)) = failed.iter().find(|(v, _)| v.as_bytes() == value) {
+            assert!(
+                r.offset >= durable,
+                "offset {} counted durable (durable offset {durable}) after its append failed: {e}",
+                r.offset
+            );
         }
-        next = f.next_offset();
     }
     assert!(matches!(store.close(), Err(Error::Poisoned { .. })));
 }

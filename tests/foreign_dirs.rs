@@ -50,14 +50,13 @@ fn read_all(store: &Store, topic: &str, partition: u32) -> Vec<Vec<u8>> {
         .partition(partition)
         .unwrap()
         .clone();
-    let mut out = Vec::new();
-    let mut at = p.log_start_offset();
-    while at < p.log_end_offset() {
-        let f = p.read(at, 1 << 20).unwrap();
-        assert!(f.next_offset() > at, "read at {at} made no progress");
-        out.extend(f.records().map(|r| r.value().unwrap().to_vec()));
-        at = f.next_offset();
-    }
+    let end = p.log_end_offset();
+    let mut records = p.records_from(p.log_start_offset());
+    let out = records
+        .by_ref()
+        .map(|r| r.unwrap().value.unwrap())
+        .collect();
+    assert_eq!(records.position(), end, "records stop below the log end");
     out
 }
 

@@ -398,9 +398,8 @@ fn symlinked_segment_files_are_never_followed() {
                 StoreConfig::default().maintenance_interval(None),
             )?;
             let p = partition(&s, "s");
-            let mut next = 0;
-            while next < p.log_end_offset() {
-                next = p.read(next, 1 << 20)?.next_offset();
+            for r in p.records_from(0) {
+                r?;
             }
             p.offset_for_timestamp(T + 3)?;
             p.append(&[Record::new("more")])?;

@@ -350,14 +350,9 @@ fn tiny_cap_under_compaction_retention_and_truncation() {
     let store = Store::open_with(dir.path(), StoreConfig::default().max_open_files(cap)).unwrap();
     for name in ["c", "r"] {
         let p = store.topic(name).unwrap().partition(0).unwrap().clone();
-        let mut next = p.log_start_offset();
-        while next < p.log_end_offset() {
-            let f = p.read(next, 4096).unwrap();
-            for rv in f.records() {
-                let v = std::str::from_utf8(rv.value().unwrap()).unwrap();
-                assert_eq!(v, rv.offset().to_string());
-            }
-            next = f.next_offset();
+        for r in p.records_from(p.log_start_offset()).fetch_bytes(4096) {
+            let r = r.unwrap();
+            assert_eq!(r.value.unwrap(), r.offset.to_string().as_bytes());
         }
     }
     store.close().unwrap();

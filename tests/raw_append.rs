@@ -75,7 +75,18 @@ fn rec(r: &seglog::RecordView<'_>) -> Rec {
 
 /// Every record of `p`, read in small steps.
 fn all_records(p: &Partition) -> Vec<Rec> {
-    common::read_all(p, 1, rec)
+    common::read_all(p, 1, |r| {
+        (
+            r.offset,
+            r.timestamp,
+            r.key.clone(),
+            r.value.clone(),
+            r.headers
+                .iter()
+                .map(|h| (h.key.clone().into_bytes(), h.value.clone()))
+                .collect(),
+        )
+    })
 }
 
 /// The bytes of every `.log` file of `p`, oldest first.

@@ -38,13 +38,11 @@ fn fill(p: &Partition, to: u64) {
 /// Reads every offset from the log start and checks the values.
 fn check_all(p: &Partition) {
     let mut next = p.log_start_offset();
-    while next < p.log_end_offset() {
-        let f = p.read(next, 4096).unwrap();
-        for r in f.records() {
-            assert_eq!(r.offset(), next);
-            assert_eq!(r.value(), Some(&value(next)[..]), "offset {next}");
-            next += 1;
-        }
+    for r in p.records_from(next).fetch_bytes(4096) {
+        let r = r.unwrap();
+        assert_eq!(r.offset, next);
+        assert_eq!(r.value.as_deref(), Some(&value(next)[..]), "offset {next}");
+        next += 1;
     }
     assert_eq!(next, p.log_end_offset());
 }

@@ -95,8 +95,8 @@ fn is_out_of_range<T: std::fmt::Debug>(r: seglog::Result<T>, at: u64) -> bool {
 /// appended (dense offsets, `value(offset)`), and returns the offsets read.
 fn read_all(p: &Partition) -> Vec<u64> {
     read_dense(p, 4096, "a delete-policy log", |r| {
-        assert_eq!(r.value().unwrap(), &value(r.offset())[..]);
-        r.offset()
+        assert_eq!(r.value.as_deref().unwrap(), &value(r.offset)[..]);
+        r.offset
     })
 }
 

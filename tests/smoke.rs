@@ -22,19 +22,15 @@ fn append_read_roll_reopen() {
         assert_eq!(info.base_offset, i as u64 * 3);
     }
     assert!(p.segments().len() > 3);
-    let mut next = 0;
     let mut seen = 0;
-    while next < p.log_end_offset() {
-        let f = p.read(next, 1000).unwrap();
-        for r in f.records() {
-            assert_eq!(r.offset(), seen);
-            assert_eq!(
-                r.value().unwrap(),
-                format!("v{}-{}", seen / 3, seen % 3).as_bytes()
-            );
-            seen += 1;
-        }
-        next = f.next_offset();
+    for r in p.records_from(0).fetch_bytes(1000) {
+        let r = r.unwrap();
+        assert_eq!(r.offset, seen);
+        assert_eq!(
+            r.value.unwrap(),
+            format!("v{}-{}", seen / 3, seen % 3).as_bytes()
+        );
+        seen += 1;
     }
     assert_eq!(seen, 1500);
     for o in [0u64, 1, 2, 700, 1499] {

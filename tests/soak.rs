@@ -406,21 +406,16 @@ fn three_batch_segments(dir: &Path) -> u64 {
 type Rec = (u64, Vec<u8>, Vec<u8>, i64);
 fn read_all(p: &Partition) -> Vec<Rec> {
     let end = p.log_end_offset();
-    let mut next = p.log_start_offset();
-    let mut out = Vec::new();
-    while next < end {
-        let f = p.read(next, 1 << 20).unwrap();
-        out.extend(f.records().map(|r| {
-            (
-                r.offset(),
-                r.key().unwrap().to_vec(),
-                r.value().unwrap().to_vec(),
-                r.timestamp(),
-            )
-        }));
-        assert!(f.next_offset() > next, "a read at {next} made no progress");
-        next = f.next_offset();
-    }
+    let mut records = p.records_from(p.log_start_offset());
+    let out = records
+        .by_ref()
+        .map(|r| {
+            let r = r.unwrap();
+            (r.offset, r.key.unwrap(), r.value.unwrap(), r.timestamp)
+        })
+        .take_while(|r| r.0 < end)
+        .collect();
+    assert!(records.position() >= end, "records stop below the log end");
     out
 }
 

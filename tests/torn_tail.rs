@@ -218,7 +218,7 @@ fn partition(store: &Store) -> Partition {
 
 /// Every record from the log start, checking that offsets are dense and reads never fail.
 fn read_all(p: &Partition, ctx: &str) -> Vec<(u64, Record)> {
-    read_dense(p, 1000, ctx, |r| (r.offset(), r.to_record()))
+    read_dense(p, 1000, ctx, |r| (r.offset, common::read::to_record(r)))
 }
 
 /// Reopens `dir`, whose log was damaged after its first `keep` records (the snapshot holds
@@ -640,13 +640,11 @@ fn tail_batch_with_offset_gap_is_cut_or_kept_whole() {
         assert_eq!(end, keep + 8, "{ctx}: neither cut nor kept whole");
         let mut expected = origin.snapshot.clone();
         expected.extend((keep + 5..keep + 8).map(|o| (o, record_at(o))));
-        let mut got = Vec::new();
-        let mut next = 0;
-        while next < end {
-            let f = p.read(next, 1000).unwrap();
-            got.extend(f.records().map(|r| (r.offset(), r.to_record())));
-            next = f.next_offset();
-        }
+        let got: Vec<(u64, Record)> = p
+            .records_from(0)
+            .fetch_bytes(1000)
+            .map(|r| r.map(|r| (r.offset, common::read::to_record(&r))).unwrap())
+            .collect();
         assert!(got == expected, "{ctx}: reads differ");
         let info = p.append(&records(end, 1)).unwrap();
         assert_eq!(info.base_offset, end, "{ctx}");

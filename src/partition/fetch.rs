@@ -219,7 +219,7 @@ impl<'a> FetchRef<'a> {
 
     /// The records of `b`, a batch of this fetch: from the buffer, or from the
     /// decompressed section when it is compressed.
-    fn records_of(&self, b: &Batch<'a>) -> RecordIter<'a> {
+    pub(crate) fn records_of(&self, b: &Batch<'a>) -> RecordIter<'a> {
         if b.header().compression() == 0 {
             return b.records();
         }

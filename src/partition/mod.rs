@@ -28,6 +28,7 @@ mod compaction;
 mod fetch;
 mod open;
 mod raw;
+mod records;
 mod retention;
 pub mod txn;
 mod txn_state;
@@ -45,6 +46,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 pub use compaction::CompactionReport;
 pub use fetch::{Fetch, FetchRef};
 pub use raw::{BatchProblem, ForwardError, OffsetMode};
+pub use records::Records;
 pub use retention::RetentionReport;
 
 use crate::checkpoint::Checkpoints;

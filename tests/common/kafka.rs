@@ -857,21 +857,17 @@ pub fn fill(p: &Partition, from: u64, n: u64) {
 
 /// Every record of `p` a read-committed consumer gets, as kafka-python reports them.
 pub fn local_records(p: &Partition) -> Vec<ConsumedRecord> {
-    let mut out = Vec::new();
-    let mut next = p.log_start_offset();
-    while next < p.log_end_offset() {
-        let f = p.read_committed(next, 1 << 20).unwrap();
-        if f.next_offset() == next {
-            break;
-        }
-        out.extend(f.records().map(|r| ConsumedRecord {
-            offset: r.offset() as i64,
-            key: r.key().map(<[u8]>::to_vec),
-            value: r.value().map(<[u8]>::to_vec),
-            headers: super::read::header_pairs(&r),
-            timestamp_ms: r.timestamp(),
-        }));
-        next = f.next_offset();
-    }
-    out
+    p.records_from(p.log_start_offset())
+        .read_committed()
+        .map(|r| {
+            let r = r.unwrap();
+            ConsumedRecord {
+                offset: r.offset as i64,
+                headers: super::read::header_pairs(&r),
+                key: r.key,
+                value: r.value,
+                timestamp_ms: r.timestamp,
+            }
+        })
+        .collect()
 }

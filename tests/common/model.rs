@@ -30,6 +30,16 @@ impl Stored {
         Stored::of(r, ts)
     }
 
+    /// A record read back by `records_from`.
+    pub fn from_consumer(r: &seglog::ConsumerRecord) -> Stored {
+        Stored {
+            key: r.key.clone(),
+            value: r.value.clone(),
+            headers: r.headers.clone(),
+            timestamp: r.timestamp,
+        }
+    }
+
     /// A record read back.
     pub fn from_view(v: &RecordView<'_>) -> Stored {
         let r = v.to_record();
