@@ -117,14 +117,18 @@ impl ProducerConfig {
 #[derive(Debug)]
 enum Outcome {
     Written {
-        /// `(index of the run's first record, its offset)`, by index.
-        runs: Vec<(u32, u64)>,
-        append_time: Option<i64>,
+        /// `(index of the run's first record, its offset, its log append time for
+        /// log-append-time topics)`, by index: each run is an append of its own.
+        runs: Vec<Run>,
         /// A split batch whose later half failed: the records from this index on, and why.
         failed_from: Option<(u32, Error)>,
     },
     Failed(Error),
 }
+
+/// A run of a batch appended together: `(index of its first record, its offset, its log
+/// append time for log-append-time topics)`.
+type Run = (u32, u64, Option<i64>);
 
 /// A batch's shared state: what its records' handles wait for.
 type BatchState = Completion<Outcome>;
@@ -196,11 +200,9 @@ impl Delivery {
                 failed_from: Some((from, e)),
                 ..
             } if self.index >= *from => Err(e.duplicate()),
-            Outcome::Written {
-                runs, append_time, ..
-            } => {
-                let run = runs.partition_point(|&(first, _)| first <= self.index);
-                let (first, base) = runs[run.saturating_sub(1)];
+            Outcome::Written { runs, .. } => {
+                let run = runs.partition_point(|&(first, _, _)| first <= self.index);
+                let (first, base, append_time) = runs[run.saturating_sub(1)];
                 Ok(RecordMetadata {
                     partition: self.partition,
                     offset: base + u64::from(self.index - first),
@@ -257,6 +259,9 @@ struct Accumulator {
 struct Signal {
     /// Threads in `flush`: everything goes at once, lingering or not.
     flushing: usize,
+    /// Threads in `send` waiting for buffer space: everything goes at once too (the
+    /// buffered batches may never fill nor, for a long linger, come due).
+    starved: usize,
     /// A batch filled, or a first record came to an empty accumulator.
     poked: bool,
     /// No more sends: the sender appends what is left and ends.
@@ -418,7 +423,8 @@ impl Producer {
             Some(k) => partition_for_key(k, shared.topic.partition_count()),
             None => shared.sticky.load(Ordering::Relaxed),
         };
-        shared.send_to(partition, record)
+        let sticky = record.key.is_none();
+        shared.send_to(partition, record, sticky)
     }
 
     /// Sends `record` to partition `partition`.
@@ -427,7 +433,7 @@ impl Producer {
     /// [`Error::UnknownPartition`] (nothing is sent); otherwise as [`Producer::send`].
     pub fn send_to(&self, partition: u32, record: Record) -> Result<Delivery> {
         self.handle.shared.topic.partition(partition)?;
-        Ok(self.handle.shared.send_to(partition, record))
+        Ok(self.handle.shared.send_to(partition, record, false))
     }
 
     /// Appends every record sent before this call, without waiting for `linger`, and waits
@@ -438,11 +444,11 @@ impl Producer {
     /// record's handle has its own).
     pub fn flush(&self) -> Result<()> {
         let shared = &self.handle.shared;
-        let newest = shared.begin_flush();
+        let (newest, flushing) = shared.begin_flush();
         for state in &newest {
             state.wait(None);
         }
-        shared.end_flush()
+        shared.end_flush(flushing)
     }
 
     /// As [`Producer::flush`], waiting without blocking the thread.
@@ -452,11 +458,12 @@ impl Producer {
     #[cfg(feature = "async")]
     pub async fn flush_async(&self) -> Result<()> {
         let shared = &self.handle.shared;
-        let newest = shared.begin_flush();
+        // The guard ends the flush also when this future is dropped unfinished.
+        let (newest, flushing) = shared.begin_flush();
         for state in newest {
             Wait { state, key: None }.await;
         }
-        shared.end_flush()
+        shared.end_flush(flushing)
     }
 
     /// Flushes, then stops accepting records (later sends, from any clone, fail with
@@ -497,10 +504,22 @@ impl Drop for Wait {
     }
 }
 
+/// A flush under way (see [`Signal::flushing`]); dropping it ends the flush, also when a
+/// `flush_async` future is dropped unfinished.
+struct Flushing<'a>(&'a Shared);
+
+impl Drop for Flushing<'_> {
+    fn drop(&mut self) {
+        self.0.signal.lock().flushing -= 1;
+    }
+}
+
 impl Shared {
-    fn send_to(&self, partition: u32, mut record: Record) -> Delivery {
+    /// Sends `record` to `partition`; `sticky` when the sticky partitioner chose it
+    /// (only those records count toward switching, as in Kafka).
+    fn send_to(&self, partition: u32, mut record: Record, sticky: bool) -> Delivery {
         if self.closed.load(Ordering::Acquire) {
-            return Delivery::failed(partition, Error::Closed("producer".into()));
+            return self.fail_at_send(partition, Error::Closed("producer".into()));
         }
         let part = &self.topic.partitions()[partition as usize];
         let config = self.topic.config();
@@ -524,18 +543,25 @@ impl Shared {
                     now,
                     max_skew_ms: skew,
                 };
-                return Delivery::failed(partition, e);
+                return self.fail_at_send(partition, e);
             }
         }
         let size = size_bound(&record);
         if let Some(e) = self.too_large(size) {
-            return Delivery::failed(partition, e);
+            return self.fail_at_send(partition, e);
         }
         if let Err(e) = self.reserve(size) {
-            return Delivery::failed(partition, e);
+            return self.fail_at_send(partition, e);
         }
         let (state, index, poke) = {
             let mut acc = self.accumulators[partition as usize].lock();
+            // Again under the lock: the sender ends once closing with every accumulator
+            // empty, so a record enqueued after `close` would never go.
+            if self.closed.load(Ordering::Acquire) {
+                drop(acc);
+                self.unreserve(size);
+                return self.fail_at_send(partition, Error::Closed("producer".into()));
+            }
             let was_empty = acc.batches.is_empty();
             let open = match acc.batches.back_mut() {
                 Some(b) if b.bytes + size <= self.batch_bytes || b.records.is_empty() => b,
@@ -561,7 +587,7 @@ impl Shared {
                 was_empty || full || acc.batches.len() > 1,
             )
         };
-        if partition == self.sticky.load(Ordering::Relaxed) {
+        if sticky && partition == self.sticky.load(Ordering::Relaxed) {
             self.advance_sticky(partition, size);
         }
         if poke {
@@ -610,12 +636,35 @@ impl Shared {
                 }
                 // The sender is behind: make sure it is not lingering.
                 signal.poked = true;
+                signal.starved += 1;
                 self.wake.notify_all();
                 self.wake.wait(&mut signal);
+                signal.starved -= 1;
             }
         }
         self.buffered.fetch_add(size, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Releases `size` buffered bytes and wakes producers blocked on a full buffer.
+    fn unreserve(&self, size: usize) {
+        self.buffered.fetch_sub(size, Ordering::AcqRel);
+        let _signal = self.signal.lock();
+        self.wake.notify_all();
+    }
+
+    /// A handle failed at `send` (nothing was enqueued); `flush` reports it too.
+    fn fail_at_send(&self, partition: u32, error: Error) -> Delivery {
+        self.note_failure(&error);
+        Delivery::failed(partition, error)
+    }
+
+    /// Keeps `error` for the next `flush` unless an earlier one is kept.
+    fn note_failure(&self, error: &Error) {
+        let mut failure = self.failure.lock();
+        if failure.is_none() {
+            *failure = Some(error.duplicate());
+        }
     }
 
     /// After `size` more bytes went to the sticky partition: once a batch's worth went,
@@ -640,7 +689,9 @@ impl Shared {
         }
     }
 
-    fn begin_flush(&self) -> Vec<Arc<BatchState>> {
+    /// Starts a flush: the newest batch of each partition, to wait for, and the guard
+    /// that keeps everything going at once until dropped.
+    fn begin_flush(&self) -> (Vec<Arc<BatchState>>, Flushing<'_>) {
         let newest = self
             .accumulators
             .iter()
@@ -650,11 +701,11 @@ impl Shared {
         signal.flushing += 1;
         signal.poked = true;
         self.wake.notify_all();
-        newest
+        (newest, Flushing(self))
     }
 
-    fn end_flush(&self) -> Result<()> {
-        self.signal.lock().flushing -= 1;
+    fn end_flush(&self, flushing: Flushing<'_>) -> Result<()> {
+        drop(flushing);
         match self.failure.lock().take() {
             Some(e) => Err(e),
             None => Ok(()),
@@ -702,7 +753,7 @@ impl Shared {
         let mut signal = self.signal.lock();
         loop {
             signal.poked = false;
-            let all = signal.flushing > 0 || signal.closing;
+            let all = signal.flushing > 0 || signal.starved > 0 || signal.closing;
             let mut next_due: Option<Instant> = None;
             let mut any = false;
             for acc in &self.accumulators {
@@ -734,16 +785,10 @@ impl Shared {
     fn append(&self, p: u32, batch: Building, unsynced: Option<&mpsc::Sender<Unsynced>>) {
         let part = &self.topic.partitions()[p as usize];
         let mut runs = Vec::new();
-        let mut append_time = None;
-        let result = append_runs(part, &batch.records, 0, &mut runs, &mut append_time);
-        self.buffered.fetch_sub(batch.bytes, Ordering::AcqRel);
-        {
-            // Producers blocked on a full buffer.
-            let _signal = self.signal.lock();
-            self.wake.notify_all();
-        }
+        let result = append_runs(part, &batch.records, 0, &mut runs);
+        self.unreserve(batch.bytes);
         // The offset after the last record written.
-        let end = runs.last().map(|&(first, base)| {
+        let end = runs.last().map(|&(first, base, _)| {
             let written = match &result {
                 Err((failed, _)) => *failed,
                 Ok(()) => batch.records.len() as u32,
@@ -754,7 +799,6 @@ impl Shared {
             (Err((_, e)), None) => Outcome::Failed(e),
             (result, _) => Outcome::Written {
                 runs,
-                append_time,
                 failed_from: result.err(),
             },
         };
@@ -784,10 +828,7 @@ impl Shared {
             ..
         } = &outcome
         {
-            let mut failure = self.failure.lock();
-            if failure.is_none() {
-                *failure = Some(e.duplicate());
-            }
+            self.note_failure(e);
         }
         state.complete(outcome);
     }
@@ -832,27 +873,19 @@ fn append_runs(
     part: &Partition,
     records: &[Record],
     first: u32,
-    runs: &mut Vec<(u32, u64)>,
-    append_time: &mut Option<i64>,
+    runs: &mut Vec<Run>,
 ) -> std::result::Result<(), (u32, Error)> {
     match part.append(records) {
         Ok(info) => {
-            runs.push((first, info.base_offset));
-            if part.config().timestamp_type == TimestampType::LogAppendTime {
-                *append_time = Some(info.max_timestamp);
-            }
+            let append_time = (part.config().timestamp_type == TimestampType::LogAppendTime)
+                .then_some(info.max_timestamp);
+            runs.push((first, info.base_offset, append_time));
             Ok(())
         }
         Err(Error::BatchTooLarge { .. }) if records.len() > 1 => {
             let half = records.len() / 2;
-            append_runs(part, &records[..half], first, runs, append_time)?;
-            append_runs(
-                part,
-                &records[half..],
-                first + half as u32,
-                runs,
-                append_time,
-            )
+            append_runs(part, &records[..half], first, runs)?;
+            append_runs(part, &records[half..], first + half as u32, runs)
         }
         Err(e) => Err((first, e)),
     }

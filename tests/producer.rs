@@ -1026,6 +1026,8 @@ fn close_flushes_and_later_sends_fail_closed() {
         other.send_to(1, Record::new("late")).map(|h| wait_err(h)),
         Ok(Error::Closed(_))
     ));
+    // The next flush reports the refusals, once.
+    assert!(matches!(other.flush(), Err(Error::Closed(_))));
     other.flush().unwrap();
     drop(other);
     let total: usize = topic.partitions().iter().map(|p| read_all(p).len()).sum();
