@@ -319,6 +319,7 @@ fn batches_are_appended_when_full_and_are_one_kafka_batch() {
     );
     assert!(!handles[0].is_done());
     assert!(handles[0].try_result().is_none());
+    assert!(handles[0].wait_timeout(Duration::from_millis(20)).is_none());
     handles.push(producer.send(Record::new(value(9))));
     wait_for("the full batch", LONG, || p.log_end_offset() == 10);
     for i in 10..95 {
@@ -945,6 +946,80 @@ fn a_batch_refused_as_too_large_is_split_and_every_handle_resolves() {
         split_seen > 0,
         "no codec made a batch too large: nothing was split"
     );
+}
+
+/// A split batch whose second run fails to write: the first run's records are delivered,
+/// the rest get the I/O error.
+#[test]
+fn a_split_batch_failing_halfway_fails_only_the_unwritten_records() {
+    let _f = exclusive();
+    let Some(codec) = codecs().into_iter().next() else {
+        eprintln!("skipped: no codec feature on");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let max = 256 << 10;
+    let topic = store
+        .create_topic(
+            "t",
+            TopicConfig::default()
+                .max_batch_bytes(max)
+                .segment_bytes(4 << 20)
+                .compression(codec),
+        )
+        .unwrap();
+    let p = topic.partition(0).unwrap().clone();
+    let producer = topic
+        .producer(ProducerConfig::default().batch_bytes(1 << 20).linger(HOUR))
+        .unwrap();
+    let mut rng = Rng::new(8);
+    let each = (max as usize - 61) / 2 - 36;
+    let values: Vec<_> = (0..2).map(|_| incompressible(&mut rng, each)).collect();
+    let hs: Vec<_> = values
+        .iter()
+        .map(|v| producer.send(Record::new(v.clone())))
+        .collect();
+    // The first half's write goes, the second's fails.
+    faults::fail_nth(FaultOp::Write, 2, EIO);
+    let flushed = producer.flush();
+    faults::clear();
+    assert!(flushed.as_ref().is_err_and(is_eio), "{flushed:?}");
+    let mut hs = hs.into_iter();
+    let md = wait_ok(hs.next().unwrap());
+    assert_eq!(md.offset, 0);
+    assert_eq!(record_at(&p, 0).value.as_ref(), Some(&values[0]));
+    let e = wait_err(hs.next().unwrap());
+    assert!(is_eio(&e), "{e}");
+    assert_eq!(p.log_end_offset(), 1);
+}
+
+/// A record timestamped further ahead than the topic allows fails at `send`.
+#[test]
+fn a_timestamp_too_far_ahead_fails_at_send() {
+    let _f = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::at(TS0);
+    let store = store_on(dir.path(), clock.clone());
+    let topic = store
+        .create_topic(
+            "t",
+            TopicConfig::default().max_timestamp_skew_ms(Some(1000)),
+        )
+        .unwrap();
+    let producer = topic.producer(ProducerConfig::default()).unwrap();
+    let ahead = producer.send(Record::new("ahead").with_timestamp(TS0 + 1001));
+    let edge = producer.send(Record::new("edge").with_timestamp(TS0 + 1000));
+    assert!(ahead.is_done());
+    assert!(matches!(
+        wait_err(ahead),
+        Error::InvalidTimestamp { timestamp, .. } if timestamp == TS0 + 1001
+    ));
+    assert!(matches!(
+        producer.flush(),
+        Err(Error::InvalidTimestamp { .. })
+    ));
+    assert_eq!(wait_ok(edge).timestamp, TS0 + 1000);
 }
 
 /// A clock that moves on by 1 ms each time it is read.
