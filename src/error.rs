@@ -274,7 +274,11 @@ impl Error {
             Io { op, path, source } => Io {
                 op,
                 path: path.clone(),
-                source: io::Error::new(source.kind(), source.to_string()),
+                // The OS error code stays (a caller tells ENOSPC from EIO by it).
+                source: match source.raw_os_error() {
+                    Some(code) => io::Error::from_raw_os_error(code),
+                    None => io::Error::new(source.kind(), source.to_string()),
+                },
             },
             Locked { path } => Locked { path: path.clone() },
             InvalidTopicName { name, reason } => InvalidTopicName {

@@ -260,6 +260,8 @@ struct Accumulator {
     batches: VecDeque<Building>,
     /// The newest batch made (still here, or taken by the sender): `flush` waits for it.
     newest: Option<Arc<BatchState>>,
+    /// Bytes of keyless records sent here since it became the sticky partition.
+    sticky_bytes: usize,
 }
 
 /// What wakes the sender thread, and producers blocked on a full buffer.
@@ -267,6 +269,9 @@ struct Accumulator {
 struct Signal {
     /// Threads in `flush`: everything goes at once, lingering or not.
     flushing: usize,
+    /// Threads in `send` waiting for buffer space: everything goes at once too (the
+    /// buffered batches may never fill nor, for a long linger, come due).
+    starved: usize,
     /// A batch filled, or a first record came to an empty accumulator.
     poked: bool,
     /// No more sends: the sender appends what is left and ends.
@@ -433,7 +438,8 @@ impl Producer {
             Some(k) => partition_for_key(k, shared.topic.partition_count()),
             None => shared.sticky.load(Ordering::Relaxed),
         };
-        shared.send_to(partition, record)
+        let sticky = record.key.is_none();
+        shared.send_to(partition, record, sticky)
     }
 
     /// Sends `record` to partition `partition`.
@@ -442,7 +448,7 @@ impl Producer {
     /// [`Error::UnknownPartition`] (nothing is sent); otherwise as [`Producer::send`].
     pub fn send_to(&self, partition: u32, record: Record) -> Result<Delivery> {
         self.handle.shared.topic.partition(partition)?;
-        Ok(self.handle.shared.send_to(partition, record))
+        Ok(self.handle.shared.send_to(partition, record, false))
     }
 
     /// Appends every record sent before this call, without waiting for `linger`, and waits
@@ -453,11 +459,11 @@ impl Producer {
     /// record's handle has its own).
     pub fn flush(&self) -> Result<()> {
         let shared = &self.handle.shared;
-        let newest = shared.begin_flush();
+        let (newest, flushing) = shared.begin_flush();
         for state in &newest {
             state.wait(None);
         }
-        shared.end_flush()
+        shared.end_flush(flushing)
     }
 
     /// As [`Producer::flush`], waiting without blocking the thread.
@@ -467,11 +473,11 @@ impl Producer {
     #[cfg(feature = "async")]
     pub async fn flush_async(&self) -> Result<()> {
         let shared = &self.handle.shared;
-        let newest = shared.begin_flush();
+        let (newest, flushing) = shared.begin_flush();
         for state in newest {
             crate::notify::Completed::new(state).await;
         }
-        shared.end_flush()
+        shared.end_flush(flushing)
     }
 
     /// Flushes, then stops accepting records (later sends, from any clone, fail with
@@ -486,10 +492,21 @@ impl Producer {
     }
 }
 
+/// A flush under way (see [`Signal::flushing`]); dropping it ends the flush.
+struct Flushing<'a>(&'a Shared);
+
+impl Drop for Flushing<'_> {
+    fn drop(&mut self) {
+        self.0.signal.lock().flushing -= 1;
+    }
+}
+
 impl Shared {
-    fn send_to(&self, partition: u32, mut record: Record) -> Delivery {
+    /// Sends `record` to `partition`; `sticky` when the sticky partitioner chose it (only
+    /// those records seal their way to the next sticky partition, as in Kafka).
+    fn send_to(&self, partition: u32, mut record: Record, sticky: bool) -> Delivery {
         if self.closed.load(Ordering::Acquire) {
-            return Delivery::failed(partition, Error::Closed("producer".into()));
+            return self.fail_at_send(partition, Error::Closed("producer".into()));
         }
         let part = &self.topic.partitions()[partition as usize];
         let config = self.topic.config();
@@ -508,21 +525,27 @@ impl Shared {
                     now,
                     max_skew_ms: skew,
                 };
-                return Delivery::failed(partition, e);
+                return self.fail_at_send(partition, e);
             }
         }
         let size = size_bound(&record);
         if let Some(e) = self.too_large(size) {
-            return Delivery::failed(partition, e);
+            return self.fail_at_send(partition, e);
         }
         if let Err(e) = self.wait_for_room() {
-            return Delivery::failed(partition, e);
+            return self.fail_at_send(partition, e);
         }
         let log_append = config.timestamp_type == TimestampType::LogAppendTime;
         // Per record: the lock and the handle's reference count are the only atomic
         // writes; the buffer, the sender and the sticky partition hear of whole batches.
-        let (state, index, sealed, poke) = {
+        let (state, index, move_on, poke) = {
             let mut acc = self.accumulators[partition as usize].lock();
+            // Again under the lock: the sender ends once closing with every accumulator
+            // empty, so a record enqueued after `close` would never go.
+            if self.closed.load(Ordering::Acquire) {
+                drop(acc);
+                return self.fail_at_send(partition, Error::Closed("producer".into()));
+            }
             let was_empty = acc.batches.is_empty();
             let fits = |b: &Building| b.bytes + size <= self.batch_bytes || b.batch.count() == 0;
             let opened = !acc.batches.back().is_some_and(fits);
@@ -546,16 +569,23 @@ impl Shared {
             let open = acc.batches.back_mut().expect("one is open");
             if let Err(e) = open.batch.push(&record.as_record()) {
                 // Nothing was added; an empty batch just opened is appended as nothing.
-                return Delivery::failed(partition, Error::Encode(e));
+                return self.fail_at_send(partition, Error::Encode(e));
             }
             let filled = open.bytes < self.batch_bytes && open.bytes + size >= self.batch_bytes;
             open.bytes += size;
             let index = (open.batch.count() - 1) as u32;
             // A batch is sealed once full, or when the next record did not fit it.
             let sealed = filled || (opened && !was_empty);
-            (Arc::clone(&open.state), index, sealed, was_empty || sealed)
+            let state = Arc::clone(&open.state);
+            // KIP-794: the sticky partition moves on once a batch's worth of keyless
+            // records went to it (counted under this lock: no atomic per record).
+            let move_on = sticky && {
+                acc.sticky_bytes += size;
+                acc.sticky_bytes >= self.batch_bytes
+            };
+            (state, index, move_on, was_empty || sealed)
         };
-        if sealed && partition == self.sticky.load(Ordering::Relaxed) {
+        if move_on {
             self.next_sticky(partition);
         }
         if poke {
@@ -591,6 +621,20 @@ impl Shared {
         })
     }
 
+    /// A handle failed at `send` (nothing was enqueued); `flush` reports it too.
+    fn fail_at_send(&self, partition: u32, error: Error) -> Delivery {
+        self.note_failure(&error);
+        Delivery::failed(partition, error)
+    }
+
+    /// Keeps `error` for the next `flush` unless an earlier one is kept.
+    fn note_failure(&self, error: &Error) {
+        let mut failure = self.failure.lock();
+        if failure.is_none() {
+            *failure = Some(error.duplicate());
+        }
+    }
+
     /// Waits while `buffer_bytes` or more wait to be appended. (Batches reserve their
     /// room when opened: the buffer can pass its bound by a batch per sending thread.)
     fn wait_for_room(&self) -> Result<()> {
@@ -603,15 +647,17 @@ impl Shared {
                 }
                 // The sender is behind: make sure it is not lingering.
                 signal.poked = true;
+                signal.starved += 1;
                 self.wake.notify_all();
                 self.wake.wait(&mut signal);
+                signal.starved -= 1;
             }
         }
         Ok(())
     }
 
-    /// The sticky partition's batch was sealed: another partition is picked at random
-    /// (KIP-480), unless another thread did it already.
+    /// A batch's worth went to the sticky partition `current`: another is picked at
+    /// random (KIP-480, KIP-794), unless another thread did it already.
     fn next_sticky(&self, current: u32) {
         let n = self.topic.partition_count();
         if n > 1 {
@@ -621,13 +667,22 @@ impl Shared {
             x ^= x << 17;
             self.rng.store(x, Ordering::Relaxed);
             let next = (current + 1 + (x % u64::from(n - 1)) as u32) % n;
-            let _ =
-                self.sticky
-                    .compare_exchange(current, next, Ordering::Relaxed, Ordering::Relaxed);
+            let moved = self
+                .sticky
+                .compare_exchange(current, next, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+            if moved {
+                self.accumulators[current as usize].lock().sticky_bytes = 0;
+            }
+        } else {
+            self.accumulators[current as usize].lock().sticky_bytes = 0;
         }
     }
 
-    fn begin_flush(&self) -> Vec<Arc<BatchState>> {
+    /// Starts a flush: the newest batch of each partition, to wait for, and the guard that
+    /// keeps everything going at once until dropped (also when a `flush_async` future is
+    /// dropped unfinished).
+    fn begin_flush(&self) -> (Vec<Arc<BatchState>>, Flushing<'_>) {
         let newest = self
             .accumulators
             .iter()
@@ -637,11 +692,11 @@ impl Shared {
         signal.flushing += 1;
         signal.poked = true;
         self.wake.notify_all();
-        newest
+        (newest, Flushing(self))
     }
 
-    fn end_flush(&self) -> Result<()> {
-        self.signal.lock().flushing -= 1;
+    fn end_flush(&self, flushing: Flushing<'_>) -> Result<()> {
+        drop(flushing);
         match self.failure.lock().take() {
             Some(e) => Err(e),
             None => Ok(()),
@@ -689,7 +744,7 @@ impl Shared {
         let mut signal = self.signal.lock();
         loop {
             signal.poked = false;
-            let all = signal.flushing > 0 || signal.closing;
+            let all = signal.flushing > 0 || signal.starved > 0 || signal.closing;
             let mut next_due: Option<Instant> = None;
             let mut any = false;
             for acc in &self.accumulators {
@@ -758,10 +813,16 @@ impl Shared {
             Err(e) => Outcome::Failed(e),
         };
         match (unsynced, &outcome) {
-            (Some(tx), Outcome::Written { base_offset, .. }) => {
+            // A failure goes the same way, so that batches of a partition settle in order
+            // (a flush waits for the newest one only).
+            (Some(tx), _) => {
+                let end = match &outcome {
+                    Outcome::Written { base_offset, .. } => base_offset + count,
+                    Outcome::Failed(_) => 0,
+                };
                 let item = Unsynced {
                     partition: p,
-                    end: base_offset + count,
+                    end,
                     state: batch.state,
                     outcome,
                 };
@@ -778,10 +839,7 @@ impl Shared {
 
     fn settle(&self, state: &BatchState, outcome: Outcome) {
         if let Outcome::Failed(e) = &outcome {
-            let mut failure = self.failure.lock();
-            if failure.is_none() {
-                *failure = Some(e.duplicate());
-            }
+            self.note_failure(e);
         }
         state.complete(outcome);
     }
@@ -793,7 +851,10 @@ impl Shared {
             let mut items = vec![first];
             items.extend(rx.try_iter());
             let mut targets: Vec<(u32, u64)> = Vec::new();
-            for it in &items {
+            for it in items
+                .iter()
+                .filter(|it| matches!(it.outcome, Outcome::Written { .. }))
+            {
                 match targets.iter_mut().find(|(p, _)| *p == it.partition) {
                     Some((_, end)) => *end = (*end).max(it.end),
                     None => targets.push((it.partition, it.end)),
@@ -804,14 +865,10 @@ impl Shared {
                 .map(|(p, end)| (p, self.topic.partitions()[p as usize].flush_to(end)))
                 .collect();
             for it in items {
-                let result = &results
-                    .iter()
-                    .find(|(p, _)| *p == it.partition)
-                    .expect("each")
-                    .1;
-                let outcome = match result {
-                    Ok(()) => it.outcome,
-                    Err(e) => Outcome::Failed(e.duplicate()),
+                let flushed = results.iter().find(|(p, _)| *p == it.partition);
+                let outcome = match (it.outcome, flushed) {
+                    (Outcome::Written { .. }, Some((_, Err(e)))) => Outcome::Failed(e.duplicate()),
+                    (outcome, _) => outcome,
                 };
                 self.settle(&it.state, outcome);
             }
