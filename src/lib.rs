@@ -23,15 +23,24 @@
 //! p.append(&[Record::new("/cart").with_key("user-1"), Record::new("/pay").with_key("user-1")])?;
 //! p.flush()?; // durable: fdatasync of the log and indexes
 //!
-//! // Consuming: reads return whole batches; records borrow from the fetch buffer.
-//! let mut next = meta.offset;
-//! let mut pages = Vec::new();
-//! while next < p.log_end_offset() {
-//!     let fetch = p.read(next, 64 * 1024)?;
-//!     pages.extend(fetch.records().map(|r| r.value().unwrap().to_vec()));
-//!     next = fetch.next_offset();
-//! }
+//! // Reading: every record from an offset on, as owned records.
+//! let pages = p
+//!     .records_from(meta.offset)
+//!     .map(|r| r.map(|r| r.value.unwrap()))
+//!     .collect::<seglog::Result<Vec<_>>>()?;
 //! assert_eq!(pages, [b"/home".to_vec(), b"/cart".to_vec(), b"/pay".to_vec()]);
+//!
+//! // Reads of whole batches, whose records borrow from the fetch buffer.
+//! let fetch = p.read(meta.offset, 64 * 1024)?;
+//! assert_eq!(fetch.records().count(), 3);
+//!
+//! // Many small records from many threads: a Producer batches them as Kafka's does.
+//! let producer = topic.producer(seglog::ProducerConfig::default())?;
+//! let delivery = producer.send(Record::new(b"/search".to_vec()));
+//! producer.flush()?;
+//! let at = delivery.wait()?; // its partition and offset
+//! let value = topic.partition(at.partition)?.read_record(at.offset, |r| r.value().map(<[u8]>::to_vec))?;
+//! assert_eq!(value.flatten(), Some(b"/search".to_vec()));
 //!
 //! // Without copies: append bytes the caller keeps, look one record up in the mapped file.
 //! let body = b"/checkout".to_vec();
@@ -57,9 +66,20 @@
 //!   [`Partition::delete_records_before`]: Kafka's retention and compaction, run by the
 //!   store's background threads, one for retention and one for compaction
 //!   ([`StoreConfig::maintenance_interval`]), or on demand.
-//! - [`Consumer`] ([`Store::consumer`], [`Store::join_group`]): tailing reads that block
-//!   until data arrives, seeking, Kafka's offset reset policies, and consumer groups with
-//!   durable committed offsets in [`OFFSETS_TOPIC`].
+//! - [`Producer`] ([`Topic::producer`]): Kafka's batching producer — per-partition
+//!   batches by size and linger, the sticky partitioner, [`Delivery`] handles resolving to
+//!   offsets once written or ([`Acks::Durable`]) flushed with shared fsyncs.
+//! - [`Consumer`] ([`Store::consumer`], [`Store::join_group`],
+//!   [`Store::consumer_of_topics`]): tailing reads that block until data arrives, over one
+//!   topic or several, seeking, pause/resume, wakeup from another thread, Kafka's offset
+//!   reset policies, and consumer groups with durable committed offsets in
+//!   [`OFFSETS_TOPIC`], explicit commits and a [`RebalanceListener`].
+//! - [`Partition::records_from`]: every record from an offset, as an iterator.
+//! - Feature `async`: `Consumer::poll_async`, `Consumer::stream` (a `futures_core::Stream`),
+//!   `Consumer::commit_async`, awaitable [`Delivery`] handles and `Producer::flush_async`,
+//!   `Partition::wait_durable` and `Partition::flush_async`. Runtime-agnostic: tasks wait
+//!   on the same wake-up counters as blocking callers, with their wakers, and fsyncs run on
+//!   seglog's own threads; examples/tokio_service.rs is a tokio service built on them.
 //! - [`txn`]: Kafka's transaction rules as pure state machines: ongoing transactions, the
 //!   last stable offset, the aborted transactions a `.txnindex` keeps
 //!   ([`segment::txnindex`]), and the read-committed filter.
