@@ -729,3 +729,489 @@ fn auto_commit_in_poll_async_commits_and_a_rejoining_member_resumes_there() {
     let got = c.poll(100, Duration::ZERO).unwrap();
     assert_eq!(got.first().map(|r| r.offset), Some(3));
 }
+
+// ---------------------------------------------------------------------------------------
+// 5. wait_durable
+
+fn never_flushed(store: &Store, topic: &str) -> Partition {
+    store
+        .create_topic(topic, TopicConfig::default().flush_policy(FlushPolicy::Never))
+        .unwrap();
+    topic_partition(store, topic, 0)
+}
+
+/// wait_durable waits through appends (which wake it: same counter) and resolves once a
+/// `Partition::flush` on another thread covers the offset.
+#[test]
+fn wait_durable_resolves_after_a_flush_from_another_thread() {
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let p = never_flushed(&store, "t");
+    let end = append(&p, &["a", "b", "c"]);
+    let w = Manual::new();
+    let mut fut = Box::pin(p.wait_durable(end));
+    assert!(w.poll(fut.as_mut()).is_pending());
+    append(&p, &["d"]);
+    assert!(w.take_wakes() > 0, "appends wake it (it shares the topic's counter)");
+    assert!(
+        w.poll(fut.as_mut()).is_pending(),
+        "resolved before any flush"
+    );
+    let q = p.clone();
+    std::thread::spawn(move || q.flush().unwrap())
+        .join()
+        .unwrap();
+    assert!(w.take_wakes() > 0, "the flush woke it");
+    ready(w.poll(fut.as_mut()), "after the flush").unwrap();
+    assert!(p.durable_offset() >= end);
+    // Covered already: ready at once.
+    ready(w.poll(Box::pin(p.wait_durable(end)).as_mut()), "covered").unwrap();
+    ready(w.poll(Box::pin(p.wait_durable(0)).as_mut()), "offset 0").unwrap();
+}
+
+/// A task parked in wait_durable is woken by another task's flush_async; one waiting for
+/// an offset the flush did not cover waits on.
+#[test]
+fn wait_durable_resolves_after_flush_async_from_another_task() {
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let p = never_flushed(&store, "t");
+    let end = append(&p, &["a", "b"]);
+    let rt = runtime();
+    rt.block_on(async move {
+        let (tx, rx) = oneshot::channel();
+        let q = p.clone();
+        let waiter = tokio::spawn(async move { signal_parked(q.wait_durable(end), tx).await });
+        rx.await.expect("the wait was parked");
+        // A wait beyond the flush's reach.
+        let w = Manual::new();
+        let mut further = Box::pin(p.wait_durable(end + 1));
+        assert!(w.poll(further.as_mut()).is_pending());
+        let q = p.clone();
+        tokio::spawn(async move { q.flush_async().await.unwrap() })
+            .await
+            .unwrap();
+        tokio::time::timeout(LONG, waiter)
+            .await
+            .expect("the flush woke the waiter")
+            .unwrap()
+            .unwrap();
+        assert!(p.durable_offset() >= end);
+        assert!(
+            w.poll(further.as_mut()).is_pending(),
+            "resolved for an offset not yet appended"
+        );
+        append(&p, &["c"]);
+        let q = p.clone();
+        tokio::spawn(async move { q.flush_async().await.unwrap() })
+            .await
+            .unwrap();
+        ready(w.poll(further.as_mut()), "after the second flush").unwrap();
+    });
+}
+
+/// The topic's `EveryMillis` policy (the store's flusher thread) resolves a wait with
+/// nobody calling flush.
+#[test]
+fn wait_durable_resolves_by_the_flush_policy() {
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .create_topic(
+            "t",
+            TopicConfig::default().flush_policy(FlushPolicy::EveryMillis(5)),
+        )
+        .unwrap();
+    let p = topic_partition(&store, "t", 0);
+    let rt = runtime();
+    rt.block_on(async move {
+        for _ in 0..5 {
+            let end = append(&p, &["x", "y"]);
+            tokio::time::timeout(LONG, p.wait_durable(end))
+                .await
+                .expect("the flush policy made it durable")
+                .unwrap();
+            assert!(p.durable_offset() >= end);
+        }
+    });
+}
+
+/// The store closing first: a wait for an offset not appended ends with `Closed`; a wait
+/// for appended records resolves (closing flushes them).
+#[test]
+fn wait_durable_ends_with_closed_when_the_store_closes() {
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let p = never_flushed(&store, "t");
+    let end = append(&p, &["a"]);
+    let w = Manual::new();
+    let mut appended = Box::pin(p.wait_durable(end));
+    let mut beyond = Box::pin(p.wait_durable(end + 1));
+    assert!(w.poll(appended.as_mut()).is_pending());
+    assert!(w.poll(beyond.as_mut()).is_pending());
+    std::thread::spawn(move || store.close().unwrap())
+        .join()
+        .unwrap();
+    assert!(w.take_wakes() > 0, "closing woke the waits");
+    ready(w.poll(appended.as_mut()), "closing flushed it").unwrap();
+    let r = ready(w.poll(beyond.as_mut()), "after close");
+    assert!(matches!(r, Err(Error::Closed(_))), "{r:?}");
+    let r = ready(w.poll(Box::pin(p.wait_durable(end + 1)).as_mut()), "new wait");
+    assert!(matches!(r, Err(Error::Closed(_))), "{r:?}");
+}
+
+/// A crash (nothing flushed): a wait for appended, unflushed records ends with `Closed`
+/// instead of waiting forever.
+#[test]
+fn wait_durable_ends_with_closed_when_the_store_crashes() {
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let p = never_flushed(&store, "t");
+    let end = append(&p, &["a"]);
+    let rt = runtime();
+    let r = rt.block_on(async move {
+        let (tx, rx) = oneshot::channel();
+        let q = p.clone();
+        let waiter = tokio::spawn(async move { signal_parked(q.wait_durable(end), tx).await });
+        rx.await.expect("the wait was parked");
+        std::thread::spawn(move || store.simulate_crash())
+            .join()
+            .unwrap();
+        tokio::time::timeout(LONG, waiter)
+            .await
+            .expect("the crash ended the wait")
+            .unwrap()
+    });
+    assert!(matches!(r, Err(Error::Closed(_))), "{r:?}");
+}
+
+/// A topic deleted under a wait: it ends with `Closed`.
+#[test]
+fn wait_durable_ends_with_closed_when_the_topic_is_deleted() {
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let p = never_flushed(&store, "t");
+    let end = append(&p, &["a"]);
+    let w = Manual::new();
+    let mut fut = Box::pin(p.wait_durable(end + 5));
+    assert!(w.poll(fut.as_mut()).is_pending());
+    store.delete_topic("t").unwrap();
+    assert!(w.take_wakes() > 0);
+    let r = ready(w.poll(fut.as_mut()), "after the delete");
+    assert!(matches!(r, Err(Error::Closed(_))), "{r:?}");
+}
+
+/// A failed fsync poisons the partition: a wait it did not cover ends with `Poisoned`, and
+/// so does a new one; flush_async reports it too.
+#[test]
+fn wait_durable_ends_with_poisoned_when_a_flush_fails() {
+    let _g = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let p = never_flushed(&store, "t");
+    let end = append(&p, &["a", "b"]);
+    let w = Manual::new();
+    let mut fut = Box::pin(p.wait_durable(end));
+    assert!(w.poll(fut.as_mut()).is_pending());
+    faults::fail_nth(FaultOp::Fsync, 1, EIO);
+    let q = p.clone();
+    let flushed = std::thread::spawn(move || q.flush()).join().unwrap();
+    faults::clear();
+    assert!(flushed.is_err(), "the planned fsync fault was not hit");
+    assert!(p.poisoned().is_some());
+    assert!(w.take_wakes() > 0, "the failed flush woke the wait");
+    let r = ready(w.poll(fut.as_mut()), "after the failed flush");
+    assert!(matches!(r, Err(Error::Poisoned { .. })), "{r:?}");
+    let r = ready(w.poll(Box::pin(p.wait_durable(end)).as_mut()), "new wait");
+    assert!(matches!(r, Err(Error::Poisoned { .. })), "{r:?}");
+    let rt = runtime();
+    let r = rt.block_on(p.flush_async());
+    assert!(matches!(r, Err(Error::Poisoned { .. })), "{r:?}");
+    assert!(p.durable_offset() < end);
+}
+
+/// An fsync failing on seglog's flush thread: flush_async and the waits on it end with the
+/// error (the first caller sees the I/O error, later ones `Poisoned`), and nothing hangs.
+#[test]
+fn flush_async_reports_a_failed_fsync_to_every_waiter() {
+    let _g = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let p = never_flushed(&store, "t");
+    let end = append(&p, &["a"]);
+    let rt = runtime();
+    rt.block_on(async move {
+        let q = p.clone();
+        let (tx, rx) = oneshot::channel();
+        let waiter = tokio::spawn(async move { signal_parked(q.wait_durable(end), tx).await });
+        rx.await.expect("the wait was parked");
+        faults::fail_nth(FaultOp::Fsync, 1, EIO);
+        let flushes: Vec<_> = (0..8)
+            .map(|_| {
+                let q = p.clone();
+                tokio::spawn(async move { q.flush_async().await })
+            })
+            .collect();
+        for f in flushes {
+            let r = tokio::time::timeout(LONG, f).await.expect("no hang").unwrap();
+            assert!(
+                matches!(r, Err(Error::Io { .. } | Error::Poisoned { .. })),
+                "{r:?}"
+            );
+        }
+        faults::clear();
+        let r = tokio::time::timeout(LONG, waiter)
+            .await
+            .expect("no hang")
+            .unwrap();
+        assert!(matches!(r, Err(Error::Poisoned { .. })), "{r:?}");
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. flush_async
+
+/// Many concurrent flush_async calls on one partition, with nothing appended meanwhile,
+/// share one fsync round: the partition counts one flush.
+#[test]
+fn concurrent_flush_async_calls_share_fsyncs() {
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let p = never_flushed(&store, "t");
+    for i in 0..20 {
+        append(&p, &[&format!("{i}")]);
+    }
+    let before = p.stats().flushes;
+    let rt = runtime();
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let q = p.clone();
+                tokio::spawn(async move { q.flush_async().await })
+            })
+            .collect();
+        for t in tasks {
+            tokio::time::timeout(LONG, t)
+                .await
+                .expect("no hang")
+                .unwrap()
+                .unwrap();
+        }
+    });
+    assert_eq!(p.durable_offset(), p.log_end_offset());
+    assert_eq!(p.stats().flushes - before, 1, "64 flush_async calls, one target");
+}
+
+/// Tasks that each append then flush_async, on several partitions at once: every call
+/// completes, and covers what its task appended.
+#[test]
+fn flush_async_of_several_partitions_all_complete() {
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .create_topic("t", TopicConfig::default().partitions(6))
+        .unwrap();
+    let parts: Vec<Partition> = (0..6).map(|n| topic_partition(&store, "t", n)).collect();
+    let rt = runtime();
+    rt.block_on(async {
+        let tasks: Vec<_> = (0..48)
+            .map(|i| {
+                let q = parts[i % 6].clone();
+                tokio::spawn(async move {
+                    let mut covered = Vec::new();
+                    for j in 0..10 {
+                        let end = append(&q, &[&format!("{i}.{j}")]);
+                        q.flush_async().await.unwrap();
+                        covered.push(q.durable_offset() >= end);
+                        if j % 3 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                    covered
+                })
+            })
+            .collect();
+        for t in tasks {
+            let covered = tokio::time::timeout(LONG, t).await.expect("no hang").unwrap();
+            assert!(covered.iter().all(|c| *c), "a flush_async missed its append");
+        }
+    });
+    for p in &parts {
+        assert_eq!(p.durable_offset(), p.log_end_offset(), "{}", p.name());
+        assert_eq!(p.log_end_offset(), 80);
+    }
+}
+
+/// flush_async futures dropped before or after their first poll (a timeout, a `select!`)
+/// break nothing: later flushes complete and cover everything.
+#[test]
+fn a_cancelled_flush_async_does_not_break_later_ones() {
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let p = never_flushed(&store, "t");
+    let w = Manual::new();
+    let rt = runtime();
+    for i in 0..30 {
+        append(&p, &[&format!("{i}")]);
+        match i % 3 {
+            0 => drop(p.flush_async()),
+            1 => {
+                let mut f = Box::pin(p.flush_async());
+                let _ = w.poll(f.as_mut());
+            }
+            _ => {
+                let _ = rt.block_on(async {
+                    tokio::time::timeout(Duration::ZERO, p.flush_async()).await
+                });
+            }
+        }
+    }
+    append(&p, &["last"]);
+    rt.block_on(async {
+        tokio::time::timeout(LONG, p.flush_async())
+            .await
+            .expect("no hang")
+            .unwrap();
+    });
+    assert_eq!(p.durable_offset(), p.log_end_offset());
+    // And once more with nothing new: ready at its first poll.
+    ready(w.poll(Box::pin(p.flush_async()).as_mut()), "nothing to flush").unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. No runtime thread blocks
+
+/// On a current-thread runtime, one task waits in poll_async and a second task, which can
+/// run only if the first parked rather than blocked the thread, has a plain thread append.
+#[test]
+fn poll_async_does_not_block_a_current_thread_runtime() {
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let p = topic_partition(&store, "t", 0);
+    let mut c = store.consumer("t", earliest()).unwrap();
+    let got = on_own_thread("poll_async", move || {
+        current_thread().block_on(async move {
+            let reader = tokio::spawn(async move { c.poll_async(10).await });
+            let q = p.clone();
+            let appender = tokio::spawn(async move {
+                tokio::task::spawn_blocking(move || append(&q, &["one"]))
+                    .await
+                    .unwrap();
+                let (tx, rx) = std::sync::mpsc::channel();
+                std::thread::spawn(move || tx.send(append(&p, &["two"])).unwrap());
+                rx
+            });
+            let first = reader.await.unwrap().unwrap();
+            let _ = appender.await.unwrap();
+            first
+        })
+    });
+    assert_eq!(got.first().map(|r| r.offset), Some(0));
+}
+
+/// The stream, on a current-thread runtime, with a plain thread appending at the request
+/// of a second task.
+#[test]
+fn stream_does_not_block_a_current_thread_runtime() {
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let p = topic_partition(&store, "t", 0);
+    let mut c = store.consumer("t", earliest()).unwrap();
+    let got = on_own_thread("stream", move || {
+        current_thread().block_on(async move {
+            let reader = tokio::spawn(async move {
+                let mut stream = c.stream();
+                let mut got = Vec::new();
+                for _ in 0..20 {
+                    got.push(next(&mut stream).await.unwrap().unwrap().offset);
+                }
+                got
+            });
+            let appender = tokio::spawn(async move {
+                for i in 0..20 {
+                    let q = p.clone();
+                    std::thread::spawn(move || append(&q, &[&format!("{i}")]))
+                        .join()
+                        .unwrap();
+                    tokio::task::yield_now().await;
+                }
+            });
+            appender.await.unwrap();
+            reader.await.unwrap()
+        })
+    });
+    assert_eq!(got, (0..20).collect::<Vec<u64>>());
+}
+
+/// On a current-thread runtime, one task waits in wait_durable and a second has a plain
+/// thread flush; another waits on flush_async (its fsync on seglog's flush thread).
+#[test]
+fn wait_durable_and_flush_async_do_not_block_a_current_thread_runtime() {
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let p = never_flushed(&store, "t");
+    let end = append(&p, &["a"]);
+    let q = p.clone();
+    on_own_thread("wait_durable", move || {
+        current_thread().block_on(async move {
+            let r = q.clone();
+            let waiter = tokio::spawn(async move { r.wait_durable(end).await });
+            let r = q.clone();
+            let flusher = tokio::spawn(async move {
+                tokio::task::spawn_blocking(move || r.flush())
+                    .await
+                    .unwrap()
+            });
+            waiter.await.unwrap().unwrap();
+            flusher.await.unwrap().unwrap();
+            // flush_async awaited while another task waits for what it covers.
+            let end = append(&q, &["b"]);
+            let r = q.clone();
+            let waiter = tokio::spawn(async move { r.wait_durable(end).await });
+            q.flush_async().await.unwrap();
+            waiter.await.unwrap().unwrap();
+        })
+    });
+    assert_eq!(p.durable_offset(), p.log_end_offset());
+}
+
+/// commit_async and auto-commits of poll_async on a current-thread runtime: their flushes
+/// run on seglog's flush thread.
+#[test]
+fn commits_do_not_block_a_current_thread_runtime() {
+    let _g = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.create_topic("t", TopicConfig::default()).unwrap();
+    let p = topic_partition(&store, "t", 0);
+    append(&p, &["0", "1"]);
+    let mut c = store
+        .join_group("g", "t", earliest().auto_commit(Some(Duration::ZERO)))
+        .unwrap();
+    let c = on_own_thread("commits", move || {
+        current_thread().block_on(async move {
+            let got = c.poll_async(1).await.unwrap();
+            assert_eq!(got[0].offset, 0);
+            let got = c.poll_async(1).await.unwrap();
+            assert_eq!(got[0].offset, 1);
+            c.commit_async().await.unwrap();
+            c
+        })
+    });
+    assert_eq!(store.committed_offsets("g", "t").unwrap(), [(0, 2)].into());
+    drop(c);
+}
