@@ -162,7 +162,10 @@ impl Drop for RecordStream<'_> {
         let mut first: Vec<(&str, u32, u64)> = Vec::new();
         // In offset order per partition: the first seen is the earliest.
         for r in &self.ready {
-            if !first.iter().any(|&(t, p, _)| t == &*r.topic && p == r.partition) {
+            if !first
+                .iter()
+                .any(|&(t, p, _)| t == &*r.topic && p == r.partition)
+            {
                 first.push((&r.topic, r.partition, r.offset));
             }
         }
