@@ -61,9 +61,10 @@ impl Consumer {
     }
 
     /// The records of the assigned partitions as a [`futures_core::Stream`], one at a time,
-    /// as [`Consumer::poll_async`] returns them (it polls up to 500 at a time). The stream
-    /// tails: it never ends, and waits without blocking while there is nothing new. An
-    /// error is an item; the stream goes on after it.
+    /// as [`Consumer::poll_async`] returns them (it polls up to 500 at a time; dropping
+    /// the stream gives back those not handed out yet, which the consumer reads next).
+    /// The stream tails: it never ends, and waits without blocking while there is nothing
+    /// new. An error is an item; the stream goes on after it.
     pub fn stream(&mut self) -> RecordStream<'_> {
         RecordStream {
             state: State::Idle(Some(self)),
@@ -146,6 +147,31 @@ impl std::fmt::Debug for RecordStream<'_> {
             .field("polling", &matches!(self.state, State::Polling(_)))
             .field("ready", &self.ready.len())
             .finish()
+    }
+}
+
+impl Drop for RecordStream<'_> {
+    /// Records polled but not handed out go back: each partition's position returns to
+    /// the first of them, so the consumer reads them next and a commit does not pass them.
+    /// (A member's partition that a rebalance took away meanwhile cannot be sought: the
+    /// next owner goes on from where this member's poll left it.)
+    fn drop(&mut self) {
+        let State::Idle(Some(c)) = &mut self.state else {
+            return;
+        };
+        let mut first: Vec<(&str, u32, u64)> = Vec::new();
+        // In offset order per partition: the first seen is the earliest.
+        for r in &self.ready {
+            if !first
+                .iter()
+                .any(|&(t, p, _)| t == &*r.topic && p == r.partition)
+            {
+                first.push((&r.topic, r.partition, r.offset));
+            }
+        }
+        for (topic, partition, offset) in first {
+            let _ = c.seek((topic, partition), offset);
+        }
     }
 }
 
