@@ -300,7 +300,7 @@ struct Shared {
     failure: Mutex<Option<Error>>,
 }
 
-/// Sends records to a topic in batches (see the [module docs](self)). `Send + Sync` and
+/// Sends records to a topic in batches, as Kafka's producer does. `Send + Sync` and
 /// cheap to clone: every clone sends through the same accumulators and threads. Made by
 /// [`Topic::producer`].
 ///

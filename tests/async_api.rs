@@ -1331,9 +1331,6 @@ fn a_dropped_stream_gives_back_the_records_it_did_not_yield() {
 /// flush); `commit_async` updates it before awaiting the flush, so the retry finds
 /// nothing to commit and returns `Ok` without flushing.
 #[test]
-#[ignore = "bug: a commit after a failed commit_async reports Ok though nothing is durable \
-            (group::commit updates the committed map before an async flush and returns Ok \
-            for no entries without flushing)"]
 fn a_commit_after_a_failed_commit_async_is_not_reported_durable() {
     let _g = exclusive();
     let dir = tempfile::tempdir().unwrap();
@@ -1374,8 +1371,6 @@ fn a_commit_after_a_failed_commit_async_is_not_reported_durable() {
 /// flush thread has flushed (the flush thread could win the race, but over 50 rounds the
 /// test failed in 100 of 100 runs here).
 #[test]
-#[ignore = "bug: commit after a cancelled commit_async returns before the commit is durable \
-            (group::commit returns Ok for no entries without flushing)"]
 fn a_commit_after_a_cancelled_commit_async_waits_for_durability() {
     let _g = shared();
     let dir = tempfile::tempdir().unwrap();

@@ -190,6 +190,11 @@ pub(crate) fn commit(
     flush: Flush,
 ) -> Result<()> {
     if entries.is_empty() {
+        // Nothing new, but an async commit before may not be durable yet (cancelled, or
+        // its flush failed): a blocking commit returns only once it is (at once if so).
+        if flush == Flush::Now {
+            committed.topic.partition(0)?.flush()?;
+        }
         return Ok(());
     }
     let records: Vec<Record> = entries
