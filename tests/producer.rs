@@ -863,7 +863,7 @@ fn incompressible(rng: &mut Rng, n: usize) -> Vec<u8> {
     rng.bytes(n)
 }
 
-#[allow(clippy::vec_init_then_push)] // each push is under its own cfg
+#[allow(clippy::vec_init_then_push, unused_mut)] // each push is under its own cfg
 fn codecs() -> Vec<Compression> {
     let mut out = Vec::new();
     #[cfg(feature = "gzip")]
